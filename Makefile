@@ -1,0 +1,35 @@
+# radseg developer commands. `make demo` and `make test` work from a bare clone:
+# `setup` creates .venv at the repo root and installs everything the project needs.
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.radseg-installed
+PYTEST_ARGS ?=
+
+.PHONY: setup test test-all bench demo clean
+
+setup: $(STAMP)
+
+# torch is pinned and installed first: with torch==2.13.0 present, monai's own torch
+# requirement is already satisfied and pip never pulls the multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q "torch==2.13.0"
+	$(BIN)/python -m pip install -q -e ".[dev,train]"
+	touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Includes the slow checks.
+test-all: setup
+	$(BIN)/python -m pytest -q -m "slow or not slow" $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python benchmarks/dicom_to_nifti.py
+
+demo: setup
+	$(BIN)/radseg --help
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

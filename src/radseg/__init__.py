@@ -1,0 +1,6 @@
+"""radseg: segmentation of radiographs and CT, from clinical files to clinical outputs."""
+
+from radseg.image import Case, Image
+
+__version__ = "0.1.0"
+__all__ = ["Image", "Case", "__version__"]

@@ -1,0 +1,3 @@
+from radseg.cli import main
+
+main()

@@ -1,0 +1,140 @@
+"""Small helpers over pydicom datasets: typed tag access, pixel decoding, safe metadata."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+# Acquisition metadata that is useful downstream and carries no patient identity.
+# An allow-list (not a block-list) so a new private or identifying tag never leaks.
+SAFE_TAGS = (
+    "Modality",
+    "Manufacturer",
+    "ManufacturerModelName",
+    "SoftwareVersions",
+    "BodyPartExamined",
+    "SeriesDescription",
+    "ProtocolName",
+    "SeriesNumber",
+    "ImageType",
+    "ScanOptions",
+    "SliceThickness",
+    "SpacingBetweenSlices",
+    "KVP",
+    "XRayTubeCurrent",
+    "Exposure",
+    "ExposureTime",
+    "ConvolutionKernel",
+    "ReconstructionDiameter",
+    "GantryDetectorTilt",
+    "PatientPosition",
+    "ViewPosition",
+    "ImageLaterality",
+    "Laterality",
+    "PhotometricInterpretation",
+    "BitsAllocated",
+    "BitsStored",
+    "PixelRepresentation",
+    "RescaleSlope",
+    "RescaleIntercept",
+    "RescaleType",
+    "WindowCenter",
+    "WindowWidth",
+    "PixelSpacing",
+    "ImagerPixelSpacing",
+    "EstimatedRadiographicMagnificationFactor",
+    "DistanceSourceToDetector",
+    "DistanceSourceToPatient",
+    "PresentationIntentType",
+    "MagneticFieldStrength",
+    "RepetitionTime",
+    "EchoTime",
+    "FlipAngle",
+)
+
+# Modalities that make 2D projection images (no patient position per pixel).
+PROJECTION_MODALITIES = {"CR", "DX", "MG", "IO", "PX", "RF", "XA", "RG", "DF"}
+# Objects with no image to read here (segmentations, reports, structures ...).
+NON_IMAGE_MODALITIES = {"SR", "SEG", "RTSTRUCT", "RTPLAN", "RTRECORD", "PR", "KO", "REG", "DOC", "FID"}
+ENHANCED_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.2.1",  # Enhanced CT
+    "1.2.840.10008.5.1.4.1.1.4.1",  # Enhanced MR
+    "1.2.840.10008.5.1.4.1.1.130",  # Enhanced PET
+    "1.2.840.10008.5.1.4.1.1.2.2",  # Legacy converted enhanced CT
+    "1.2.840.10008.5.1.4.1.1.4.4",  # Legacy converted enhanced MR
+}
+
+
+def get_floats(ds: Dataset, keyword: str, count: int | None = None) -> np.ndarray | None:
+    """A numeric (multi-)value as floats, or None when absent, empty or malformed."""
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    try:
+        values = np.atleast_1d(np.asarray([float(v) for v in np.atleast_1d(value)], dtype=float))
+    except (TypeError, ValueError):
+        return None
+    if count is not None and values.size != count:
+        return None
+    return values
+
+
+def get_float(ds: Dataset, keyword: str, default: float | None = None) -> float | None:
+    values = get_floats(ds, keyword)
+    return float(values[0]) if values is not None and values.size else default
+
+
+def image_type(ds: Dataset) -> list[str]:
+    value = ds.get("ImageType") or []
+    if isinstance(value, str):
+        value = value.split("\\")
+    return [str(v).upper() for v in value]
+
+
+def safe_metadata(ds: Dataset) -> dict[str, Any]:
+    """Allow-listed, JSON-ready acquisition metadata of one dataset (no identifiers, no dates)."""
+    out: dict[str, Any] = {}
+    for keyword in SAFE_TAGS:
+        value = ds.get(keyword)
+        if value is None or value == "":
+            continue
+        out[keyword] = _jsonable(value)
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (int, float, str, bool)):
+        # pydicom's DS/IS subclass float/int; give plain Python numbers.
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int):
+            return int(value)
+        if isinstance(value, float):
+            return float(value)
+        return str(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def decode_pixels(ds: Dataset) -> np.ndarray:
+    """The stored pixel values (before any rescale) of a single- or multi-frame dataset.
+
+    Uses pydicom's decoders; compressed transfer syntaxes go through the installed
+    pylibjpeg plugins (JPEG baseline/lossless, JPEG-LS, JPEG 2000, RLE).
+    """
+    # The pixel element was deferred at scan time; put the deferred (empty) element back
+    # after decoding so a batch over many series does not keep every file's pixels alive.
+    raw = ds._dict.get(0x7FE00010)
+    try:
+        return ds.pixel_array
+    finally:
+        ds._pixel_array = None
+        ds._pixel_id = {}
+        if raw is not None and getattr(raw, "value", b"") is None:
+            ds._dict[0x7FE00010] = raw

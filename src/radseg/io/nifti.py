@@ -1,0 +1,111 @@
+"""NIfTI-1/2 read and write (nibabel), converting between NIfTI's RAS (i, j, k) and radseg's LPS array order."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from radseg.errors import ReadError, WriteError
+from radseg.image import LPS_TO_RAS, Image
+from radseg.io.atomic import atomic_path
+
+_REVERSE3 = np.eye(4)
+_REVERSE3[:3, :3] = np.eye(3)[::-1]
+
+
+def read_nifti(path: str | Path) -> Image:
+    """Read a NIfTI file; integer data stays integer (label maps are never turned into floats)."""
+    import nibabel as nib
+
+    path = Path(path)
+    try:
+        img = nib.load(str(path))
+        data = _scaled_data(img)
+    except Exception as exc:
+        raise ReadError(path, f"not a readable NIfTI file ({type(exc).__name__}: {exc})") from exc
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim not in (2, 3, 4):
+        raise ReadError(path, f"NIfTI with {data.ndim} dimensions {data.shape} is not supported (2D, 3D or 3D+channels)")
+    affine_lps = LPS_TO_RAS @ np.asarray(img.affine, dtype=float)
+    meta = {"format": "nifti", "source_files": [str(path)], "problems": []}
+    zooms_unit = img.header.get_xyzt_units()[0]
+    if zooms_unit not in ("mm", "unknown"):
+        meta["problems"].append(f"spatial units are {zooms_unit}, not mm; values used as stored")
+    if data.ndim == 2:
+        return _plane_image(data.T, affine_lps, meta)
+    array = np.transpose(data, (2, 1, 0, 3)) if data.ndim == 4 else data.T
+    return Image(array, affine=affine_lps @ _REVERSE3, metadata=meta)
+
+
+def _scaled_data(img) -> np.ndarray:
+    """Data with the header's scl_slope/scl_inter applied, kept integer when that is exact."""
+    slope, inter = img.header.get_slope_inter()
+    raw = np.asanyarray(img.dataobj.get_unscaled()) if hasattr(img.dataobj, "get_unscaled") else np.asanyarray(img.dataobj)
+    slope = 1.0 if slope is None or not np.isfinite(slope) or slope == 0 else float(slope)
+    inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
+    if slope == 1.0 and inter == 0.0:
+        return np.asarray(raw)
+    if np.issubdtype(raw.dtype, np.integer) and slope == 1.0 and inter == round(inter):
+        out = raw.astype(np.int32) + int(inter)
+        if out.size == 0 or (out.min() >= -(2**15) and out.max() < 2**15):
+            return out.astype(np.int16)
+        return out
+    return raw.astype(np.float32) * np.float32(slope) + np.float32(inter)
+
+
+def _plane_image(array: np.ndarray, affine_lps: np.ndarray, meta: dict) -> Image:
+    """A 2D NIfTI: axes (i, j) -> array (row=j, col=i); exact when the plane is z=0 (as radseg writes it)."""
+    columns = affine_lps[:3, :2][:, ::-1]  # array axes (row, col) = NIfTI (j, i)
+    if np.allclose(columns[2], 0) and np.isclose(affine_lps[2, 3], 0):
+        affine = np.eye(3)
+        affine[:2, :2] = columns[:2]
+        affine[:2, 2] = affine_lps[:2, 3]
+        return Image(array, affine=affine, metadata=meta)
+    meta["nifti_affine_lps"] = affine_lps.tolist()
+    meta["problems"].append("2D NIfTI in an oblique plane: in-plane spacing kept, 3D placement in metadata")
+    return Image(array, spacing=np.linalg.norm(columns, axis=0), metadata={**meta, "spacing_known": True})
+
+
+def write_nifti(image: Image, path: str | Path) -> Path:
+    """Write ``image`` as NIfTI (``.nii`` or ``.nii.gz``), RAS affine in both sform and qform.
+
+    The data type is kept (bool becomes uint8, int64 the smallest integer type that holds
+    the values) so label maps stay exact.
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    array = _nifti_dtype(image.array, path)
+    if image.channels is not None:
+        data = np.transpose(array, (*range(image.ndim - 1, -1, -1), image.ndim))
+    else:
+        data = array.T  # C-order [k, j, i] is Fortran-order [i, j, k]: no copy
+    affine = image.ras_affine()
+    img = nib.Nifti1Image(data, affine)
+    code = 1 if image.metadata.get("format") == "dicom" else 2  # scanner-based vs aligned
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a sheared (gantry tilt) affine: qform keeps the closest rigid part
+        img.set_qform(affine, code=code)
+    img.set_sform(affine, code=code)
+    img.header.set_xyzt_units("mm", "sec")
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
+    return path
+
+
+def _nifti_dtype(array: np.ndarray, path: Path) -> np.ndarray:
+    if array.dtype == bool:
+        return array.astype(np.uint8)
+    if array.dtype in (np.int64, np.uint64):
+        low, high = (int(array.min()), int(array.max())) if array.size else (0, 0)
+        for dtype in (np.uint8, np.int16, np.uint16, np.int32, np.uint32):
+            info = np.iinfo(dtype)
+            if info.min <= low and high <= info.max:
+                return array.astype(dtype)
+        return array
+    if array.dtype.kind not in "uifb":
+        raise WriteError(path, f"cannot write {array.dtype} data to NIfTI")
+    return array
