@@ -66,19 +66,22 @@ def read_series(
     if series.kind == "radiograph":
         path, ds = series.headers[0]
         return read_radiograph(path, ds, invert_monochrome1=invert_monochrome1, metadata=meta)
-    if series.kind == "enhanced":
-        path, ds = series.headers[0]
-        planes = enhanced_planes(path, ds)
-        meta["source_files"] = [str(path)]
-    else:
-        planes = [slice_plane(path, ds) for path, ds in series.headers]
-        meta["source_files"] = [str(path) for path, _ in series.headers]
+    planes = series_planes(series)
+    meta["source_files"] = [str(path) for path in series.files]
     name = series.files[0].parent if series.kind == "slices" and len(series.files) > 1 else series.files[0]
     image = stack_planes(planes, name=f"{name} [series {series.key}]", on_gap=on_gap, tilt=tilt, metadata=meta)
     if series.kind == "slices":
         # Keep source files in slice order (DICOM-SEG needs the referenced instances).
         image.metadata["source_files"] = image.metadata.pop("slice_sources")
     return image
+
+
+def series_planes(series: DicomSeries) -> list[Plane]:
+    """The planes of a slices or enhanced item (headers only; pixels are decoded later)."""
+    if series.kind == "enhanced":
+        path, ds = series.headers[0]
+        return enhanced_planes(path, ds)
+    return [slice_plane(path, ds) for path, ds in series.headers]
 
 
 def base_metadata(series: DicomSeries) -> dict[str, Any]:

@@ -46,6 +46,64 @@ class Plane:
     thickness: float | None = None
 
 
+@dataclass
+class StackPlan:
+    """Where each plane goes, worked out from the headers alone (no pixels decoded)."""
+
+    planes: list[Plane]  # sorted along the slice normal
+    distance: np.ndarray  # position of each sorted plane along the normal (mm)
+    grid: np.ndarray  # positions of the output slices (== distance unless gaps are resampled)
+    step: float  # slice spacing (mm)
+    drift: np.ndarray  # in-plane shift per mm along the normal (row cosine, column cosine); 0 without tilt
+    tilt_degrees: float
+    irregular: str | None  # description of missing slices / uneven spacing, if any
+    problems: list[str]
+
+    @property
+    def normal(self) -> np.ndarray:
+        return np.cross(self.planes[0].row_cosine, self.planes[0].column_cosine)
+
+    def affine(self, *, sheared: bool) -> np.ndarray:
+        first = self.planes[0]
+        drift = self.drift if sheared else np.zeros(2)
+        affine = np.eye(4)
+        affine[:3, 0] = self.step * (self.normal + drift[0] * first.row_cosine + drift[1] * first.column_cosine)
+        affine[:3, 1] = first.column_cosine * first.pixel_spacing[0]
+        affine[:3, 2] = first.row_cosine * first.pixel_spacing[1]
+        affine[:3, 3] = first.position
+        return affine
+
+
+def plan_stack(planes: list[Plane], *, name: str) -> StackPlan:
+    """Sort planes along the normal and measure spacing and tilt; raises on inconsistent series."""
+    if not planes:
+        raise SeriesError(name, "no image planes to stack")
+    _check_consistent(planes, name)
+    first = planes[0]
+    normal = np.cross(first.row_cosine, first.column_cosine)
+    distance = np.array([p.position @ normal for p in planes])
+    order = np.argsort(distance, kind="stable")
+    planes = [planes[i] for i in order]
+    distance = distance[order]
+    _check_duplicates(planes, distance, name)
+    problems: list[str] = []
+    if len(planes) == 1:
+        step = first.thickness or 1.0
+        if not first.thickness:
+            problems.append("single slice without SliceThickness: 1 mm slice spacing assumed")
+        return StackPlan(planes, distance, distance, step, np.zeros(2), 0.0, None, problems)
+    step, irregular = _slice_step(planes, distance)
+    grid = distance
+    if irregular:
+        count = int(round((distance[-1] - distance[0]) / step)) + 1
+        grid = distance[0] + step * np.arange(count)
+    drift = _tilt(planes, distance, name)
+    if np.hypot(*drift) * (distance[-1] - distance[0]) <= 0.01:
+        drift = np.zeros(2)  # below 0.01 mm over the whole stack: rounding noise
+    tilt_degrees = float(np.degrees(np.arctan(np.hypot(*drift))))
+    return StackPlan(planes, distance, grid, step, drift, tilt_degrees, irregular, problems)
+
+
 def stack_planes(
     planes: list[Plane],
     *,
@@ -55,61 +113,36 @@ def stack_planes(
     metadata: dict | None = None,
 ) -> Image:
     """Build an LPS volume ``[slice, row, column]`` from planes in any order."""
-    if not planes:
-        raise SeriesError(name, "no image planes to stack")
-    problems: list[str] = []
-    _check_consistent(planes, name)
-    first = planes[0]
-    normal = np.cross(first.row_cosine, first.column_cosine)
-    distance = np.array([p.position @ normal for p in planes])
-    order = np.argsort(distance, kind="stable")
-    planes = [planes[i] for i in order]
-    distance = distance[order]
-    _check_duplicates(planes, distance, name)
-
-    volume = _load_rescaled(planes, name)
-    row_spacing, col_spacing = first.pixel_spacing
-    in_plane_drift = np.zeros(2)  # in-plane shift per mm along the normal (u along rows' cosine, v along columns')
-    if len(planes) == 1:
-        step = first.thickness
-        if not step:
-            step = 1.0
-            problems.append("single slice without SliceThickness: 1 mm slice spacing assumed")
-        regular_distance = distance
-    else:
-        step, regular_distance = _slice_step(planes, distance, name, on_gap, problems)
-        in_plane_drift = _tilt(planes, distance, normal, name, (row_spacing, col_spacing))
-        if regular_distance is not distance:
-            volume = _resample_along_normal(volume, distance, regular_distance)
-        tilt_deg = float(np.degrees(np.arctan(np.hypot(*in_plane_drift))))
-        if np.hypot(*in_plane_drift) * (distance[-1] - distance[0]) > 0.01:
-            if tilt == "resample":
-                volume = _deshear(volume, in_plane_drift, regular_distance - regular_distance[0],
-                                  (row_spacing, col_spacing))
-                problems.append(
-                    f"gantry tilt of {tilt_deg:.2f} degrees: slices shifted in-plane onto an "
-                    "orthogonal grid (linear interpolation); use tilt='shear' to keep the stored voxels"
-                )
-                in_plane_drift = np.zeros(2)
-            else:
-                problems.append(
-                    f"gantry tilt of {tilt_deg:.2f} degrees: the affine is sheared "
-                    "(voxels unresampled; some viewers ignore shear)"
-                )
+    plan = plan_stack(planes, name=name)
+    problems = list(plan.problems)
+    if plan.irregular:
+        if on_gap == "error":
+            raise SeriesError(
+                name,
+                f"slice spacing is not regular: {plan.irregular}. Pass on_gap='resample' "
+                "(CLI: --allow-gaps) to interpolate onto a regular grid.",
+            )
+        problems.append(f"slice spacing not regular ({plan.irregular}); linearly interpolated "
+                        f"onto {len(plan.grid)} slices at {plan.step:.3f} mm")
+    volume = _load_rescaled(plan.planes, name)
+    if plan.irregular:
+        volume = _resample_along_normal(volume, plan.distance, plan.grid)
+    sheared = False
+    if plan.tilt_degrees > 0:
+        if tilt == "resample":
+            volume = _deshear(volume, plan.drift, plan.grid - plan.grid[0], plan.planes[0].pixel_spacing)
+            problems.append(
+                f"gantry tilt of {plan.tilt_degrees:.2f} degrees: slices shifted in-plane onto an "
+                "orthogonal grid (linear interpolation); use tilt='shear' to keep the stored voxels"
+            )
         else:
-            in_plane_drift = np.zeros(2)  # below 0.01 mm over the whole stack: rounding noise
-    # The first plane after sorting; gap resampling and de-shearing keep it in place.
-    origin = planes[0].position.astype(float)
-    step_vector = step * (normal + in_plane_drift[0] * first.row_cosine + in_plane_drift[1] * first.column_cosine)
-    affine = np.eye(4)
-    affine[:3, 0] = step_vector
-    affine[:3, 1] = first.column_cosine * row_spacing
-    affine[:3, 2] = first.row_cosine * col_spacing
-    affine[:3, 3] = origin
+            sheared = True
+            problems.append(f"gantry tilt of {plan.tilt_degrees:.2f} degrees: the affine is sheared "
+                            "(voxels unresampled; some viewers ignore shear)")
     meta = dict(metadata or {})
     meta["problems"] = meta.get("problems", []) + problems
-    meta["slice_sources"] = [p.source for p in planes]
-    return Image(volume, affine=affine, metadata=meta)
+    meta["slice_sources"] = [p.source for p in plan.planes]
+    return Image(volume, affine=plan.affine(sheared=sheared), metadata=meta)
 
 
 def _check_consistent(planes: list[Plane], name: str) -> None:
@@ -135,42 +168,26 @@ def _check_duplicates(planes: list[Plane], distance: np.ndarray, name: str) -> N
         )
 
 
-def _slice_step(
-    planes: list[Plane], distance: np.ndarray, name: str, on_gap: GapPolicy, problems: list[str]
-) -> tuple[float, np.ndarray]:
-    """Median step along the normal; report and handle missing slices and uneven spacing."""
+def _slice_step(planes: list[Plane], distance: np.ndarray) -> tuple[float, str | None]:
+    """Median step along the normal, and a description of missing slices or uneven spacing."""
     diffs = np.diff(distance)
     step = float(np.median(diffs))
     tolerance = max(0.01 * step, 0.005)
     bad = np.flatnonzero(np.abs(diffs - step) > tolerance)
-    if not bad.size:
-        return step, distance
     messages = []
-    missing_total = 0
     for i in bad:
         ratio = diffs[i] / step
         where = f"between {planes[i].source} and {planes[i + 1].source} ({distance[i]:.2f} -> {distance[i + 1]:.2f} mm)"
         if ratio > 1.5 and abs(ratio - round(ratio)) * step <= tolerance:
-            missing = int(round(ratio)) - 1
-            missing_total += missing
-            messages.append(f"{missing} missing slice(s) {where}")
+            messages.append(f"{int(round(ratio)) - 1} missing slice(s) {where}")
         else:
             messages.append(f"uneven spacing {diffs[i]:.3f} mm instead of {step:.3f} mm {where}")
-    summary = "; ".join(messages[:5]) + (f"; and {len(messages) - 5} more" if len(messages) > 5 else "")
-    if on_gap == "error":
-        raise SeriesError(
-            name,
-            f"slice spacing is not regular: {summary}. Pass on_gap='resample' "
-            "(CLI: --allow-gaps) to interpolate onto a regular grid.",
-        )
-    count = int(round((distance[-1] - distance[0]) / step)) + 1
-    regular = distance[0] + step * np.arange(count)
-    problems.append(f"slice spacing not regular ({summary}); linearly interpolated onto {count} slices at {step:.3f} mm")
-    return step, regular
+    if not messages:
+        return step, None
+    return step, "; ".join(messages[:5]) + (f"; and {len(messages) - 5} more" if len(messages) > 5 else "")
 
 
-def _tilt(planes: list[Plane], distance: np.ndarray, normal: np.ndarray, name: str,
-          spacing: tuple[float, float]) -> np.ndarray:
+def _tilt(planes: list[Plane], distance: np.ndarray, name: str) -> np.ndarray:
     """In-plane drift of the slice positions per mm along the normal (zero without tilt)."""
     first = planes[0]
     positions = np.stack([p.position for p in planes])
@@ -179,7 +196,7 @@ def _tilt(planes: list[Plane], distance: np.ndarray, normal: np.ndarray, name: s
     design = np.stack([d, np.ones_like(d)], axis=1)
     coef, *_ = np.linalg.lstsq(design, uv, rcond=None)
     residual = np.abs(design @ coef - uv).max()
-    if residual > 0.1 * min(spacing):
+    if residual > 0.1 * min(first.pixel_spacing):
         raise SeriesError(name, f"slice positions do not lie on a line (in-plane jumps of {residual:.2f} mm)")
     return coef[0]
 

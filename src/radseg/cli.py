@@ -1,0 +1,147 @@
+"""The ``radseg`` command. Each sub-command parses its options and calls one public function.
+
+Heavy libraries are imported inside the commands so ``radseg --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(
+    name="radseg",
+    help="Segmentation of radiographs and CT: read clinical files right, build datasets, train, "
+    "benchmark honestly and write clinical outputs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class GapChoice(str, Enum):
+    error = "error"
+    resample = "resample"
+
+
+class TiltChoice(str, Enum):
+    resample = "resample"
+    shear = "shear"
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _read_options(series, allow_gaps, tilt, include_derived, invert_monochrome1) -> dict:
+    options = {
+        "on_gap": "resample" if allow_gaps else "error",
+        "tilt": tilt.value if isinstance(tilt, Enum) else tilt,
+        "include_derived": include_derived,
+        "invert_monochrome1": invert_monochrome1,
+    }
+    if series:
+        options["series"] = series
+    return options
+
+
+SeriesOpt = typer.Option(None, "--series", help="Series to read: its UID or part of its description.")
+GapsOpt = typer.Option(False, "--allow-gaps", help="Interpolate missing slices / uneven spacing instead of failing.")
+TiltOpt = typer.Option(TiltChoice.resample, "--tilt", help="Gantry tilt: resample onto an orthogonal grid, or keep voxels with a sheared affine.")
+DerivedOpt = typer.Option(False, "--include-derived", help="Also read localizers and derived secondary images.")
+InvertOpt = typer.Option(False, "--invert-monochrome1", help="Map MONOCHROME1 radiographs to MONOCHROME2 (bright bone).")
+
+
+@app.command()
+def info(
+    path: Path = typer.Argument(..., help="A file or a folder (DICOM folders may hold many series)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+    include_derived: bool = DerivedOpt,
+) -> None:
+    """Show modality, shape, spacing, orientation, the series found and any problems."""
+    from radseg.errors import RadsegError
+    from radseg.info import describe, format_text
+
+    try:
+        result = describe(path, include_derived=include_derived)
+    except RadsegError as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(result, indent=2) if as_json else format_text(result))
+    if not result["images"]:
+        _fail(f"{path}: no readable image found")
+
+
+@app.command()
+def convert(
+    source: Path = typer.Argument(..., help="Input file or folder (DICOM series, NIfTI, PNG/JPG/TIFF, MHA/NRRD)."),
+    target: Path = typer.Argument(..., help="Output file (format from its suffix) or folder (one file per series)."),
+    select: Optional[Path] = typer.Option(None, "--select", help="HemSeg-200 JSONL: convert only the listed slices of each scan."),
+    output_format: str = typer.Option(".nii.gz", "--format", help="Suffix of outputs written into a folder."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Rewrite outputs that already exist (default: keep them, so a rerun resumes)."),
+    series: Optional[str] = SeriesOpt,
+    allow_gaps: bool = GapsOpt,
+    tilt: TiltChoice = TiltOpt,
+    include_derived: bool = DerivedOpt,
+    invert_monochrome1: bool = InvertOpt,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Convert images to NIfTI (or another format by suffix), with a JSON sidecar for DICOM."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from radseg.convert import convert as run_convert
+    from radseg.errors import RadsegError
+
+    suffix = output_format if output_format.startswith(".") else "." + output_format
+    options = _read_options(series, allow_gaps, tilt, include_derived, invert_monochrome1)
+    console = Console(stderr=True)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console, disable=quiet or not console.is_terminal)
+    with progress:
+        task = progress.add_task("converting", total=None)
+        try:
+            report = run_convert(
+                source, target, select=select, suffix=suffix, overwrite=overwrite,
+                jobs_total=lambda n: progress.update(task, total=n),
+                on_progress=lambda name: progress.update(task, advance=1, description=f"converting {Path(name).name[:40]}"),
+                **options,
+            )
+        except RadsegError as exc:
+            _fail(str(exc))
+    for path in report.written:
+        typer.echo(f"wrote {path}")
+    if report.kept:
+        typer.echo(f"kept {len(report.kept)} existing output(s) (use --overwrite to redo)")
+    for item, problem in report.warnings:
+        typer.secho(f"warning: {item}: {problem}", fg=typer.colors.YELLOW, err=True)
+    for item, problem in report.failed:
+        typer.secho(f"failed: {item}: {problem}", fg=typer.colors.RED, err=True)
+    if report.failed:
+        _fail(f"{len(report.failed)} item(s) failed, {len(report.written)} written")
+    if not report.written and not report.kept:
+        _fail(f"{source}: nothing to convert")
+
+
+@app.command()
+def version() -> None:
+    """Print the radseg version."""
+    from radseg import __version__
+
+    typer.echo(__version__)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
