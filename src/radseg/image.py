@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["Image", "Case", "axis_codes", "LPS_TO_RAS"]
+__all__ = ["Image", "Case", "axis_codes", "align_axes", "LPS_TO_RAS"]
 
 #: Flip x and y: converts an LPS affine to RAS (and back: the matrix is its own inverse).
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -42,7 +42,8 @@ def _as_affine(
 ) -> np.ndarray:
     spacing_arr = np.ones(ndim) if spacing is None else np.asarray(spacing, dtype=float)
     origin_arr = np.zeros(ndim) if origin is None else np.asarray(origin, dtype=float)
-    direction_arr = np.eye(ndim) if direction is None else np.asarray(direction, dtype=float)
+    # Default: array axes (slice, row, col) run along world (z, y, x), as SimpleITK's numpy view does.
+    direction_arr = np.eye(ndim)[::-1] if direction is None else np.asarray(direction, dtype=float)
     if spacing_arr.shape != (ndim,) or origin_arr.shape != (ndim,):
         raise ValueError(
             f"spacing and origin need {ndim} values for a {ndim}D image, "
@@ -62,9 +63,11 @@ def _as_affine(
 class Image:
     """Pixel or voxel array with its geometry (mm, LPS) and free metadata.
 
-    Build from ``spacing``/``origin``/``direction`` (all in array-axis order) or from
-    one ``affine``; with neither, the geometry is the identity (1 mm pixels), and
-    ``metadata["spacing_known"]`` is set to False so callers can tell.
+    Build from ``spacing``/``origin``/``direction`` (spacing and direction columns in
+    array-axis order, origin in world x, y(, z)) or from one ``affine``. The default
+    direction maps array axes (slice, row, col) to world (z, y, x) — an axial stack, or
+    for 2D rows along y and columns along x. With no spacing, pixels are 1 mm and
+    ``metadata["spacing_known"]`` is False so callers can tell.
     """
 
     array: np.ndarray
@@ -178,9 +181,11 @@ class Image:
         """The 4x4 LPS affine; a 2D image becomes one 1 mm slice ``[1, row, col]`` at z=0."""
         if self.ndim == 3:
             return self.affine.copy()
-        out = np.eye(4)
+        out = np.zeros((4, 4))
+        out[2, 0] = 1.0  # the added slice axis points along z
         out[:2, 1:3] = self.affine[:2, :2]
         out[:2, 3] = self.affine[:2, 2]
+        out[3, 3] = 1.0
         return out
 
     # --- convenience ------------------------------------------------------------------
@@ -245,3 +250,48 @@ class Case:
                 f"({', '.join(self.images) or 'none'}); pick one by key"
             )
         return next(iter(self.images.values()))
+
+
+def align_axes(image: Image, reference: Image, *, atol: float = 1e-3) -> Image:
+    """``image`` with its array axes permuted and flipped onto ``reference``'s grid.
+
+    For comparing two readers (or a prediction with its ground truth) that store the same
+    voxels in different axis orders (e.g. dcm2niix writes LAS, radseg LPS). No
+    interpolation: fails when the grids differ by more than axis order and direction.
+    """
+    n = image.ndim
+    if reference.ndim != n:
+        raise ValueError(f"cannot align a {n}D image to a {reference.ndim}D reference")
+    transform = np.linalg.inv(image.affine) @ reference.affine  # reference index -> image index
+    linear = transform[:n, :n]
+    perm = np.argmax(np.abs(linear), axis=0)  # image axis serving each reference axis
+    signs = np.sign(linear[perm, np.arange(n)])
+    expected = np.zeros((n, n))
+    expected[perm, np.arange(n)] = signs
+    if sorted(perm) != list(range(n)) or not np.allclose(linear, expected, atol=1e-4):
+        raise ValueError("grids differ by more than axis order and flips (resampling would be needed)")
+    array = np.transpose(image.array, (*perm, *range(n, image.array.ndim)))
+    for axis, sign in enumerate(signs):
+        if sign < 0:
+            array = np.flip(array, axis=axis)
+    aligned = Image(np.ascontiguousarray(array), affine=_flipped_affine(image, perm, signs), metadata=image.metadata)
+    if aligned.shape != reference.shape or not np.allclose(aligned.affine, reference.affine, atol=atol):
+        raise ValueError(
+            f"grids do not match after reordering axes: shape {aligned.shape} vs {reference.shape}, "
+            f"max affine difference {np.abs(aligned.affine - reference.affine).max():.4g} mm"
+        )
+    return aligned
+
+
+def _flipped_affine(image: Image, perm: np.ndarray, signs: np.ndarray) -> np.ndarray:
+    n = image.ndim
+    affine = np.eye(n + 1)
+    for axis, (source_axis, sign) in enumerate(zip(perm, signs)):
+        column = image.affine[:n, source_axis]
+        affine[:n, axis] = column * sign
+    # The new first voxel is the old voxel at the far end of every flipped axis.
+    start = np.array([image.shape[p] - 1 if s < 0 else 0 for p, s in zip(perm, signs)], dtype=float)
+    old_index = np.zeros(n)
+    old_index[perm] = start
+    affine[:n, n] = image.index_to_world(old_index)
+    return affine

@@ -163,6 +163,15 @@ def read_header(path: Path) -> Dataset:
         return ds
 
 
+def _looks_truncated(ds: Dataset) -> bool:
+    """An image object whose pixel data never arrives: the file was cut short."""
+    if any(t in ds for t in _PIXEL_TAGS):
+        return False
+    sop_class = getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", None) or ds.get("SOPClassUID")
+    is_image_class = sop_class is not None and "Image Storage" in getattr(sop_class, "name", "")
+    return "Rows" in ds or is_image_class
+
+
 def classify(ds: Dataset, *, include_derived: bool) -> Kind | str:
     """The kind of image a dataset is, or the reason it is skipped."""
     modality = str(ds.get("Modality", "")).upper()
@@ -170,8 +179,10 @@ def classify(ds: Dataset, *, include_derived: bool) -> Kind | str:
         return f"non-image object ({modality})"
     if not any(t in ds for t in _PIXEL_TAGS):
         return "no pixel data"
-    if str(ds.get("SOPClassUID", "")) in ENHANCED_SOP_CLASSES or "PerFrameFunctionalGroupsSequence" in ds:
+    if "PerFrameFunctionalGroupsSequence" in ds:
         return "enhanced"
+    if str(ds.get("SOPClassUID", "")) in ENHANCED_SOP_CLASSES:
+        return "radiograph"  # enhanced object stripped of its frame geometry: frames without positions
     has_geometry = (
         get_floats(ds, "ImagePositionPatient", 3) is not None
         and get_floats(ds, "ImageOrientationPatient", 6) is not None
@@ -208,6 +219,9 @@ def scan(
                 continue
             except Exception as exc:  # truncated or malformed file: name it, keep going
                 result.unreadable.append((path, f"not a readable DICOM file ({type(exc).__name__}: {exc})"))
+                continue
+            if _looks_truncated(ds):
+                result.unreadable.append((path, "truncated or corrupt: an image header without pixel data"))
                 continue
             kind = classify(ds, include_derived=include_derived)
             uid = series_uid(ds, path)

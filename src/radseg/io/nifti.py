@@ -42,7 +42,8 @@ def read_nifti(path: str | Path) -> Image:
 
 def _scaled_data(img) -> np.ndarray:
     """Data with the header's scl_slope/scl_inter applied, kept integer when that is exact."""
-    slope, inter = img.header.get_slope_inter()
+    # nibabel moves scl_slope/scl_inter from the header to the array proxy on load.
+    slope, inter = getattr(img.dataobj, "slope", None), getattr(img.dataobj, "inter", None)
     raw = np.asanyarray(img.dataobj.get_unscaled()) if hasattr(img.dataobj, "get_unscaled") else np.asanyarray(img.dataobj)
     slope = 1.0 if slope is None or not np.isfinite(slope) or slope == 0 else float(slope)
     inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
