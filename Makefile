@@ -28,8 +28,10 @@ test-all: setup
 bench: setup
 	$(BIN)/python benchmarks/dicom_to_nifti.py
 
+# Until the full main job lands (issue 11): an offline tour of the readers and converters.
 demo: setup
-	$(BIN)/radseg --help
+	rm -rf out/demo
+	$(BIN)/python examples/foundation_demo.py out/demo
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -102,7 +102,9 @@ def convert(
             for problem in image.metadata.get("problems", []):
                 report.warnings.append((job.name, problem))
         except RadsegError as exc:
-            report.failed.append((job.name, str(exc)))
+            # Avoid "item: item: problem" when the error already names this very item.
+            same_item = str(getattr(exc, "path", "")) == job.name
+            report.failed.append((job.name, getattr(exc, "problem", str(exc)) if same_item else str(exc)))
         except Exception as exc:  # keep a batch going; name the item and the error
             report.failed.append((job.name, f"{type(exc).__name__}: {exc}"))
     return report
@@ -165,7 +167,7 @@ def _folder_jobs(source: Path, target: Path, suffix: str, report: ConvertReport,
         else:
             stem = series.files[0].name.split(".")[0]
         output = _unique(target / relative / f"{_safe_name(stem)}_{_short_hash(series.key)}{suffix}", used)
-        yield _Job(str(series.files[0] if len(series.files) == 1 else series.files[0].parent) + f" [{series.key}]",
+        yield _Job(f"{series.files[0] if len(series.files) == 1 else series.files[0].parent} [series {series.key}]",
                    output, lambda s=series: read_series(s, **dicom_options))
     if selector:
         return

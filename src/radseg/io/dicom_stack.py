@@ -213,10 +213,13 @@ def _load_rescaled(planes: list[Plane], name: str) -> np.ndarray:
     if np.all(slopes == 1) and np.all(intercepts == 0):
         return volume
     if np.all(slopes == 1) and np.all(intercepts == np.round(intercepts)):
-        low = float(volume.min()) + intercepts.min()
-        high = float(volume.max()) + intercepts.max()
+        stored_low, stored_high = int(volume.min()), int(volume.max())
+        low, high = stored_low + intercepts.min(), stored_high + intercepts.max()
         dtype = np.int16 if -(2**15) <= low and high < 2**15 else np.int32
-        out = volume.astype(dtype)
+        if dtype == np.int16 and volume.dtype == np.uint16 and stored_high < 2**15:
+            out = volume.view(np.int16)  # same bits, no copy: then add the intercept in place
+        else:
+            out = volume.astype(dtype)
         if np.all(intercepts == intercepts[0]):
             out += dtype(intercepts[0])
         else:

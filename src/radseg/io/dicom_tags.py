@@ -128,6 +128,9 @@ def decode_pixels(ds: Dataset) -> np.ndarray:
     Uses pydicom's decoders; compressed transfer syntaxes go through the installed
     pylibjpeg plugins (JPEG baseline/lossless, JPEG-LS, JPEG 2000, RLE).
     """
+    fast = _read_native_pixels(ds)
+    if fast is not None:
+        return fast
     # The pixel element was deferred at scan time; put the deferred (empty) element back
     # after decoding so a batch over many series does not keep every file's pixels alive.
     raw = ds._dict.get(0x7FE00010)
@@ -138,3 +141,38 @@ def decode_pixels(ds: Dataset) -> np.ndarray:
         ds._pixel_id = {}
         if raw is not None and getattr(raw, "value", b"") is None:
             ds._dict[0x7FE00010] = raw
+
+
+_NATIVE_LITTLE_ENDIAN = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
+
+
+def _read_native_pixels(ds: Dataset) -> np.ndarray | None:
+    """Uncompressed single-frame greyscale pixels read straight from the file.
+
+    pydicom's general decoder costs about as much as parsing the header; for the common
+    case (native little-endian, one sample, whole bytes, no sign extension needed) the
+    bytes on disk are the array. Anything else returns None and goes through pydicom.
+    """
+    raw = ds._dict.get(0x7FE00010)
+    meta = getattr(ds, "file_meta", None)
+    if raw is None or getattr(raw, "value", b"") is not None or meta is None or not getattr(ds, "filename", None):
+        return None
+    if str(meta.get("TransferSyntaxUID", "")) not in _NATIVE_LITTLE_ENDIAN:
+        return None
+    bits = int(ds.get("BitsAllocated", 0) or 0)
+    stored = int(ds.get("BitsStored", bits) or bits)
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    if bits not in (8, 16) or int(ds.get("SamplesPerPixel", 1) or 1) != 1 or int(ds.get("NumberOfFrames", 1) or 1) != 1:
+        return None
+    if signed and stored != bits:
+        return None  # needs sign extension from BitsStored: leave it to pydicom
+    rows, columns = int(ds.Rows), int(ds.Columns)
+    dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
+    if raw.length != rows * columns * dtype.itemsize:
+        return None
+    pixels = np.fromfile(ds.filename, dtype=dtype, count=rows * columns, offset=raw.value_tell)
+    if pixels.size != rows * columns:
+        raise ValueError(f"pixel data truncated: {pixels.size} of {rows * columns} values in the file")
+    if not signed and stored < bits and pixels.max(initial=0) >= (1 << stored):
+        return None  # bits above BitsStored are set (overlays): let pydicom decide
+    return pixels.reshape(rows, columns).astype(dtype.newbyteorder("="), copy=False)
