@@ -23,7 +23,7 @@ from radseg.image import Image
 from radseg.io.atomic import full_suffix
 from radseg.registry import Registry
 
-__all__ = ["read", "write", "detect_format", "IMAGE_WRITERS", "READERS"]
+__all__ = ["read", "read_labels", "write", "detect_format", "IMAGE_WRITERS", "READERS"]
 
 _SUFFIX_FORMATS = {
     ".dcm": "dicom", ".dicom": "dicom", ".ima": "dicom",
@@ -147,10 +147,29 @@ for _suffix in (".mha", ".nrrd"):
     IMAGE_WRITERS.register(_suffix, _write_itk)
 
 
-def write(image: Image, path: str | Path) -> Path:
-    """Write ``image`` to ``path`` in the format its suffix names (atomically)."""
+def write(image: Image, path: str | Path, kind: str | None = None, **options: Any):
+    """Write an image by the suffix of ``path``, or labels as ``kind`` (atomically).
+
+    Without ``kind`` the format follows the suffix (:data:`IMAGE_WRITERS`). With ``kind``
+    (``nifti``, ``png``, ``png-classes``, ``npy``, ``npz``, ``coco``, ``dicom-seg``,
+    ``overlay``) ``image`` is a label map or multi-label mask and ``path`` a file or folder;
+    see :mod:`radseg.io.label_formats`.
+    """
     path = Path(path)
+    if kind is not None:
+        from radseg.io.label_formats import write_labels
+
+        return write_labels(image, path, kind, **options)
+    if options:
+        raise TypeError(f"image writers take no options (got {', '.join(sorted(options))})")
     suffix = full_suffix(path)
     if suffix not in IMAGE_WRITERS:
         raise WriteError(path, IMAGE_WRITERS.unknown_message(suffix or "(no suffix)"))
     return IMAGE_WRITERS[suffix](image, path)
+
+
+def read_labels(path: str | Path, **options: Any) -> Image:
+    """Read labels written by any label writer (see :func:`write`)."""
+    from radseg.io.label_formats import read_labels as _read_labels
+
+    return _read_labels(path, **options)

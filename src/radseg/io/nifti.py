@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from radseg.errors import ReadError, WriteError
 from radseg.image import LPS_TO_RAS, Image
 from radseg.io.atomic import atomic_path
 
+_NAMES_KEY = "radseg_label_names"
 _REVERSE3 = np.eye(4)
 _REVERSE3[:3, :3] = np.eye(3)[::-1]
 
@@ -31,6 +33,9 @@ def read_nifti(path: str | Path) -> Image:
         raise ReadError(path, f"NIfTI with {data.ndim} dimensions {data.shape} is not supported (2D, 3D or 3D+channels)")
     affine_lps = LPS_TO_RAS @ np.asarray(img.affine, dtype=float)
     meta = {"format": "nifti", "source_files": [str(path)], "problems": []}
+    names = _label_names(img)
+    if names:
+        meta["label_names"] = names
     zooms_unit = img.header.get_xyzt_units()[0]
     if zooms_unit not in ("mm", "unknown"):
         meta["problems"].append(f"spatial units are {zooms_unit}, not mm; values used as stored")
@@ -38,6 +43,17 @@ def read_nifti(path: str | Path) -> Image:
         return _plane_image(data.T, affine_lps, meta)
     array = np.transpose(data, (2, 1, 0, 3)) if data.ndim == 4 else data.T
     return Image(array, affine=affine_lps @ _REVERSE3, metadata=meta)
+
+
+def _label_names(img) -> dict[int, str]:
+    for extension in img.header.extensions:
+        try:
+            content = json.loads(extension.get_content())
+        except (ValueError, TypeError, UnicodeDecodeError):
+            continue
+        if isinstance(content, dict) and _NAMES_KEY in content:
+            return {int(k): str(v) for k, v in content[_NAMES_KEY].items()}
+    return {}
 
 
 def _scaled_data(img) -> np.ndarray:
@@ -92,6 +108,11 @@ def write_nifti(image: Image, path: str | Path) -> Path:
         img.set_qform(affine, code=code)
     img.set_sform(affine, code=code)
     img.header.set_xyzt_units("mm", "sec")
+    names = image.metadata.get("label_names")
+    if names:
+        # Label names travel inside the file (a JSON comment extension) so nothing is lost.
+        payload = json.dumps({_NAMES_KEY: {str(int(k)): str(v) for k, v in names.items()}}).encode()
+        img.header.extensions.append(nib.nifti1.Nifti1Extension("comment", payload))
     with atomic_path(path) as tmp:
         nib.save(img, str(tmp))
     return path

@@ -1,0 +1,230 @@
+"""DICOM Segmentation (SEG) objects through highdicom: for a CT/MR series and for a radiograph.
+
+The SEG references the source instances it was drawn on, carries one segment per label
+with coded anatomy where radseg knows the structure (SNOMED CT codes from pydicom's code
+dictionary, laterality as a type modifier), and stores the original label value in each
+segment's tracking ID so reading it back restores the same label map.
+
+Radiographs (CR/DX) lack attributes a SEG needs (frame of reference, plane position,
+slice thickness): radseg gives highdicom the pixel measures from the image's spacing and
+places the single frame in a new frame of reference, as the standard allows for
+projection images. Sources must be on the same grid as the labels: a series read with
+gap or tilt resampling has no one-to-one source slice and is refused.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from radseg.errors import ReadError, WriteError
+from radseg.image import Image
+from radseg.io.atomic import atomic_path
+from radseg.labels import to_class_stack
+
+# Class-name words -> pydicom SNOMED CT code names. Longest phrase wins.
+_ANATOMY = {
+    "femoral head": "FemoralHead", "head of femur": "FemoralHead", "fem": "Femur", "femur": "Femur",
+    "tibia": "Tibia", "fibula": "Fibula", "patella": "Patella", "acetabulum": "Acetabulum", "ace": "Acetabulum",
+    "ilium": "Ilium", "ischium": "Ischium", "pelvis": "Pelvis", "sacrum": "Sacrum", "hip": "Hip", "knee": "Knee",
+    "lung": "Lung", "heart": "Heart", "diaphragm": "Diaphragm", "hemidiaphragm": "Diaphragm",
+    "clavicle": "Clavicle", "rib": "Rib", "spine": "Spine", "vertebra": "Vertebra", "liver": "Liver",
+    "bone": "Bone",
+}
+_ABNORMAL = {"hemorrhage": "Hemorrhage", "haemorrhage": "Hemorrhage", "ich": "IntracranialHemorrhage",
+             "fracture": "FractureOfLowerLimb", "fractured": "FractureOfLowerLimb"}
+_LATERALITY = {"right": "Right", "r": "Right", "left": "Left", "l": "Left"}
+_TRACKING_PREFIX = "radseg-label-"
+# A projection image has no slice thickness, but highdicom's reader (segread) requires the
+# attribute in the Pixel Measures Sequence; a nominal 1 mm is written and documented.
+SLICE_THICKNESS_2D = 1.0
+
+
+def segment_codes(name: str) -> tuple[Any, Any, Any | None]:
+    """(category, type, laterality modifier or None) for a class name like 'right femur'."""
+    from highdicom.sr.coding import CodedConcept
+    from pydicom.sr.codedict import codes
+
+    words = [w for w in re.split(r"[^a-z]+", name.lower()) if w]
+    laterality = next((_LATERALITY[w] for w in words if w in _LATERALITY), None)
+    modifier = getattr(codes.SCT, laterality) if laterality else None
+    text = " ".join(words)
+    for table, category in ((_ABNORMAL, codes.SCT.MorphologicallyAbnormalStructure),
+                            (_ANATOMY, codes.SCT.AnatomicalStructure)):
+        for phrase in sorted(table, key=len, reverse=True):
+            if re.search(rf"\b{phrase}\b", text):
+                if table[phrase] == "FractureOfLowerLimb" and "leg" not in words and "tibia" not in words:
+                    break  # no generic fracture code in the dictionary: fall through to a local code
+                code = getattr(codes.SCT, table[phrase])
+                if table[phrase] == "Bone":
+                    category = codes.SCT.Tissue
+                return category, code, modifier
+    # Unknown structure: a private ("99" prefixed) local code, legal in DICOM, meaning = the name.
+    local = CodedConcept(value=re.sub(r"[^A-Za-z0-9]", "", name)[:16] or "segment", scheme_designator="99RADSEG",
+                         meaning=name[:64] or "segment")
+    return codes.SCT.AnatomicalStructure, local, modifier
+
+
+def write_dicom_seg(
+    labels: Image,
+    path: str | Path,
+    *,
+    source_files: Sequence[str | Path] | None = None,
+    description: str = "radseg segmentation",
+    series_number: int = 300,
+    algorithm: str = "radseg",
+    algorithm_version: str | None = None,
+    manual: bool = False,
+) -> Path:
+    """Write a label map (or multi-label mask) on the grid of its source DICOM as one SEG file.
+
+    ``source_files`` default to ``labels.metadata["source_files"]`` (set by the DICOM
+    reader, in slice order), so ``rio.read(series).with_array(mask)`` just works.
+    """
+    import highdicom as hd
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from radseg import __version__
+
+    path = Path(path)
+    files = [Path(f) for f in (source_files or labels.metadata.get("source_files") or [])]
+    if not files:
+        raise WriteError(path, "DICOM-SEG needs the source DICOM files (read the image with radseg.io.read, "
+                               "or pass source_files=...)")
+    try:
+        sources = [pydicom.dcmread(f) for f in files]
+    except Exception as exc:
+        raise WriteError(path, f"cannot read source DICOM ({exc})") from exc
+    stack, names, values = to_class_stack(labels, include_empty=False)
+    if not values:
+        raise WriteError(path, "the label map is empty: a DICOM-SEG needs at least one non-empty segment")
+    if labels.ndim == 2:
+        pixels = np.moveaxis(stack, 0, -1)[np.newaxis]  # [1, rows, cols, segments]
+    else:
+        pixels = np.moveaxis(stack, 0, -1)  # [slices, rows, cols, segments]
+    options = _geometry_options(labels, sources, files, path)
+    descriptions = []
+    algorithm_id = hd.AlgorithmIdentificationSequence(
+        name=algorithm, version=algorithm_version or __version__,
+        family=hd.sr.CodedConcept("123109", "DCM", "Manual Processing") if manual
+        else hd.sr.CodedConcept("113289", "DCM", "Artificial Intelligence"))
+    for number, (name, value) in enumerate(zip(names, values), start=1):
+        category, prop, modifier = segment_codes(name)
+        desc = hd.seg.SegmentDescription(
+            segment_number=number,
+            segment_label=name[:64],
+            segmented_property_category=category,
+            segmented_property_type=prop,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL if manual else hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=None if manual else algorithm_id,
+            tracking_id=f"{_TRACKING_PREFIX}{value}",
+            tracking_uid=generate_uid(),
+        )
+        if modifier is not None:
+            desc.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
+                hd.sr.CodedConcept.from_code(modifier) if hasattr(hd.sr.CodedConcept, "from_code")
+                else hd.sr.CodedConcept(modifier.value, modifier.scheme_designator, modifier.meaning)]
+        descriptions.append(desc)
+    try:
+        seg = hd.seg.Segmentation(
+            source_images=sources,
+            pixel_array=pixels.astype(bool),
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=descriptions,
+            series_instance_uid=generate_uid(),
+            series_number=series_number,
+            sop_instance_uid=generate_uid(),
+            instance_number=1,
+            manufacturer="radseg",
+            manufacturer_model_name="radseg",
+            software_versions=__version__,
+            device_serial_number="radseg",
+            content_description=description[:64],
+            content_label="SEGMENTATION",
+            omit_empty_frames=False,
+            **options,
+        )
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise WriteError(path, f"highdicom refused the segmentation: {exc}") from exc
+    if labels.ndim == 2 and "ImagePositionPatient" not in sources[0]:
+        # General Image module, type 2C for images without plane position: say which way
+        # rows and columns point (copied from the radiograph, empty if it has none).
+        seg.PatientOrientation = list(sources[0].get("PatientOrientation") or [])
+    with atomic_path(path) as tmp:
+        seg.save_as(tmp)
+    return path
+
+
+def _geometry_options(labels: Image, sources: list, files: list[Path], path: Path) -> dict[str, Any]:
+    """Check that labels and sources share a grid; supply what radiographs lack."""
+    import highdicom as hd
+
+    if labels.ndim == 3:
+        if len(sources) != labels.shape[0]:
+            raise WriteError(path, f"{labels.shape[0]} label slices but {len(sources)} source instances")
+        for k, (ds, file) in enumerate(zip(sources, files)):
+            position = np.array([float(v) for v in ds.ImagePositionPatient])
+            if (int(ds.Rows), int(ds.Columns)) != labels.shape[1:] or \
+                    np.linalg.norm(position - labels.index_to_world([k, 0, 0])) > 0.01:
+                raise WriteError(path, f"label slice {k} is not on the grid of {file.name} (was the series "
+                                       "resampled for gaps or tilt? re-read with on_gap='error', tilt='shear')")
+        return {}
+    if len(sources) != 1:
+        raise WriteError(path, f"a 2D label map needs one source image, got {len(sources)}")
+    ds = sources[0]
+    if (int(ds.Rows), int(ds.Columns)) != labels.shape:
+        raise WriteError(path, f"labels {labels.shape} do not match the source image {(ds.Rows, ds.Columns)}")
+    if "ImagePositionPatient" in ds and "FrameOfReferenceUID" in ds:
+        return {}  # a single cross-sectional slice: highdicom takes the geometry from the source
+    # Projection radiograph: no patient plane. The pixel measures are the image's spacing in mm.
+    spacing = labels.spacing
+    return {"pixel_measures": hd.PixelMeasuresSequence(pixel_spacing=[float(spacing[0]), float(spacing[1])],
+                                                       slice_thickness=SLICE_THICKNESS_2D)}
+
+
+def read_dicom_seg(path: str | Path) -> Image:
+    """A DICOM-SEG as a label map in its own geometry (LPS, ``[slice, row, col]``), or 2D for a radiograph.
+
+    Label values come from the tracking IDs radseg writes, else the segment numbers.
+    Overlapping segments are an error (read them with highdicom directly).
+    """
+    import highdicom as hd
+
+    path = Path(path)
+    try:
+        seg = hd.seg.segread(str(path))
+    except Exception as exc:
+        raise ReadError(path, f"not a readable DICOM-SEG ({exc})") from exc
+    numbers = list(seg.segment_numbers)
+    values, names = {}, {}
+    for number in numbers:
+        desc = seg.get_segment_description(number)
+        tracking = str(getattr(desc, "tracking_id", None) or "")
+        value = int(tracking[len(_TRACKING_PREFIX):]) if tracking.startswith(_TRACKING_PREFIX) else number
+        values[number], names[value] = value, str(desc.segment_label)
+    dtype = np.uint8 if max(values.values()) < 256 else np.uint16
+    meta = {"format": "dicom-seg", "source_files": [str(path)], "label_names": names, "problems": []}
+    frame_geometry = "PlanePositionSequence" in seg.PerFrameFunctionalGroupsSequence[0] or (
+        "PlanePositionSequence" in seg.SharedFunctionalGroupsSequence[0])
+    if not frame_geometry:
+        (_, _, source_uid), = seg.get_source_image_uids()
+        numbered = seg.get_pixels_by_source_instance(
+            source_sop_instance_uids=[source_uid], combine_segments=True, relabel=False)[0]
+        labels = np.zeros(numbered.shape, dtype)
+        for number, value in values.items():
+            labels[numbered == number] = value
+        measures = seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+        return Image(labels, spacing=[float(v) for v in measures.PixelSpacing], metadata=meta)
+    volume = seg.get_volume(combine_segments=False)
+    array = volume.array  # [slice, row, col, segment] with an LPS affine over the first three axes
+    labels = np.zeros(array.shape[:3], dtype)
+    for channel, number in enumerate(numbers):
+        mask = array[..., channel] > 0
+        if np.any(labels[mask]):
+            raise ReadError(path, "segments overlap: no single label map")
+        labels[mask] = values[number]
+    return Image(labels, affine=np.asarray(volume.affine, dtype=float), metadata=meta)

@@ -1,0 +1,108 @@
+"""Label maps and multi-label masks: the two shapes a segmentation takes in radseg.
+
+* A **label map** is an :class:`~radseg.image.Image` with an integer (or bool) array, one
+  value per pixel/voxel, 0 = background, and ``metadata["label_names"]``: ``{value: name}``.
+* A **multi-label mask** (classes may overlap, as in CXAS) is an Image with a bool array
+  and a trailing class axis ``[..., C]`` and ``metadata["class_names"]``: a list of C names.
+
+Both carry the geometry of the image they segment. Writers accept either; the helpers
+below convert between them without loss (a label map becomes one channel per label value;
+a multi-label mask becomes a label map only when its classes do not overlap).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from radseg.image import Image
+
+__all__ = [
+    "label_names",
+    "make_label_map",
+    "make_multilabel",
+    "is_multilabel",
+    "to_class_stack",
+    "to_label_map",
+]
+
+
+def make_label_map(image_or_array, names: Mapping[int, str] | None = None, *, like: Image | None = None) -> Image:
+    """A label-map Image from an array (geometry from ``like``) or an Image, with label names."""
+    if isinstance(image_or_array, Image):
+        base = image_or_array
+    elif like is not None:
+        base = like.with_array(image_or_array)
+    else:
+        base = Image(image_or_array)
+    array = np.asarray(base.array)
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    if array.dtype.kind not in "ui":
+        if not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array)):
+            raise ValueError("a label map needs integer values")
+        array = array.astype(np.int32)
+    meta = dict(base.metadata)
+    meta["label_names"] = {int(k): str(v) for k, v in (names or meta.get("label_names") or {}).items()}
+    return Image(array, affine=base.affine, metadata=meta)
+
+
+def make_multilabel(stack, class_names: Sequence[str], *, like: Image, channels_first: bool = True) -> Image:
+    """A multi-label Image from a bool stack (``[C, ...]`` by default, as CXAS stores it)."""
+    stack = np.asarray(stack).astype(bool)
+    if channels_first:
+        stack = np.moveaxis(stack, 0, -1)
+    if stack.shape[-1] != len(class_names):
+        raise ValueError(f"{stack.shape[-1]} channels but {len(class_names)} class names")
+    meta = {**like.metadata, "class_names": [str(n) for n in class_names]}
+    meta.pop("label_names", None)
+    return Image(stack, affine=like.affine, metadata=meta)
+
+
+def is_multilabel(image: Image) -> bool:
+    return image.channels is not None and "class_names" in image.metadata
+
+
+def label_names(image: Image) -> dict[int, str]:
+    """``{value: name}`` for every non-zero value present (names from metadata, else ``label_<v>``)."""
+    if is_multilabel(image):
+        return {i + 1: name for i, name in enumerate(image.metadata["class_names"])}
+    known = {int(k): str(v) for k, v in (image.metadata.get("label_names") or {}).items()}
+    present = [int(v) for v in np.unique(image.array) if v != 0]
+    return {v: known.get(v, f"label_{v}") for v in sorted(set(present) | set(k for k in known if k != 0))}
+
+
+def to_class_stack(image: Image, *, include_empty: bool = True) -> tuple[np.ndarray, list[str], list[int]]:
+    """``(stack [C, ...] bool, names, values)``: one channel per class.
+
+    For a label map the values are the label values; for a multi-label mask, 1..C.
+    ``include_empty=False`` drops classes with no pixel.
+    """
+    if is_multilabel(image):
+        stack = np.moveaxis(image.array.astype(bool), -1, 0)
+        names = list(image.metadata["class_names"])
+        values = list(range(1, len(names) + 1))
+    else:
+        table = label_names(image)
+        values = list(table)
+        names = [table[v] for v in values]
+        stack = np.stack([image.array == v for v in values]) if values else np.zeros((0, *image.shape), bool)
+    if not include_empty:
+        keep = [i for i in range(len(values)) if stack[i].any()]
+        stack, names, values = stack[keep], [names[i] for i in keep], [values[i] for i in keep]
+    return stack, names, values
+
+
+def to_label_map(image: Image) -> Image:
+    """A label map from either form; overlapping classes in a multi-label mask are an error."""
+    if not is_multilabel(image):
+        return make_label_map(image)
+    stack = image.array.astype(bool)
+    if stack.shape[-1] and stack.sum(axis=-1).max() > 1:
+        raise ValueError("classes overlap: this multi-label mask has no single-label-map form")
+    values = np.arange(1, stack.shape[-1] + 1, dtype=np.uint16 if stack.shape[-1] > 255 else np.uint8)
+    array = (stack * values).sum(axis=-1).astype(values.dtype)
+    names = {i + 1: n for i, n in enumerate(image.metadata["class_names"])}
+    meta = {k: v for k, v in image.metadata.items() if k != "class_names"}
+    return make_label_map(Image(array, affine=image.affine, metadata=meta), names)
