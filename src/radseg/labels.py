@@ -12,7 +12,7 @@ a multi-label mask becomes a label map only when its classes do not overlap).
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -25,6 +25,9 @@ __all__ = [
     "is_multilabel",
     "to_class_stack",
     "to_label_map",
+    "class_values",
+    "iter_classes",
+    "require_label_map",
 ]
 
 
@@ -60,6 +63,13 @@ def make_multilabel(stack, class_names: Sequence[str], *, like: Image, channels_
     return Image(stack, affine=like.affine, metadata=meta)
 
 
+def class_values(image: Image) -> list[int]:
+    """Label value of each channel of a multi-label mask: ``metadata["class_values"]`` or 1..C."""
+    names = image.metadata["class_names"]
+    values = image.metadata.get("class_values") or range(1, len(names) + 1)
+    return [int(v) for v in values]
+
+
 def is_multilabel(image: Image) -> bool:
     return image.channels is not None and "class_names" in image.metadata
 
@@ -67,7 +77,7 @@ def is_multilabel(image: Image) -> bool:
 def label_names(image: Image) -> dict[int, str]:
     """``{value: name}`` for every non-zero value present (names from metadata, else ``label_<v>``)."""
     if is_multilabel(image):
-        return {i + 1: name for i, name in enumerate(image.metadata["class_names"])}
+        return dict(zip(class_values(image), image.metadata["class_names"]))
     known = {int(k): str(v) for k, v in (image.metadata.get("label_names") or {}).items()}
     present = [int(v) for v in np.unique(image.array) if v != 0]
     return {v: known.get(v, f"label_{v}") for v in sorted(set(present) | set(k for k in known if k != 0))}
@@ -82,7 +92,7 @@ def to_class_stack(image: Image, *, include_empty: bool = True) -> tuple[np.ndar
     if is_multilabel(image):
         stack = np.moveaxis(image.array.astype(bool), -1, 0)
         names = list(image.metadata["class_names"])
-        values = list(range(1, len(names) + 1))
+        values = class_values(image)
     else:
         table = label_names(image)
         values = list(table)
@@ -101,8 +111,41 @@ def to_label_map(image: Image) -> Image:
     stack = image.array.astype(bool)
     if stack.shape[-1] and stack.sum(axis=-1).max() > 1:
         raise ValueError("classes overlap: this multi-label mask has no single-label-map form")
-    values = np.arange(1, stack.shape[-1] + 1, dtype=np.uint16 if stack.shape[-1] > 255 else np.uint8)
-    array = (stack * values).sum(axis=-1).astype(values.dtype)
-    names = {i + 1: n for i, n in enumerate(image.metadata["class_names"])}
-    meta = {k: v for k, v in image.metadata.items() if k != "class_names"}
+    values = class_values(image)
+    dtype = np.uint8 if max(values, default=0) < 256 else np.uint16
+    array = np.zeros(stack.shape[:-1], dtype)
+    for channel, value in enumerate(values):
+        array[stack[..., channel]] = value
+    names = dict(zip(values, image.metadata["class_names"]))
+    meta = {k: v for k, v in image.metadata.items() if k not in ("class_names", "class_values")}
     return make_label_map(Image(array, affine=image.affine, metadata=meta), names)
+
+
+def iter_classes(labels: Image, *, include_empty: bool) -> Iterator[tuple[int, str, np.ndarray]]:
+    """``(value, name, mask)`` per class in ``to_class_stack`` order, one mask at a time
+    (a full ``[C, H, W]`` stack of 100 classes on a large radiograph costs hundreds of MB)."""
+    multi = is_multilabel(labels)
+    table = label_names(labels)
+    for channel, (value, name) in enumerate(table.items()):
+        mask = labels.array[..., channel].astype(bool, copy=False) if multi else labels.array == value
+        if include_empty or mask.any():
+            yield value, name, mask
+
+
+def require_label_map(labels: Image, path) -> Image:
+    """A validated integer label map for a single-label-map writer, or a WriteError saying why not."""
+    from radseg.errors import WriteError
+
+    if is_multilabel(labels):
+        try:
+            return to_label_map(labels)
+        except ValueError:
+            raise WriteError(path, "classes overlap, so they do not fit one label map; "
+                                   "write one PNG per class (png-classes), .npz or DICOM-SEG") from None
+    if labels.channels is not None:
+        raise WriteError(path, f"a label map has one value per pixel; this array has {labels.channels} channels "
+                               "and no class_names (not a multi-label mask)")
+    try:
+        return make_label_map(labels)
+    except ValueError as exc:
+        raise WriteError(path, str(exc)) from None

@@ -147,7 +147,7 @@ for _suffix in (".mha", ".nrrd"):
     IMAGE_WRITERS.register(_suffix, _write_itk)
 
 
-def write(image: Image, path: str | Path, kind: str | None = None, **options: Any):
+def write(image: Image, path: str | Path, /, kind: str | None = None, **options: Any):
     """Write an image by the suffix of ``path``, or labels as ``kind`` (atomically).
 
     Without ``kind`` the format follows the suffix (:data:`IMAGE_WRITERS`). With ``kind``

@@ -33,16 +33,24 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same suffix, so writers pick the same format).
 
     On success the temporary file replaces ``path`` in one rename; on any error it is
-    removed and ``path`` is left as it was.
+    removed and ``path`` is left as it was. File-system errors become a WriteError
+    naming ``path``.
     """
+    from radseg.errors import WriteError
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{strip_suffix(path)}.partial-{uuid.uuid4().hex[:8]}{full_suffix(path)}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):  # name the file the user asked for, not the temporary one
+            raise WriteError(path, f"cannot write here ({exc.strerror or exc})") from exc
         raise
 
 
