@@ -96,6 +96,16 @@ def _build(kind: str, array: np.ndarray, names: list[str], values: list[int], af
     return make_label_map(Image(array, affine=affine, metadata=meta), dict(zip(values, names)))
 
 
+def _build_checked(kind, array, names, values, affine, spacing_known, path: Path, fmt: str) -> Image:
+    """:func:`_build`, with any inconsistency reported as a ReadError naming the file."""
+    try:
+        return _build(kind, array, names, values, affine, spacing_known, path, fmt)
+    except ReadError:
+        raise
+    except ValueError as exc:
+        raise ReadError(path, f"array and class table disagree ({exc})") from None
+
+
 def read_npy(path: str | Path) -> Image:
     """Read a ``.npy`` written by :func:`write_npy`, restoring kind, names and geometry.
 
@@ -124,12 +134,7 @@ def read_npy(path: str | Path) -> Image:
         affine, spacing_known = np.asarray(side["affine"], float), bool(side.get("spacing_known", True))
     except (ValueError, KeyError, TypeError) as exc:
         raise ReadError(json_path, f"not a radseg label sidecar ({exc})") from None
-    try:
-        return _build(kind, array, names, values, affine, spacing_known, path, "npy")
-    except ValueError as exc:
-        if isinstance(exc, ReadError):
-            raise
-        raise ReadError(path, f"array and sidecar disagree ({exc})") from None
+    return _build_checked(kind, array, names, values, affine, spacing_known, path, "npy")
 
 
 def write_npz(labels: Image, path: str | Path) -> Path:
@@ -172,9 +177,4 @@ def read_npz(path: str | Path) -> Image:
     names = [str(n) for n in contents.get("class_names", np.zeros(0, str)).tolist()]
     values = [int(v) for v in contents.get("class_values", np.zeros(0, int)).tolist()]
     spacing_known = bool(contents["spacing_known"]) if "spacing_known" in contents else "affine" in contents
-    try:
-        return _build(kind, array, names, values, affine, spacing_known, path, "npz")
-    except ValueError as exc:
-        if isinstance(exc, ReadError):
-            raise
-        raise ReadError(path, f"inconsistent contents ({exc})") from None
+    return _build_checked(kind, array, names, values, affine, spacing_known, path, "npz")
