@@ -27,6 +27,7 @@ test-all: setup
 
 bench: setup
 	$(BIN)/python benchmarks/dicom_to_nifti.py
+	$(BIN)/python benchmarks/surface_metrics.py
 
 # Until the full main job lands (issue 11): an offline tour of the readers and converters.
 demo: setup

@@ -128,6 +128,70 @@ def convert(
 
 
 @app.command()
+def evaluate(
+    pred: Path = typer.Option(..., "--pred", help="Folder of predicted label maps (any readable label format)."),
+    truth: Path = typer.Option(..., "--truth", help="Folder of ground-truth label maps; cases pair by file name."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for per_case.csv, summary.csv, fairness.csv, summary.json, report.html."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Labels to evaluate, e.g. 1=femur,2=tibia (default: every label present)."),
+    metadata: Optional[Path] = typer.Option(None, "--metadata", help="CSV/XLSX of subject metadata keyed by case name."),
+    by: Optional[str] = typer.Option(None, "--by", help="Metadata columns for the fairness audit, e.g. sex,race,age_group."),
+    bootstrap: int = typer.Option(10000, "--bootstrap", help="Bootstrap resamples for the 95% confidence intervals."),
+    ci_method: str = typer.Option("percentile", "--ci", help="Confidence interval: percentile or bca."),
+    nsd_tolerance: Optional[float] = typer.Option(None, "--nsd-tolerance", help="Tolerance (mm) of the normalised surface Dice."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and permutation tests."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Processes (default: all cores)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Score predictions against ground truth: metrics per case, CIs, fairness by subgroup, an HTML report."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from radseg.errors import RadsegError
+    from radseg.evaluate.report import write_outputs
+    from radseg.evaluate.run import evaluate_folders, parse_labels
+
+    if ci_method not in ("percentile", "bca"):
+        _fail(f"--ci must be percentile or bca, not {ci_method!r}")
+    if by and metadata is None:
+        _fail("--by needs --metadata (the table with those columns)")
+    try:
+        label_table = parse_labels(labels)
+    except ValueError as exc:
+        _fail(str(exc))
+    console = Console(stderr=True)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console, disable=quiet or not console.is_terminal)
+    with progress:
+        task = progress.add_task("evaluating", total=None)
+        try:
+            result = evaluate_folders(
+                pred, truth, labels=label_table, metadata=metadata,
+                by=[b.strip() for b in (by or "").split(",") if b.strip()], resamples=bootstrap,
+                ci_method=ci_method, nsd_tolerance=nsd_tolerance, seed=seed, workers=workers,
+                jobs_total=lambda n: progress.update(task, total=n),
+                on_progress=lambda case: progress.update(task, advance=1, description=f"evaluating {case[:30]}"),
+            )
+            written = write_outputs(result, output)
+        except RadsegError as exc:
+            _fail(str(exc))
+    for path in result.unmatched_predictions:
+        typer.secho(f"unmatched prediction (no ground truth): {path}", fg=typer.colors.YELLOW, err=True)
+    for path in result.unmatched_truths:
+        typer.secho(f"unmatched ground truth (no prediction): {path}", fg=typer.colors.YELLOW, err=True)
+    for case, problem in result.warnings:
+        typer.secho(f"warning: {case}: {problem}", fg=typer.colors.YELLOW, err=True)
+    for case, problem in result.failed:
+        typer.secho(f"failed: {case}: {problem}", fg=typer.colors.RED, err=True)
+    if not result.summary.empty and "metric" in result.summary.columns:
+        for row in result.summary[result.summary["metric"].isin(["dice", "hd95"])].itertuples():
+            if getattr(row, "n", 0):
+                typer.echo(f"{row.label_name:>20} {row.metric:>5}: {row.mean:.4f} [{row.ci_low:.4f}, {row.ci_high:.4f}] (n={row.n})")
+    typer.echo(f"wrote {', '.join(p.name for p in written)} to {output}")
+    if result.failed:
+        _fail(f"{len(result.failed)} case(s) failed")
+
+
+@app.command()
 def version() -> None:
     """Print the radseg version."""
     from radseg import __version__

@@ -35,6 +35,8 @@ def _base_dataset(modality: str, patient: dict[str, Any], study_uid: str, series
     ds.PatientID = patient.get("id", "PHANTOM")
     ds.PatientSex = patient.get("sex", "O")
     ds.PatientBirthDate = ""
+    if patient.get("age") is not None:
+        ds.PatientAge = f"{int(patient['age']):03d}Y"
     ds.StudyInstanceUID = study_uid
     ds.SeriesInstanceUID = series_uid
     ds.StudyDate = ds.SeriesDate = ds.ContentDate = today
@@ -51,12 +53,24 @@ def _base_dataset(modality: str, patient: dict[str, Any], study_uid: str, series
     return ds
 
 
+# Fixed, so two runs with the same inputs write byte-identical files.
+IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.8.498.40411291452071211532811118116"
+RADSEG_UID_PREFIX = "1.2.826.0.1.3680043.8.498."
+
+
+def make_uid(seed: str | None, *parts: object) -> str:
+    """A new random UID, or, with a ``seed``, a UID derived from seed and parts (reproducible)."""
+    if seed is None:
+        return generate_uid()
+    return generate_uid(prefix=RADSEG_UID_PREFIX, entropy_srcs=[str(seed), *map(str, parts)])
+
+
 def _file_meta(sop_class: str, sop_instance: str) -> FileMetaDataset:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = sop_instance
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = generate_uid(prefix="1.2.826.0.1.3680043.8.498.")
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
     return meta
 
 
@@ -79,6 +93,7 @@ def write_dicom_series(
     intercept: float = -1024.0,
     slope: float = 1.0,
     file_pattern: str = "IM{index:05d}.dcm",
+    uid_seed: str | None = None,
 ) -> list[Path]:
     """Write a 3D LPS image as one DICOM file per slice; returns the paths in slice order.
 
@@ -92,9 +107,9 @@ def write_dicom_series(
     if stored.size and (stored.min() < 0 or stored.max() > 65535):
         raise WriteError(folder, f"values do not fit 16-bit storage with intercept {intercept} and slope {slope}")
     stored = stored.astype(np.uint16)
-    study_uid = study_uid or generate_uid()
-    series_uid = series_uid or generate_uid()
-    frame_uid = generate_uid()
+    study_uid = study_uid or make_uid(uid_seed, "study")
+    series_uid = series_uid or make_uid(uid_seed, "series", series_number)
+    frame_uid = make_uid(uid_seed, "frame", series_number)
     row_spacing, col_spacing = image.spacing[1], image.spacing[2]
     row_cosine = image.direction[:, 2]
     column_cosine = image.direction[:, 1]
@@ -102,7 +117,7 @@ def write_dicom_series(
     for k in range(image.shape[0]):
         ds = _base_dataset(modality, patient or {}, study_uid, series_uid, description, series_number)
         ds.SOPClassUID = _SOP_CLASS.get(modality, CT_IMAGE_STORAGE)
-        ds.SOPInstanceUID = generate_uid()
+        ds.SOPInstanceUID = make_uid(uid_seed, "instance", series_number, k)
         ds.FrameOfReferenceUID = frame_uid
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
         ds.InstanceNumber = k + 1
@@ -140,11 +155,14 @@ def write_dicom_radiograph(
     magnification: float | None = None,
     patient: dict[str, Any] | None = None,
     view_position: str = "AP",
+    uid_seed: str | None = None,
+    laterality: str | None = None,
 ) -> Path:
     """Write a 2D image as a CR/DX file with its spacing in ``spacing_tag``.
 
     ``photometric="MONOCHROME1"`` stores the values as given and labels them MONOCHROME1
-    (so a reader that inverts shows the inverse of the array).
+    (so a reader that inverts shows the inverse of the array). ``uid_seed`` as for
+    :func:`write_dicom_series`. ``laterality``: ImageLaterality (R, L or B) when known.
     """
     if image.ndim != 2 or image.channels is not None:
         raise WriteError(path, "a radiograph needs a 2D scalar image")
@@ -152,9 +170,12 @@ def write_dicom_radiograph(
     if array.size and (array.min() < 0 or array.max() >= (1 << bits_stored)):
         raise WriteError(path, f"values do not fit {bits_stored} unsigned bits")
     path = Path(path)
-    ds = _base_dataset(modality, patient or {}, generate_uid(), generate_uid(), description, 1)
+    ds = _base_dataset(modality, patient or {}, make_uid(uid_seed, "study"), make_uid(uid_seed, "series"),
+                       description, 1)
     ds.SOPClassUID = _SOP_CLASS.get(modality, DX_IMAGE_STORAGE)
-    ds.SOPInstanceUID = generate_uid()
+    ds.SOPInstanceUID = make_uid(uid_seed, "instance")
+    if laterality:
+        ds.ImageLaterality = laterality
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
     ds.InstanceNumber = 1
     ds.PhotometricInterpretation = photometric

@@ -1,0 +1,78 @@
+"""Segmentation metrics: overlap and volume (:mod:`.overlap`), surface distances (:mod:`.surface`).
+
+Plain functions on boolean masks (2D ``[row, col]`` or 3D ``[slice, row, col]``), spacing in mm
+per array axis, keyword-only options, one empty-mask policy (:class:`EmptyPolicy`, ``empty=``)
+shared by every metric. The definitions, and how they relate to MONAI and DeepMind's
+surface-distance, are in the docstrings of the two modules.
+
+    from radseg.evaluate import dice, surface_distances
+    sd = surface_distances(pred, truth, spacing=(2.5, 0.8, 0.8))
+    sd.hausdorff(), sd.hd95(), sd.assd(), sd.nsd(2.0)
+
+Many cases: :class:`MetricAccumulator`; statistics: :func:`bootstrap_ci` and
+:func:`fairness_report`; instance AP: :func:`coco_instance_ap`; folders:
+:func:`evaluate_folders` (what ``radseg evaluate`` runs).
+"""
+
+from radseg.evaluate.accumulate import MetricAccumulator
+from radseg.evaluate.bootstrap import bootstrap_ci, hemseg_protocol_ci
+from radseg.evaluate.fairness import age_group, fairness_report, fairness_table
+from radseg.evaluate.instances import coco_instance_ap
+from radseg.evaluate.overlap import (
+    EmptyPolicy,
+    dice,
+    empty_policy,
+    iou,
+    overlap_metrics,
+    precision,
+    relative_volume_difference,
+    sensitivity,
+    volume_difference,
+)
+from radseg.evaluate.surface import (
+    SurfaceDistances,
+    assd,
+    hausdorff,
+    hd95,
+    nsd,
+    per_label_metrics,
+    segmentation_metrics,
+    surface_distances,
+    surface_metrics,
+)
+
+__all__ = [
+    "EmptyPolicy",
+    "empty_policy",
+    "dice",
+    "iou",
+    "precision",
+    "sensitivity",
+    "volume_difference",
+    "relative_volume_difference",
+    "overlap_metrics",
+    "SurfaceDistances",
+    "surface_distances",
+    "hausdorff",
+    "hd95",
+    "assd",
+    "nsd",
+    "surface_metrics",
+    "segmentation_metrics",
+    "per_label_metrics",
+    "MetricAccumulator",
+    "bootstrap_ci",
+    "hemseg_protocol_ci",
+    "age_group",
+    "fairness_table",
+    "fairness_report",
+    "coco_instance_ap",
+    "evaluate_folders",
+]
+
+
+def evaluate_folders(*args, **kwargs):
+    """See :func:`radseg.evaluate.run.evaluate_folders`."""
+    from radseg.evaluate.run import evaluate_folders as _evaluate_folders
+
+    return _evaluate_folders(*args, **kwargs)

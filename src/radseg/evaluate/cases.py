@@ -1,0 +1,102 @@
+"""Pair prediction and ground-truth files by case name, and load each pair on one grid.
+
+A case name is the file name without its format suffix (``case01.nii.gz`` -> ``case01``);
+a folder counts as one case (the CXAS per-class PNG layout). Files on one side only are
+listed, never silently dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from radseg.errors import ReadError
+from radseg.image import Image, align_axes
+from radseg.io.atomic import full_suffix, strip_suffix
+
+LABEL_SUFFIXES = {".nii", ".nii.gz", ".png", ".npy", ".npz", ".dcm", ".json", ".mha", ".nrrd", ".tif", ".tiff"}
+
+
+@dataclass
+class Pairing:
+    pairs: list[tuple[str, Path, Path]] = field(default_factory=list)  # (case, prediction, truth)
+    only_prediction: list[Path] = field(default_factory=list)
+    only_truth: list[Path] = field(default_factory=list)
+
+
+def _cases(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise ReadError(folder, "not a folder")
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith("."):
+            continue
+        if path.is_dir():
+            if (path / "classes.json").exists():
+                found[path.name] = path
+            continue
+        suffix = full_suffix(path)
+        if suffix not in LABEL_SUFFIXES:
+            continue
+        if suffix == ".json" and path.with_suffix(".npy").exists():
+            continue  # the sidecar of a .npy, not a COCO file
+        name = strip_suffix(path)
+        if name in found:
+            raise ReadError(path, f"two files for case {name!r}: {found[name].name} and {path.name}")
+        found[name] = path
+    return found
+
+
+def pair_cases(predictions: str | Path, truths: str | Path) -> Pairing:
+    """Match files of two folders by case name."""
+    pred, truth = _cases(Path(predictions)), _cases(Path(truths))
+    pairing = Pairing()
+    for name in sorted(pred.keys() & truth.keys()):
+        pairing.pairs.append((name, pred[name], truth[name]))
+    pairing.only_prediction = [pred[n] for n in sorted(pred.keys() - truth.keys())]
+    pairing.only_truth = [truth[n] for n in sorted(truth.keys() - pred.keys())]
+    return pairing
+
+
+def load_label_map(path: Path) -> Image:
+    """Any label file (NIfTI, PNG, NPY/NPZ, COCO, DICOM-SEG, MHA/NRRD, CXAS folder) as a label map."""
+    from radseg.io import read, read_labels
+    from radseg.labels import make_label_map, to_label_map
+
+    suffix = full_suffix(path)
+    if path.is_dir() or suffix in (".nii", ".nii.gz", ".png", ".npy", ".npz", ".json", ".dcm"):
+        image = read_labels(path)
+    else:
+        image = read(path)
+    try:
+        return to_label_map(image) if "class_names" in image.metadata else make_label_map(image)
+    except ValueError as exc:
+        raise ReadError(path, f"not a label map ({exc})") from None
+
+
+def load_pair(prediction: Path, truth: Path) -> tuple[Image, Image, list[str]]:
+    """Prediction and truth label maps on the truth's grid, plus any warnings.
+
+    A prediction stored in another axis order (e.g. LAS vs LPS) is reordered without
+    interpolation; a different shape or spacing is an error naming both files.
+    """
+    pred, ref = load_label_map(prediction), load_label_map(truth)
+    warnings: list[str] = []
+    if pred.ndim != ref.ndim:
+        raise ReadError(prediction, f"is {pred.ndim}D but its ground truth {truth.name} is {ref.ndim}D")
+    if not pred.same_geometry(ref):
+        try:
+            pred = align_axes(pred, ref)
+            warnings.append("prediction stored in another axis order: reordered onto the ground truth grid")
+        except ValueError:
+            if pred.shape != ref.shape:
+                raise ReadError(prediction, f"shape {pred.shape} differs from ground truth {truth.name} {ref.shape}") from None
+            known = pred.metadata.get("spacing_known", True) and ref.metadata.get("spacing_known", True)
+            if known and not np.allclose(pred.spacing, ref.spacing, rtol=1e-3):
+                raise ReadError(prediction, f"spacing {np.round(pred.spacing, 4).tolist()} differs from ground truth "
+                                            f"{truth.name} {np.round(ref.spacing, 4).tolist()}") from None
+            warnings.append("prediction geometry differs from the ground truth (origin/direction); "
+                            "compared voxel by voxel on the ground-truth grid")
+    return pred, ref, warnings
