@@ -1,0 +1,82 @@
+"""Clinical measurements from label maps, in millimetres, with pictures of where they were taken.
+
+``FEATURE_SETS`` is the registry (and the source of ``radseg features --set`` choices):
+
+=======  ==============================================================================
+shape    any label, 2D or 3D: area/volume, centroid, box, perimeter, compactness, convexity
+chest    chest radiograph: cardio-thoracic ratio (CXAS and textbook), spine-centre distance
+knee     knee radiograph: medial/lateral minimum and fixed-location joint-space width
+hip      hip/pelvis radiograph: femoral head centre/diameter, min JSW, LCEA, neck-shaft angle
+ct       CT: volume and HU statistics per label, femoral-head sphere fit, hip joint space
+=======  ==============================================================================
+
+Each set returns :class:`Measurement` rows: a value with its unit, or ``None`` with a note
+saying why it could not be made. Sides come from label names, never image position.
+
+    from radseg.features import measure
+    rows = measure(labels, "knee")            # labels: a radseg Image (label map)
+    [(m.structure, m.name, m.value, m.unit) for m in rows]
+
+Folders and CSVs: :func:`radseg.features.run.extract_features` (what ``radseg features`` runs).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from radseg.features.base import FeatureSet, Mark, Measurement
+from radseg.image import Image
+from radseg.registry import Registry
+
+__all__ = ["FEATURE_SETS", "FeatureSet", "Mark", "Measurement", "measure", "prepare"]
+
+
+def _lazy(module: str):
+    def compute(labels, *, image=None, **options):
+        return import_module(module).compute(labels, image=image, **options)
+
+    return compute
+
+
+FEATURE_SETS: Registry[FeatureSet] = Registry("feature set")
+for _name, _description, _dims in (
+    ("shape", "area or volume, centroid, box, perimeter, compactness, convexity of every label", (2, 3)),
+    ("chest", "cardio-thoracic ratio (CXAS and textbook) and spine-centre distance", (2,)),
+    ("knee", "medial/lateral minimum and fixed-location joint-space width per knee", (2,)),
+    ("hip", "femoral head centre and diameter, min joint space, LCEA, neck-shaft angle per hip", (2,)),
+    ("ct", "volume and HU statistics per label, femoral-head sphere fit, hip joint space", (3,)),
+):
+    FEATURE_SETS.register(_name, FeatureSet(_name, _description, _lazy(f"radseg.features.{_name}"), _dims))
+
+
+def prepare(labels: Image, feature_set: str, *, image: Image | None = None) -> tuple[Image, Image | None]:
+    """The label map (and image) as the set measures them: a single-slice 3D map becomes 2D for
+    radiograph sets; labels without a known pixel size take the image's geometry (same shape)."""
+    from radseg.features.structures import as_2d
+
+    chosen = FEATURE_SETS[feature_set]
+    if chosen.dims == (2,) and labels.ndim == 3:
+        labels = as_2d(labels)
+        if image is not None and image.ndim == 3:
+            try:
+                image = as_2d(image)
+            except ValueError:
+                image = None  # a real volume: not the radiograph these labels belong to
+    if labels.ndim not in chosen.dims:
+        raise ValueError(f"the {feature_set} set needs a {' or '.join(f'{d}D' for d in chosen.dims)} "
+                         f"label map, got {labels.ndim}D")
+    if image is not None and labels.metadata.get("spacing_known", True) is False \
+            and image.metadata.get("spacing_known", True) and image.shape == labels.shape:
+        labels = Image(labels.array, affine=image.affine, metadata={**labels.metadata, "spacing_known": True})
+    return labels, image
+
+
+def measure(labels: Image, feature_set: str = "shape", *, image: Image | None = None) -> list[Measurement]:
+    """The measurements of one feature set on one label map (``image`` for HU values and spacing)."""
+    labels, image = prepare(labels, feature_set, image=image)
+    rows = FEATURE_SETS[feature_set].compute(labels, image=image)
+    if labels.metadata.get("spacing_known", True) is False:
+        for m in rows:
+            if m.unit in ("mm", "mm2", "mL"):
+                m.note = ("pixel size unknown, 1 mm pixels assumed; " + m.note).rstrip("; ")
+    return rows
