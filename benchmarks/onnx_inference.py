@@ -1,0 +1,141 @@
+"""ONNX Runtime vs plain MONAI/torch inference of the same trained network, on CPU.
+
+    .venv/bin/python benchmarks/onnx_inference.py --model /tmp/radseg-bench/hip-xray-run/model --threads 2
+
+Three measurements, same weights, same threads, median of ``--repeats`` timed passes after a
+warm-up:
+
+1. **network**: batches of preprocessed network inputs (the model's patch size), plain MONAI
+   (the ``monai.networks.nets`` module in ``torch.inference_mode``, what a MONAI user runs) vs
+   radseg's ONNX Runtime session; images per second and the ratio.
+2. **end to end**: ``Predictor.predict`` on full phantom images (preprocessing, network,
+   resampling back, argmax), torch backend vs onnx backend; images per second.
+3. **agreement**: share of pixels with the same label, torch vs onnx, over the test images.
+
+The model bundle is exported to ONNX if it has no export yet (a copy is used, the input is
+left untouched). Writes benchmarks/results/onnx_inference.md and .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _phantoms import phantoms  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--kind", default="hip-xray", help="phantom kind of the test images")
+    parser.add_argument("--images", type=int, default=20, help="test images (phantom cases 60..)")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/radseg-bench"))
+    parser.add_argument("--tag", default="onnx_inference")
+    args = parser.parse_args()
+
+    import torch
+
+    from radseg.infer.onnx import OnnxForward, export_onnx
+    from radseg.infer.predictor import Predictor
+    from radseg.models.bundle import load_bundle
+
+    torch.set_num_threads(args.threads)
+    workdir = Path(tempfile.mkdtemp(prefix="radseg-onnx-bench-"))
+    model = workdir / "model"
+    shutil.copytree(args.model, model)
+    bundle = load_bundle(model)
+    if bundle.onnx_bytes is None:
+        export_onnx(bundle)
+    bundle = load_bundle(model)
+    all_cases = phantoms(args.kind, 60 + args.images, cache=args.cache)[60:]
+    images = [image for _, image, _ in all_cases]
+    load_before = os.getloadavg()
+
+    # 1. network only: plain MONAI module vs ONNX Runtime, same input batch
+    net = bundle.build_network()
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(args.batch, 1, *bundle.preprocessing.patch_size))
+                         .astype(np.float32))
+    session = OnnxForward(bundle.onnx_bytes, threads=args.threads)
+
+    def monai_net():
+        with torch.inference_mode():
+            net(x)
+
+    t_monai = timed(monai_net, args.repeats)
+    t_onnx = timed(lambda: session(x), args.repeats)
+    with torch.inference_mode():
+        logits_diff = float((net(x) - session(x)).abs().max())
+
+    # 2. end to end through the predictor, both backends
+    by_torch = Predictor(bundle, device="cpu", backend="torch", threads=args.threads)
+    by_onnx = Predictor(bundle, device="cpu", backend="onnx", threads=args.threads)
+    e2e_torch = timed(lambda: [by_torch.predict(im) for im in images], max(1, args.repeats // 2))
+    e2e_onnx = timed(lambda: [by_onnx.predict(im) for im in images], max(1, args.repeats // 2))
+
+    # 3. agreement
+    same = total = 0
+    for image in images:
+        a, b = by_torch.predict(image).array, by_onnx.predict(image).array
+        same += int((a == b).sum())
+        total += a.size
+    load_after = os.getloadavg()
+    shape = "x".join(str(s) for s in bundle.preprocessing.patch_size)
+    record = {
+        "command": " ".join([".venv/bin/python", "benchmarks/onnx_inference.py", *sys.argv[1:]]),
+        "model": str(args.model), "architecture": bundle.architecture, "arch_kwargs": bundle.arch_kwargs,
+        "patch": shape, "batch": args.batch, "threads": args.threads, "cpu_count": os.cpu_count(),
+        "load_avg_before": load_before, "load_avg_after": load_after,
+        "network_images_per_s": {"monai_torch": args.batch / t_monai, "onnxruntime": args.batch / t_onnx},
+        "network_speedup_onnx_vs_monai": t_monai / t_onnx,
+        "end_to_end_images_per_s": {"torch": len(images) / e2e_torch, "onnx": len(images) / e2e_onnx},
+        "end_to_end_speedup": e2e_torch / e2e_onnx,
+        "max_logit_difference": logits_diff, "same_label_fraction": same / total,
+        "torch": torch.__version__, "onnxruntime": __import__("onnxruntime").__version__,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{args.tag}.json").write_text(json.dumps(record, indent=2))
+    lines = [
+        "# ONNX Runtime vs plain MONAI inference (CPU)", "", f"Command: `{record['command']}`", "",
+        f"Network: {bundle.architecture} {bundle.arch_kwargs}, input {shape}, batch {args.batch}, "
+        f"{args.threads} threads, median of {args.repeats}; machine {os.cpu_count()} cores, load average "
+        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after (other jobs share the CPU).", "",
+        "| path | images / s | ratio |", "| --- | --- | --- |",
+        f"| network: MONAI module, torch inference_mode | {args.batch / t_monai:.1f} | 1.00 |",
+        f"| network: radseg ONNX Runtime session | {args.batch / t_onnx:.1f} | {t_monai / t_onnx:.2f}x |",
+        f"| end to end ({images[0].shape[0]}x{images[0].shape[1]} images): Predictor, torch | {len(images) / e2e_torch:.1f} | 1.00 |",
+        f"| end to end: Predictor, onnx | {len(images) / e2e_onnx:.1f} | {e2e_torch / e2e_onnx:.2f}x |", "",
+        f"Agreement: same label on {100 * same / total:.4f}% of {total:,} pixels over {len(images)} images; "
+        f"largest logit difference {logits_diff:.2e}.", "",
+    ]
+    (RESULTS / f"{args.tag}.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

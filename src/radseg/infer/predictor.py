@@ -1,0 +1,129 @@
+"""Load a trained model once, segment many images: ``Predictor.load(path).predict(image)``.
+
+Per image: preprocessing from the bundle (canonical axes, resampling, intensity), the
+network on the whole image (fit mode) or by Gaussian-weighted sliding window, optional
+left-right flip TTA, class probabilities resampled back to the input grid (linear, one
+channel at a time so a large CT does not need all class volumes at once), argmax
+(multi-class) or > 0.5 (multi-label), then optional clean-ups. The result is a label map
+(or multi-label mask) on exactly the input's grid, carrying its metadata (so a DICOM
+input's source files are there for the DICOM-SEG writer) and the model's label names.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from radseg.errors import RadsegError
+from radseg.image import Image
+from radseg.models.bundle import ModelBundle, load_bundle
+from radseg.models.mirror import LR_AXIS, mirror_permutation
+from radseg.models.preprocess import prepare
+
+__all__ = ["Predictor", "resolve_device"]
+
+BACKENDS = ("torch", "onnx")
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RadsegError("--device cuda: no CUDA device is available (this torch build or machine has none)")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise RadsegError(f"device must be cpu, cuda or auto, got {device!r}")
+    return device
+
+
+class Predictor:
+    """A loaded model plus its inference options."""
+
+    def __init__(self, bundle: ModelBundle, *, device: str = "auto", backend: str = "torch", tta: bool = False,
+                 overlap: float = 0.5, sw_batch_size: int = 2, postprocess: dict[str, Any] | None = None,
+                 threads: int | None = None) -> None:
+        import torch
+
+        if backend not in BACKENDS:
+            raise RadsegError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if not 0.0 <= overlap < 1.0:
+            raise RadsegError(f"overlap must be in [0, 1), got {overlap}")
+        torch.set_num_threads(threads or os.cpu_count() or 1)
+        self.bundle, self.backend, self.tta = bundle, backend, tta
+        self.device = resolve_device(device)
+        self.overlap, self.sw_batch_size = overlap, sw_batch_size
+        self.postprocessing = {**bundle.postprocessing, **(postprocess or {})}
+        if backend == "onnx":
+            from radseg.infer.onnx import OnnxForward
+
+            if bundle.onnx_bytes is None:
+                raise RadsegError(f"{bundle.path}: the model has no ONNX export; run `radseg export-onnx {bundle.path}`")
+            self.forward = OnnxForward(bundle.onnx_bytes, device=self.device, threads=threads)
+        else:
+            self.forward = bundle.build_network().to(self.device)
+        self.channel_perm = mirror_permutation(bundle.mirror_pairs, bundle.class_values,
+                                               background=bundle.head == "multiclass")
+
+    @classmethod
+    def load(cls, model_path: str | Path, **options: Any) -> "Predictor":
+        """Load (and verify) a model bundle folder or zip; options as for the constructor."""
+        return cls(load_bundle(model_path, weights=options.get("backend", "torch") == "torch"), **options)
+
+    @property
+    def label_names(self) -> dict[int, str]:
+        return self.bundle.label_names
+
+    @property
+    def spatial_dims(self) -> int:
+        return self.bundle.spatial_dims
+
+    def probabilities(self, image: Image):
+        """``(probabilities [C, *grid] tensor, GridMap)`` on the network grid."""
+        import torch
+
+        from radseg.infer.grid import grid_probabilities
+
+        pre = self.bundle.preprocessing
+        try:
+            x, grid = prepare(image, pre)
+        except ValueError as exc:
+            raise RadsegError(str(exc)) from None
+        tensor = torch.from_numpy(x)[None].to(self.device)
+        probs = grid_probabilities(self.forward, tensor, head=self.bundle.head, patch_size=pre.patch_size,
+                                   whole=pre.mode == "fit", overlap=self.overlap, sw_batch_size=self.sw_batch_size,
+                                   tta=self.tta, lr_axis=LR_AXIS[pre.spatial_dims], channel_perm=self.channel_perm)
+        return probs[0].float().cpu(), grid
+
+    def predict(self, image: Image) -> Image:
+        """The label map (or multi-label mask) of ``image``, on its grid, with label names."""
+        from radseg.labels import make_label_map, make_multilabel
+
+        probs, grid = self.probabilities(image)
+        values = self.bundle.class_values
+        if self.bundle.head == "multilabel":
+            stack = np.stack([grid.restore_channel(probs[c]) > 0.5 for c in range(len(values))])
+            stack = np.stack([self._clean(s.astype(np.uint8), [1]) > 0 for s in stack])
+            out = make_multilabel(stack, self.bundle.class_names, like=image)
+            out.metadata["class_values"] = list(values)
+            return out
+        best = grid.restore_channel(probs[0])  # background
+        index = np.zeros(grid.original_shape, np.uint8 if len(values) < 255 else np.uint16)
+        for channel in range(1, probs.shape[0]):
+            restored = grid.restore_channel(probs[channel])
+            better = restored > best
+            index[better] = channel
+            best = np.where(better, restored, best)
+        lut = np.array([0, *values], dtype=np.uint8 if max(values, default=0) < 256 else np.uint16)
+        labels = self._clean(lut[index], values)
+        base = Image(labels, affine=image.affine, metadata={**image.metadata, "model": self.bundle.digest})
+        return make_label_map(base, self.label_names)
+
+    def _clean(self, labels: np.ndarray, values) -> np.ndarray:
+        from radseg.infer.postprocess import postprocess
+
+        return postprocess(labels, largest=self.postprocessing.get("largest_component", False),
+                           holes=self.postprocessing.get("fill_holes", False))

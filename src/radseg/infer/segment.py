@@ -1,0 +1,189 @@
+"""``radseg segment``: a model over a file or a folder, outputs through the shared label writers.
+
+Input: one file, a DICOM series folder, or a folder of anything readable (searched
+recursively): DICOM files are grouped into series (a CT series is one item, each
+radiograph its own), other images are one item each. Every item gets a case name (file
+stem, or the series' folder name) and its output in ``OUT`` by ``output_type``:
+
+============  ============================================================  ================
+-ot           output                                                        writer kind
+============  ============================================================  ================
+png           ``OUT/<case>.png`` label map (8/16-bit, names in text chunk)  ``png``
+png-classes   ``OUT/<case>/<class>.png`` + classes.json (CXAS layout)       ``png-classes``
+jpg           ``OUT/<case>.jpg`` overlay preview (3D: the fullest slice)    ``overlay``
+npy / npz     ``OUT/<case>.npy`` (+ .json) / ``OUT/<case>.npz``             ``npy`` / ``npz``
+json          ``OUT/<case>.json`` COCO RLE                                  ``coco``
+nifti         ``OUT/<case>.nii.gz``                                         ``nifti``
+dicom-seg     ``OUT/<case>.dcm`` referencing the source DICOM               ``dicom-seg``
+============  ============================================================  ================
+
+A finished case leaves ``OUT/.radseg-segment/<type>/<case>.json`` (model hash, output type, files);
+a rerun skips it (resume) unless ``overwrite``. A bad item is reported and the rest go on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from radseg.errors import ReadError, RadsegError
+from radseg.image import Image
+from radseg.io.atomic import strip_suffix, write_text_atomic
+
+__all__ = ["segment", "SegmentReport", "OUTPUT_TYPES", "list_inputs"]
+
+OUTPUT_TYPES = {"png": (".png", "png"), "png-classes": ("", "png-classes"), "jpg": (".jpg", "jpg"),
+                "npy": (".npy", "npy"), "npz": (".npz", "npz"), "json": (".json", "coco"),
+                "nifti": (".nii.gz", "nifti"), "dicom-seg": (".dcm", "dicom-seg")}
+STATE_DIR = ".radseg-segment"
+
+
+@dataclass
+class SegmentReport:
+    written: list[Path] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class _Item:
+    case: str
+    label: str
+    load: Callable[[], Image]
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:80] or "case"
+
+
+def list_inputs(source: Path, report: SegmentReport, read_options: dict[str, Any] | None = None) -> list[_Item]:
+    """The items of ``source``: one per readable image or DICOM series."""
+    from radseg.io import detect_format, read
+    from radseg.io.dicom import read_series
+    from radseg.io.dicom_scan import scan
+
+    options = dict(read_options or {})
+    if not source.exists():
+        raise ReadError(source, "no such file or folder")
+    if source.is_file():
+        return [_Item(_safe(strip_suffix(source)), str(source), lambda: read(source, **_dicom_only(source, options)))]
+    found = scan(source)
+    for path, problem in found.unreadable:
+        report.failed.append((str(path), problem))
+    items, used = [], set()
+    dicom_options = {k: v for k, v in options.items() if k in ("on_gap", "tilt", "invert_monochrome1")}
+    per_folder: dict[Path, int] = {}
+    for series in found.series:
+        per_folder[series.files[0].parent] = per_folder.get(series.files[0].parent, 0) + 1
+    for series in found.series:
+        folder = series.files[0].parent
+        if series.kind == "radiograph" or len(series.files) == 1 and series.kind != "slices":
+            name = strip_suffix(series.files[0])
+        else:
+            name = folder.name if folder != source or per_folder[folder] == 1 else source.name
+            if per_folder[folder] > 1:
+                name += f"_{series.number if series.number is not None else series.key[-6:]}"
+        label = str(series.files[0] if len(series.files) == 1 else folder)
+        items.append(_Item(_unique(_safe(name), used), label, lambda s=series: read_series(s, **dicom_options)))
+    for path in found.non_dicom:
+        try:
+            if detect_format(path) == "dicom":
+                continue
+        except ReadError:
+            continue  # not an image (notes, listings)
+        items.append(_Item(_unique(_safe(strip_suffix(path)), used), str(path), lambda p=path: read(p)))
+    return items
+
+
+def _dicom_only(path: Path, options: dict[str, Any]) -> dict[str, Any]:
+    from radseg.io import detect_format
+
+    return options if options and detect_format(path) == "dicom" else {}
+
+
+def _unique(name: str, used: set[str]) -> str:
+    candidate, n = name, 2
+    while candidate in used:
+        candidate, n = f"{name}-{n}", n + 1
+    used.add(candidate)
+    return candidate
+
+
+def _fullest_slice(image: Image, labels: Image) -> tuple[Image, Image]:
+    """The axial slice with the most labelled voxels, as 2D images (for a 3D overlay preview)."""
+    counts = (labels.array.reshape(labels.shape[0], -1) != 0).sum(axis=1)
+    k = int(np.argmax(counts))
+    spacing = image.spacing[1:]
+    return (Image(image.array[k], spacing=spacing, metadata=image.metadata),
+            Image(labels.array[k], spacing=spacing, metadata=labels.metadata))
+
+
+def write_output(image: Image, labels: Image, out: Path, case: str, output_type: str) -> list[Path]:
+    """Write one case's prediction; returns the files written."""
+    from radseg.io import write
+
+    suffix, kind = OUTPUT_TYPES[output_type]
+    if kind == "png-classes":
+        return [Path(p) for p in write(labels, out, kind=kind, case=case)]
+    target = out / f"{case}{suffix}"
+    if kind == "jpg":
+        if labels.ndim == 3:
+            image, labels = _fullest_slice(image, labels)
+        return [Path(write(labels, target, kind=kind, image=image))]
+    if kind == "coco":
+        sources = image.metadata.get("source_files") or [f"{case}.png"]
+        return [Path(write(labels, target, kind=kind, file_name=Path(sources[0]).name))]
+    result = write(labels, target, kind=kind)
+    return [Path(p) for p in (result if isinstance(result, (list, tuple)) else [result])]
+
+
+def segment(source: str | Path, output: str | Path, *, predictor, output_type: str = "png", overwrite: bool = False,
+            read_options: dict[str, Any] | None = None, on_progress: Callable[[str], None] | None = None,
+            jobs_total: Callable[[int], None] | None = None) -> SegmentReport:
+    """Run ``predictor`` (a loaded :class:`~radseg.infer.predictor.Predictor`) over ``source``."""
+    if output_type not in OUTPUT_TYPES:
+        raise RadsegError(f"unknown output type {output_type!r}; valid: {', '.join(OUTPUT_TYPES)}")
+    source, out = Path(source), Path(output)
+    if out.exists() and not out.is_dir():
+        raise RadsegError(f"{out}: the output must be a folder (it is a file)")
+    report = SegmentReport()
+    items = list_inputs(source, report, read_options)
+    if jobs_total:
+        jobs_total(len(items))
+    digest = predictor.bundle.digest
+    for item in items:
+        if on_progress:
+            on_progress(item.case)
+        state = out / STATE_DIR / output_type / f"{item.case}.json"
+        if not overwrite and _finished(state, digest, output_type):
+            report.kept.append(item.case)
+            continue
+        try:
+            image = item.load()
+            labels = predictor.predict(image)
+            files = write_output(image, labels, out, item.case, output_type)
+            write_text_atomic(state, json.dumps({"input": item.label, "model": digest, "output_type": output_type,
+                                                 "files": [str(f) for f in files]}, indent=1))
+            report.written.extend(files)
+        except RadsegError as exc:
+            same = str(getattr(exc, "path", "")) == item.label
+            report.failed.append((item.label, getattr(exc, "problem", str(exc)) if same else str(exc)))
+        except Exception as exc:  # noqa: BLE001 - a batch reports the item and goes on
+            report.failed.append((item.label, f"{type(exc).__name__}: {exc}"))
+    return report
+
+
+def _finished(state: Path, digest: str | None, output_type: str) -> bool:
+    if not state.exists():
+        return False
+    try:
+        record = json.loads(state.read_text())
+    except ValueError:
+        return False
+    return (record.get("model") == digest and record.get("output_type") == output_type
+            and all(Path(f).exists() for f in record.get("files", [])))

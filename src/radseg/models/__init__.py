@@ -1,0 +1,1 @@
+"""Model architectures, task presets, and self-contained model bundles."""

@@ -1,0 +1,213 @@
+"""A trained model as one self-contained folder or zip, checked on load.
+
+Layout (the same inside a ``.zip``)::
+
+    model.json       format version, architecture + options, head, labels, preprocessing,
+                     postprocessing, left/right pairs, and the SHA-256 of every file below
+    weights.pt       the network's state_dict (loaded with ``weights_only=True``)
+    manifest.json    how it was made: versions, data hash, training config, metrics
+    model.onnx       optional, added by ``radseg export-onnx``
+
+Loading refuses a bundle whose files do not match their recorded hashes (a truncated copy,
+an edited weight file) or whose format version is newer than this radseg understands.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from radseg.errors import ReadError, WriteError
+from radseg.io.atomic import atomic_path, write_text_atomic
+from radseg.models.preprocess import Preprocessing
+
+__all__ = ["ModelBundle", "load_bundle", "FORMAT_VERSION", "HEADS"]
+
+FORMAT = "radseg-model"
+FORMAT_VERSION = 1
+HEADS = ("multiclass", "multilabel")
+_CONFIG = "model.json"
+_WEIGHTS = "weights.pt"
+_MANIFEST = "manifest.json"
+_ONNX = "model.onnx"
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class ModelBundle:
+    """Everything needed to rebuild and run a trained network."""
+
+    architecture: str
+    spatial_dims: int
+    in_channels: int
+    arch_kwargs: dict[str, Any]
+    head: str
+    class_values: list[int]
+    class_names: list[str]
+    preprocessing: Preprocessing
+    postprocessing: dict[str, Any] = field(default_factory=dict)
+    mirror_pairs: list[tuple[int, int]] = field(default_factory=list)
+    manifest: dict[str, Any] = field(default_factory=dict)
+    state_dict: Any = None
+    onnx_bytes: bytes | None = None
+    path: Path | None = None
+    digest: str | None = None  # SHA-256 of the weights: identifies the model
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
+        if len(self.class_values) != len(self.class_names):
+            raise ValueError("class_values and class_names differ in length")
+
+    @property
+    def out_channels(self) -> int:
+        return len(self.class_values) + (1 if self.head == "multiclass" else 0)
+
+    @property
+    def label_names(self) -> dict[int, str]:
+        return dict(zip(self.class_values, self.class_names))
+
+    def build_network(self, *, load_weights: bool = True):
+        """The network in eval mode, with the bundle's weights."""
+        from radseg.models.registry import build
+
+        net = build(self.architecture, spatial_dims=self.spatial_dims, in_channels=self.in_channels,
+                    out_channels=self.out_channels, patch_size=self.preprocessing.patch_size,
+                    overrides=self.arch_kwargs)
+        if load_weights:
+            if self.state_dict is None:
+                raise ValueError("this bundle holds no weights")
+            net.load_state_dict(self.state_dict)
+        return net.eval()
+
+    def config(self, files: dict[str, str]) -> dict[str, Any]:
+        from radseg import __version__
+
+        return {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "radseg_version": __version__,
+            "architecture": {"name": self.architecture, "spatial_dims": self.spatial_dims,
+                             "in_channels": self.in_channels, "out_channels": self.out_channels,
+                             "kwargs": self.arch_kwargs},
+            "head": self.head,
+            "labels": [{"value": int(v), "name": n} for v, n in zip(self.class_values, self.class_names)],
+            "preprocessing": self.preprocessing.to_dict(),
+            "postprocessing": self.postprocessing,
+            "mirror_pairs": [list(p) for p in self.mirror_pairs],
+            "files": files,
+        }
+
+    # --- writing ------------------------------------------------------------------------
+    def _payload(self) -> dict[str, bytes]:
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save({k: v.detach().cpu() for k, v in self.state_dict.items()}, buffer)
+        files = {_WEIGHTS: buffer.getvalue(),
+                 _MANIFEST: json.dumps(self.manifest, indent=2, sort_keys=True, default=str).encode()}
+        if self.onnx_bytes is not None:
+            files[_ONNX] = self.onnx_bytes
+        return files
+
+    def save(self, path: str | Path) -> Path:
+        """Write the bundle as a folder, or a zip when ``path`` ends in ``.zip`` (atomically)."""
+        path = Path(path)
+        files = self._payload()
+        hashes = {name: sha256(data) for name, data in files.items()}
+        config = json.dumps(self.config(hashes), indent=2).encode()
+        if path.suffix.lower() == ".zip":
+            with atomic_path(path) as tmp:
+                with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+                    for name, data in files.items():
+                        archive.writestr(name, data)
+                    archive.writestr(_CONFIG, config)  # last: a zip without it is not a bundle
+        else:
+            if path.exists() and not path.is_dir():
+                raise WriteError(path, "a model folder path exists and is a file")
+            path.mkdir(parents=True, exist_ok=True)
+            for name, data in files.items():
+                with atomic_path(path / name) as tmp:
+                    tmp.write_bytes(data)
+            write_text_atomic(path / _CONFIG, config.decode())
+        self.path, self.digest = path, hashes[_WEIGHTS]
+        return path
+
+    def add_onnx(self, onnx_bytes: bytes) -> Path:
+        """Store an ONNX export in the bundle (rewrites model.json with its hash)."""
+        if self.path is None:
+            raise ValueError("save the bundle before adding an ONNX export")
+        self.onnx_bytes = onnx_bytes
+        return self.save(self.path)
+
+
+def _read_members(path: Path) -> dict[str, bytes]:
+    if path.is_dir():
+        return {p.name: p.read_bytes() for p in path.iterdir()
+                if p.is_file() and p.name in (_CONFIG, _WEIGHTS, _MANIFEST, _ONNX)}
+    if not path.exists():
+        raise ReadError(path, "no such model folder or zip")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return {name: archive.read(name) for name in archive.namelist()
+                    if name in (_CONFIG, _WEIGHTS, _MANIFEST, _ONNX)}
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ReadError(path, f"not a model folder or zip ({exc})") from None
+
+
+def load_bundle(path: str | Path, *, weights: bool = True) -> ModelBundle:
+    """Read and verify a bundle: hashes of every file, format version, label table."""
+    path = Path(os.path.expanduser(str(path)))
+    members = _read_members(path)
+    if _CONFIG not in members:
+        raise ReadError(path, f"not a radseg model: no {_CONFIG} (train one with `radseg train`)")
+    try:
+        config = json.loads(members[_CONFIG])
+    except ValueError as exc:
+        raise ReadError(path, f"{_CONFIG} is not valid JSON ({exc})") from None
+    if config.get("format") != FORMAT:
+        raise ReadError(path, f"{_CONFIG} is not a radseg model description")
+    version = int(config.get("format_version", 0))
+    if version > FORMAT_VERSION:
+        raise ReadError(path, f"model format {version} is newer than this radseg understands "
+                              f"({FORMAT_VERSION}); upgrade radseg")
+    files = config.get("files") or {}
+    if _WEIGHTS not in files:
+        raise ReadError(path, "model.json lists no weights")
+    for name, expected in files.items():
+        if name not in members:
+            raise ReadError(path, f"{name} is missing (listed in {_CONFIG})")
+        if sha256(members[name]) != expected:
+            raise ReadError(path, f"{name} does not match its recorded SHA-256: the file is damaged or was changed")
+    arch = config["architecture"]
+    state = None
+    if weights:
+        import torch
+
+        try:
+            state = torch.load(io.BytesIO(members[_WEIGHTS]), map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ReadError(path, f"cannot load {_WEIGHTS} ({exc})") from None
+    try:
+        bundle = ModelBundle(
+            architecture=arch["name"], spatial_dims=int(arch["spatial_dims"]), in_channels=int(arch["in_channels"]),
+            arch_kwargs=dict(arch.get("kwargs") or {}), head=config["head"],
+            class_values=[int(c["value"]) for c in config["labels"]], class_names=[str(c["name"]) for c in config["labels"]],
+            preprocessing=Preprocessing.from_dict(config["preprocessing"]),
+            postprocessing=dict(config.get("postprocessing") or {}),
+            mirror_pairs=[tuple(p) for p in config.get("mirror_pairs") or []],
+            manifest=json.loads(members[_MANIFEST]) if _MANIFEST in members else {},
+            state_dict=state, onnx_bytes=members.get(_ONNX), path=path, digest=files[_WEIGHTS],
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReadError(path, f"{_CONFIG} is incomplete or invalid ({exc})") from None
+    if bundle.out_channels != int(arch.get("out_channels", bundle.out_channels)):
+        raise ReadError(path, "the label table does not match the network's output channels")
+    return bundle

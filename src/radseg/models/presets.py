@@ -1,0 +1,69 @@
+"""Task presets: a sensible architecture, preprocessing and training schedule per kind of data.
+
+``radseg train --preset hip-xray`` picks these; any single option can still be overridden.
+Sizes are chosen for a CPU budget (minutes, not days): 256 px radiographs, 2 mm CT.
+Windows follow the seed papers where they give one (HemSeg-200 clips brain CT to
+[12, 79] HU and z-scores; the THA paper clips hip CT to [-125, 275] HU; bone is wider here,
+so cortex stays distinct from trabecular bone).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from radseg.registry import Registry
+
+__all__ = ["TaskPreset", "PRESETS", "default_preset"]
+
+
+@dataclass(frozen=True)
+class TaskPreset:
+    name: str
+    description: str
+    spatial_dims: int
+    architecture: str
+    preprocessing: dict[str, Any]
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    #: Clean-ups for anatomy that is one piece per label (not for lesions or fractures).
+    postprocessing: dict[str, Any] = field(default_factory=dict)
+
+
+_XRAY = {"mode": "fit", "size": (256, 256), "intensity": "percentile", "percentiles": (0.5, 99.5)}
+_SMALL_UNET_2D = {"channels": (16, 32, 64, 128, 256), "strides": (2, 2, 2, 2), "num_res_units": 1}
+_SMALL_UNET_3D = {"channels": (8, 16, 32, 64, 128), "strides": (2, 2, 2, 2), "num_res_units": 1}
+_TRAIN_2D = {"batch_size": 8, "epochs": 30, "iters_per_epoch": 25, "val_every": 2, "lr": 3e-3}
+_ONE_PIECE = {"largest_component": True, "fill_holes": True}
+_TRAIN_3D = {"batch_size": 2, "epochs": 40, "iters_per_epoch": 25, "val_every": 4, "lr": 3e-3}
+
+PRESETS: Registry[TaskPreset] = Registry("task preset")
+for _preset in (
+    TaskPreset("xray-2d", "any 2D radiograph: fit into 256x256, percentile normalisation", 2, "unet",
+               _XRAY, _SMALL_UNET_2D, _TRAIN_2D),
+    TaskPreset("hip-xray", "AP pelvis radiograph, HexAI hip labels 1-6", 2, "unet", _XRAY, _SMALL_UNET_2D, _TRAIN_2D,
+               _ONE_PIECE),
+    TaskPreset("knee-xray", "bilateral knee radiograph, HexAI knee labels 1-8", 2, "unet", _XRAY, _SMALL_UNET_2D,
+               _TRAIN_2D, _ONE_PIECE),
+    TaskPreset("chest-xray", "chest radiograph anatomy (CXAS-like classes)", 2, "unet",
+               {**_XRAY, "size": (320, 320)}, _SMALL_UNET_2D, _TRAIN_2D),
+    TaskPreset("fracture-xray", "musculoskeletal radiograph, fracture masks (FracAtlas)", 2, "unet",
+               {**_XRAY, "size": (384, 384)}, _SMALL_UNET_2D, _TRAIN_2D),
+    TaskPreset("ct-3d", "any CT: 2 mm voxels, 64^3 patches, window [-1000, 1500] HU", 3, "unet",
+               {"mode": "spacing", "spacing": (2.0, 2.0, 2.0), "patch_size": (64, 64, 64), "intensity": "window",
+                "window": (-1000.0, 1500.0)}, _SMALL_UNET_3D, _TRAIN_3D),
+    TaskPreset("hip-ct", "hip CT bones (THA paper): 2 mm voxels, window [-200, 1500] HU", 3, "unet",
+               {"mode": "spacing", "spacing": (2.0, 2.0, 2.0), "patch_size": (64, 64, 64), "intensity": "window",
+                "window": (-200.0, 1500.0)}, _SMALL_UNET_3D, _TRAIN_3D, _ONE_PIECE),
+    TaskPreset("brain-ct", "head CT haemorrhage (HemSeg-200): window [12, 79] HU, 5 mm slices", 3, "unet",
+               {"mode": "spacing", "spacing": (5.0, 1.0, 1.0), "patch_size": (16, 128, 128), "intensity": "window",
+                "window": (12.0, 79.0)},
+               {"channels": (8, 16, 32, 64, 128), "strides": ((1, 2, 2), (1, 2, 2), (2, 2, 2), (2, 2, 2)),
+                "num_res_units": 1}, _TRAIN_3D),
+):
+    PRESETS.register(_preset.name, _preset)
+
+
+def default_preset(spatial_dims: int) -> TaskPreset:
+    """The generic preset for 2D radiographs or 3D CT."""
+    return PRESETS["xray-2d" if spatial_dims == 2 else "ct-3d"]

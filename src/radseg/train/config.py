@@ -1,0 +1,89 @@
+"""Training options in one dataclass, built from a task preset plus the user's overrides."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from radseg.models.presets import PRESETS, default_preset
+
+__all__ = ["TrainConfig"]
+
+
+@dataclass
+class TrainConfig:
+    """What ``radseg train`` does. Units: epochs of ``iters_per_epoch`` batches; seconds; mm.
+
+    ``preprocessing`` holds :class:`~radseg.models.preprocess.Preprocessing` fields (mode,
+    size or spacing, patch_size, intensity, window...); unset ones come from the preset.
+    Set ``time_limit`` (seconds) to stop on time: the learning-rate schedule then follows
+    the larger of the epoch and time fractions, so it anneals fully within the budget (a
+    run with a binding time limit is not bit-reproducible; one without is).
+    """
+
+    output: Path = Path("run")
+    preset: str | None = None
+    architecture: str | None = None
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    head: str = "multiclass"
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    postprocessing: dict[str, Any] | None = None  # {"largest_component": bool, "fill_holes": bool}
+    epochs: int | None = None
+    iters_per_epoch: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    weight_decay: float = 1e-4
+    warmup_fraction: float = 0.05
+    val_every: int | None = None
+    patience: int | None = None  # validations without improvement before stopping; None = never
+    time_limit: float | None = None
+    foreground_fraction: float = 0.5  # share of patches centred on a labelled voxel
+    augment: bool = True
+    flip_lr: bool = True  # mirror left-right, swapping right/left labels
+    rotate_degrees: float = 12.0
+    scale_range: tuple[float, float] = (0.85, 1.15)
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    val_fraction: float = 0.2
+    resume: bool = False
+    save_zip: bool = False
+
+    def resolved(self, spatial_dims: int) -> "TrainConfig":
+        """A copy with every unset option filled from the preset (default: by dimensionality)."""
+        preset = PRESETS[self.preset] if self.preset else default_preset(spatial_dims)
+        if preset.spatial_dims != spatial_dims:
+            raise ValueError(f"preset {preset.name!r} is for {preset.spatial_dims}D data; this data is {spatial_dims}D")
+        train = preset.training
+        arch = self.architecture or preset.architecture
+        kwargs = dict(self.arch_kwargs)
+        if arch == preset.architecture and not kwargs:
+            kwargs = dict(preset.arch_kwargs)
+        return replace(
+            self, preset=preset.name, architecture=arch, arch_kwargs=kwargs,
+            preprocessing={**preset.preprocessing, **self.preprocessing, "spatial_dims": spatial_dims},
+            postprocessing=dict(preset.postprocessing if self.postprocessing is None else self.postprocessing),
+            epochs=self.epochs or train.get("epochs", 30),
+            iters_per_epoch=self.iters_per_epoch or train.get("iters_per_epoch", 25),
+            batch_size=self.batch_size or train.get("batch_size", 4),
+            lr=self.lr or train.get("lr", 3e-3),
+            val_every=self.val_every or train.get("val_every", 2),
+            output=Path(self.output),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["output"] = str(self.output)
+        return json.loads(json.dumps(out, default=list))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        known = {k: v for k, v in data.items() if k in names}
+        if "output" in known:
+            known["output"] = Path(known["output"])
+        if "scale_range" in known:
+            known["scale_range"] = tuple(known["scale_range"])
+        return cls(**known)

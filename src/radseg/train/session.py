@@ -1,0 +1,286 @@
+"""One training run's state (network, optimiser, RNGs, history) and its epochs.
+
+See :mod:`radseg.train.loop` for the run folder and the guarantees (seeding, resume, Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from radseg.errors import RadsegError
+from radseg.io.atomic import atomic_path, write_text_atomic
+from radseg.models.bundle import ModelBundle
+from radseg.models.mirror import LR_AXIS, mirror_pairs, mirror_permutation
+from radseg.models.preprocess import Preprocessing, prepare, prepare_labels
+from radseg.models.registry import build, check_patch_size, count_parameters, resolve_kwargs
+from radseg.train import loop
+from radseg.train.config import TrainConfig
+from radseg.train.data import TrainCase, TrainData, split_cases
+from radseg.train.sampler import GridCase, PatchSampler
+
+
+class Session:
+    def __init__(self, config: TrainConfig, dataset: TrainData, *, on_event: Callable[[dict], None],
+                 clock_start: float | None = None) -> None:
+        self.cfg, self.dataset, self.emit = config, dataset, on_event
+        self.clock_start = clock_start if clock_start is not None else time.perf_counter()
+        self.run_dir = Path(config.output)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.multilabel = config.head == "multilabel"
+
+    # --- setup ----------------------------------------------------------------------------
+    def _label_table(self) -> tuple[list[int], list[str]]:
+        names = dict(self.dataset.label_names)
+        if not self.multilabel:
+            for case in self.dataset.cases:
+                for value in np.unique(case.labels.array):
+                    if value != 0 and int(value) not in names:
+                        names[int(value)] = f"label_{int(value)}"
+        values = sorted(names)
+        if not values:
+            raise RadsegError("the training labels are all background: nothing to learn")
+        return values, [names[v] for v in values]
+
+    def _preprocessing(self, train_cases: list[TrainCase]) -> Preprocessing:
+        pre = Preprocessing.from_dict(self.cfg.preprocessing)
+        if pre.intensity == "window" and pre.mean is None:
+            # Dataset statistics inside the window over labelled voxels (nnU-Net's CT scheme).
+            low, high = pre.window
+            samples = []
+            rng = np.random.default_rng(self.cfg.seed)
+            for case in train_cases:
+                values = np.asarray(case.image.array, np.float32)
+                mask = case.labels.array.any(axis=-1) if self.multilabel else case.labels.array > 0
+                chosen = values[mask] if mask.any() else values.ravel()
+                samples.append(rng.choice(np.clip(chosen, low, high), min(len(chosen), 50000), replace=False))
+            pooled = np.concatenate(samples)
+            pre.mean, pre.std = float(pooled.mean()), float(max(pooled.std(), 1e-3))
+        return pre
+
+    def _grid_case(self, case: TrainCase, pre: Preprocessing, lut: np.ndarray | None) -> GridCase:
+        x, grid = prepare(case.image, pre)
+        target = prepare_labels(case.labels, grid)
+        if lut is not None:
+            target = lut[np.clip(target.astype(np.int64), 0, len(lut) - 1)].astype(np.uint8)
+        else:
+            target = target.astype(np.uint8)
+        return GridCase(case.case_id, x, target)
+
+    def _setup(self) -> None:
+        cfg = self.cfg
+        torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+        from radseg.infer.predictor import resolve_device
+
+        self.device = resolve_device(cfg.device)
+        self.train_cases, self.val_cases = split_cases(self.dataset, val_fraction=cfg.val_fraction, seed=cfg.seed)
+        self.class_values, self.class_names = self._label_table()
+        resuming = cfg.resume and (self.ckpt_dir / "last.pt").exists()
+        state = torch.load(self.ckpt_dir / "last.pt", map_location="cpu", weights_only=True) if resuming else None
+        self.pre = Preprocessing.from_dict(state["preprocessing"]) if state else self._preprocessing(self.train_cases)
+        check_patch_size(cfg.architecture, self.pre.patch_size)
+        lut = None
+        if not self.multilabel:
+            lut = np.zeros(max(self.class_values) + 1, np.uint8)
+            lut[self.class_values] = np.arange(1, len(self.class_values) + 1)
+        self.grid_train = [self._grid_case(c, self.pre, lut) for c in self.train_cases]
+        self.grid_val = [self._grid_case(c, self.pre, lut) for c in self.val_cases]
+        self.out_channels = len(self.class_values) + (0 if self.multilabel else 1)
+        self.pairs = mirror_pairs(dict(zip(self.class_values, self.class_names)))
+        self.perm = mirror_permutation(self.pairs, self.class_values, background=not self.multilabel)
+
+        torch.manual_seed(cfg.seed)
+        self.net = build(cfg.architecture, spatial_dims=self.pre.spatial_dims, in_channels=1,
+                         out_channels=self.out_channels, patch_size=self.pre.patch_size,
+                         overrides=cfg.arch_kwargs).to(self.device)
+        self.arch_kwargs = resolve_kwargs(cfg.architecture, spatial_dims=self.pre.spatial_dims,
+                                          patch_size=self.pre.patch_size, overrides=cfg.arch_kwargs)
+        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        from radseg.train.augment import Augmenter
+        from radseg.train.losses import make_loss
+
+        self.loss_fn = make_loss(cfg.head)
+        lut_t = torch.arange(self.out_channels)[self.perm] if not self.multilabel else None
+        self.augment = Augmenter(self.pre.spatial_dims, LR_AXIS[self.pre.spatial_dims], lut_t,
+                                 self.perm if self.multilabel else None, flip_lr=cfg.flip_lr,
+                                 rotate_degrees=cfg.rotate_degrees, scale_range=tuple(cfg.scale_range))
+        self.rng = np.random.default_rng(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed + 1)
+        self.sampler = PatchSampler(self.grid_train, self.pre.patch_size,
+                                    foreground_fraction=cfg.foreground_fraction, rng=self.rng)
+        self.history: list[dict[str, Any]] = []
+        self.epoch = self.iteration = self.stale = 0
+        self.best, self.best_epoch, self.best_state, self.best_per_class = None, None, None, None
+        self.elapsed_before = 0.0
+        if state:
+            self._restore(state)
+        else:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(self.run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.iteration, self.stale = state["epoch"], state["iteration"], state["stale"]
+        self.history = list(state["history"])
+        self.best, self.best_epoch = state["best"], state["best_epoch"]
+        self.best_per_class = state.get("best_per_class")
+        self.elapsed_before = float(state["elapsed"])
+        self.rng.bit_generator.state = json.loads(state["numpy_rng"])
+        self.gen.set_state(state["torch_gen"])
+        torch.set_rng_state(state["torch_rng"])
+        best = self.ckpt_dir / "best.pt"
+        if best.exists():
+            self.best_state = torch.load(best, map_location="cpu", weights_only=True)
+
+    # --- steps ----------------------------------------------------------------------------
+    def _progress(self, start: float) -> float:
+        total = self.cfg.epochs * self.cfg.iters_per_epoch
+        fraction = self.iteration / max(1, total)
+        if self.cfg.time_limit:
+            fraction = max(fraction, (self.elapsed_before + loop.seconds(start)) / self.cfg.time_limit)
+        return fraction
+
+    def _step(self, start: float) -> float:
+        lr = loop.cosine_lr(self.cfg.lr, self._progress(start), self.cfg.warmup_fraction)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        images, targets = self.sampler.batch(self.cfg.batch_size)
+        x = torch.from_numpy(images).to(self.device)
+        y = torch.from_numpy(targets.astype(np.int64 if not self.multilabel else np.float32)).to(self.device)
+        if self.cfg.augment:
+            x, y = self.augment(x, y, self.gen)
+        self.net.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss_fn(self.net(x), y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), 12.0)
+        self.optimizer.step()
+        self.iteration += 1
+        return float(loss.detach())
+
+    def validate(self) -> tuple[float | None, list[float | None]]:
+        from radseg.infer.grid import grid_probabilities
+
+        self.net.eval()
+        per_case = []
+        for case in self.grid_val:
+            x = torch.from_numpy(case.image)[None].to(self.device)
+            probs = grid_probabilities(self.net, x, head=self.cfg.head, patch_size=self.pre.patch_size,
+                                       whole=self.pre.mode == "fit", overlap=0.25,
+                                       sw_batch_size=max(1, self.cfg.batch_size))[0].cpu()
+            if self.multilabel:
+                pred = (probs > 0.5).numpy()
+                per_case.append([_dice(pred[c], case.target[c] > 0) for c in range(self.out_channels)])
+            else:
+                per_case.append(loop.mean_dice(probs.argmax(0).numpy(), case.target, self.out_channels))
+        per_class = []
+        for values in zip(*per_case):
+            finite = [v for v in values if v is not None]
+            per_class.append(float(np.mean(finite)) if finite else None)
+        finite = [v for v in per_class if v is not None]
+        return (float(np.mean(finite)) if finite else None), per_class
+
+    def _checkpoint(self, elapsed: float) -> None:
+        state = {"model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": self.epoch,
+                 "iteration": self.iteration, "stale": self.stale, "history": self.history, "best": self.best,
+                 "best_epoch": self.best_epoch, "best_per_class": self.best_per_class, "elapsed": elapsed,
+                 "numpy_rng": json.dumps(self.rng.bit_generator.state), "torch_gen": self.gen.get_state(),
+                 "torch_rng": torch.get_rng_state(), "preprocessing": self.pre.to_dict()}
+        with atomic_path(self.ckpt_dir / "last.pt") as tmp:
+            torch.save(state, tmp)
+
+    # --- run -------------------------------------------------------------------------------
+    def run(self) -> loop.TrainResult:
+        self._setup()
+        cfg, start = self.cfg, self.clock_start
+        self.emit({"kind": "start", "epochs": cfg.epochs, "iters_per_epoch": cfg.iters_per_epoch,
+                   "epoch": self.epoch, "n_train": len(self.grid_train), "n_val": len(self.grid_val),
+                   "parameters": count_parameters(self.net), "device": self.device})
+        stopped, val_seconds = "completed", 0.0
+        try:
+            while self.epoch < cfg.epochs:
+                losses = []
+                for _ in range(cfg.iters_per_epoch):
+                    losses.append(self._step(start))
+                    self.emit({"kind": "iteration", "epoch": self.epoch, "iteration": self.iteration, "loss": losses[-1]})
+                    # stop early enough for the last validation and writing the bundle (a few seconds)
+                    if cfg.time_limit and self.elapsed_before + loop.seconds(start) + 1.2 * val_seconds + 3.0 >= cfg.time_limit:
+                        stopped = "time-limit"
+                        break
+                self.epoch += 1
+                row = {"epoch": self.epoch, "iteration": self.iteration,
+                       "time_s": round(self.elapsed_before + loop.seconds(start), 2),
+                       "lr": self.optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(losses)),
+                       "val_dice": None}
+                last_epoch = self.epoch >= cfg.epochs or stopped != "completed"
+                if self.grid_val and (self.epoch % cfg.val_every == 0 or last_epoch):
+                    t0 = time.perf_counter()
+                    dice, per_class = self.validate()
+                    val_seconds = time.perf_counter() - t0
+                    row["val_dice"] = dice
+                    row.update({f"dice_{n}": d for n, d in zip(self.class_names, per_class)})
+                    self._track_best(dice, per_class)
+                self.history.append(row)
+                self._checkpoint(self.elapsed_before + loop.seconds(start))
+                loop.write_metrics(self.run_dir, self.history)
+                self.emit({"kind": "epoch", **row, "best": self.best})
+                if stopped != "completed":
+                    break
+                if cfg.patience is not None and self.stale >= cfg.patience:
+                    stopped = "early-stopping"
+                    break
+        except KeyboardInterrupt:
+            stopped = "interrupted"
+        return self._finish(stopped, start)
+
+    def _track_best(self, dice: float | None, per_class: list[float | None]) -> None:
+        if dice is not None and (self.best is None or dice > self.best):
+            self.best, self.best_epoch, self.best_per_class, self.stale = dice, self.epoch, per_class, 0
+            self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.net.state_dict().items()})
+            with atomic_path(self.ckpt_dir / "best.pt") as tmp:
+                torch.save(self.best_state, tmp)
+        else:
+            self.stale += 1
+
+    def _finish(self, stopped: str, start: float) -> loop.TrainResult:
+        weights = self.best_state
+        if weights is None:
+            last = self.ckpt_dir / "last.pt"
+            if not last.exists():
+                raise RadsegError(f"{self.run_dir}: stopped ({stopped}) before the first epoch ended; no model written")
+            weights = torch.load(last, map_location="cpu", weights_only=True)["model"]
+        elapsed = self.elapsed_before + loop.seconds(start)
+        manifest = {
+            "created_by": "radseg train", "environment": loop.environment(), "config": self.cfg.to_dict(),
+            "data": loop.dataset_summary(self.dataset, self.train_cases, self.val_cases),
+            "metrics": {"best_val_dice": self.best, "best_epoch": self.best_epoch,
+                        "best_val_dice_per_class": dict(zip(self.class_names, self.best_per_class or [])),
+                        "epochs_done": self.epoch, "iterations": self.iteration, "train_seconds": round(elapsed, 1),
+                        "stopped": stopped},
+        }
+        bundle = ModelBundle(
+            architecture=self.cfg.architecture, spatial_dims=self.pre.spatial_dims, in_channels=1,
+            arch_kwargs=self.arch_kwargs, head=self.cfg.head, class_values=self.class_values,
+            class_names=self.class_names, preprocessing=self.pre, postprocessing=dict(self.cfg.postprocessing),
+            mirror_pairs=self.pairs, manifest=manifest, state_dict=weights)
+        model_path = bundle.save(self.run_dir / "model")
+        if self.cfg.save_zip:
+            bundle.save(self.run_dir / "model.zip")
+        loop.write_metrics(self.run_dir, self.history)
+        result = loop.TrainResult(self.run_dir, model_path, self.best, self.epoch, stopped, list(self.history))
+        self.emit({"kind": "end", "stopped": stopped, "best": self.best, "model": str(model_path),
+                   "seconds": round(elapsed, 1)})
+        return result
+
+
+def _dice(pred: np.ndarray, truth: np.ndarray) -> float | None:
+    total = int(pred.sum()) + int(truth.sum())
+    return None if total == 0 else 2.0 * int((pred & truth).sum()) / total

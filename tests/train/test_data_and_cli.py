@@ -1,0 +1,117 @@
+"""Prepared-dataset folders, the train CLI, a 3D run and a multi-label head."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("monai")
+
+import radseg.io as rio  # noqa: E402
+from radseg.commands import models as model_commands  # noqa: E402
+from radseg.errors import ReadError  # noqa: E402
+from radseg.image import Image  # noqa: E402
+from radseg.infer.predictor import Predictor  # noqa: E402
+from radseg.labels import is_multilabel, make_multilabel  # noqa: E402
+from radseg.train.config import TrainConfig  # noqa: E402
+from radseg.train.data import data_hash, from_pairs, load_prepared, split_cases  # noqa: E402
+from radseg.train.loop import train  # noqa: E402
+from tests.train.shapes import ball_case, dice, disc_case  # noqa: E402
+
+
+@pytest.fixture
+def prepared(tmp_path):
+    root = tmp_path / "prepared"
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        image, labels = disc_case(rng)
+        rio.write(image, root / "images" / f"case{i}.nii.gz")
+        rio.write(labels, root / "labels" / f"case{i}.png", kind="png")  # another format, same grid
+    (root / "images" / "orphan.nii.gz").write_bytes((root / "images" / "case0.nii.gz").read_bytes())
+    (root / "labels" / "broken.png").write_bytes(b"nope")
+    rio.write(image, root / "images" / "broken.nii.gz")
+    info = {"name": "discs", "labels": {"background": 0, "disc": 1, "square": 2},
+            "splits": {"train": ["case0", "case1", "case2", "case3"], "val": ["case4"], "test": ["case5"]}}
+    (root / "dataset.json").write_text(json.dumps(info))
+    return root
+
+
+def test_prepared_folder_contract(prepared):
+    data = load_prepared(prepared)
+    assert sorted(c.case_id for c in data.cases) == ["case0", "case1", "case2", "case3", "case4"]  # test held out
+    assert data.label_names == {1: "disc", 2: "square"}  # nnU-Net style {"name": value} accepted
+    problems = dict((p.split("/")[-1], m) for p, m in data.problems)
+    assert "no label file" in problems["orphan.nii.gz"] and "broken.nii.gz" in problems
+    train_cases, val_cases = split_cases(data, val_fraction=0.5, seed=0)
+    assert [c.case_id for c in val_cases] == ["case4"] and len(train_cases) == 4
+    assert data.cases[0].labels.same_geometry(data.cases[0].image)
+    with pytest.raises(ReadError, match="images/ and labels/"):
+        load_prepared(prepared / "images")
+
+
+def test_seeded_split_and_data_hash():
+    rng = np.random.default_rng(0)
+    data = from_pairs([disc_case(rng) for _ in range(10)])
+    a, b = split_cases(data, val_fraction=0.2, seed=3), split_cases(data, val_fraction=0.2, seed=3)
+    assert [c.case_id for c in a[1]] == [c.case_id for c in b[1]] and len(a[1]) == 2
+    changed = from_pairs([(c.image.with_array(c.image.array + 1), c.labels) for c in data.cases])
+    assert data_hash(data.cases) != data_hash(changed.cases) and len(data_hash(data.cases)) == 64
+
+
+def test_train_cli_on_a_prepared_folder(prepared, tmp_path):
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    model_commands.register(app)
+    run = tmp_path / "run"
+    args = ["train", "--data", prepared, "-o", run, "--size", "64,64", "--epochs", "2", "--iters-per-epoch", "3",
+            "--batch-size", "2", "--model-args", '{"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 0}',
+            "--zip", "-q"]
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    assert "completed after 2 epoch(s)" in result.output
+    for name in ("config.json", "metrics.csv", "learning_curve.png", "checkpoints/last.pt", "checkpoints/best.pt",
+                 "model/model.json", "model.zip"):
+        assert (run / name).exists(), name
+    again = CliRunner().invoke(app, [str(a) for a in args])
+    assert again.exit_code == 1 and "--resume" in again.output
+    bad = CliRunner().invoke(app, ["train", "--data", str(prepared), "-o", str(tmp_path / "r2"), "--model", "unte"])
+    assert bad.exit_code == 1 and "Did you mean 'unet'" in bad.output
+
+
+def test_3d_training_runs_and_predicts_on_the_input_grid(tmp_path):
+    rng = np.random.default_rng(0)
+    data = from_pairs([ball_case(rng) for _ in range(5)])
+    config = TrainConfig(output=tmp_path / "run3d", preprocessing={"spacing": (3.0, 3.0, 3.0), "patch_size": (16, 16, 16),
+                                                                   "window": (-500, 1500)},
+                         arch_kwargs={"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 0},
+                         epochs=4, iters_per_epoch=8, batch_size=2, val_every=2, lr=1e-2, threads=2)
+    result = train(config, data)
+    assert result.best_dice is not None and result.best_dice > 0.6
+    image, truth = ball_case(np.random.default_rng(9))
+    out = Predictor.load(result.model_path, device="cpu").predict(image)
+    assert out.same_geometry(image) and dice(out.array == 1, truth.array == 1) > 0.6
+
+
+def test_multilabel_head_trains_and_predicts_overlapping_classes(tmp_path):
+    rng = np.random.default_rng(0)
+    pairs = []
+    for _ in range(6):
+        image, labels = disc_case(rng)
+        disc = labels.array == 1
+        bright = image.array > 150  # overlaps the disc almost entirely
+        pairs.append((image, make_multilabel(np.stack([disc, disc | (labels.array == 2), bright]),
+                                             ["disc", "object", "bright"], like=image)))
+    data = from_pairs(pairs)
+    assert data.multilabel and data.label_names == {1: "disc", 2: "object", 3: "bright"}
+    config = TrainConfig(output=tmp_path / "ml", preprocessing={"size": (64, 64)},
+                         arch_kwargs={"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 0},
+                         epochs=2, iters_per_epoch=3, batch_size=2, threads=2)
+    result = train(config, data)
+    out = Predictor.load(result.model_path, device="cpu").predict(pairs[0][0])
+    assert is_multilabel(out) and out.metadata["class_names"] == ["disc", "object", "bright"]
+    assert out.array.shape == (*pairs[0][0].shape, 3) and out.array.dtype == bool
