@@ -1,0 +1,128 @@
+"""Where the femoral heads are: candidates by the distance transform, scored by roundness and socket.
+
+Candidates are the local maxima of the distance transform of the bone (on ~2 mm voxels, pooled
+so that a voxel is bone only when all its fine voxels are: a joint space a voxel wide still
+separates head and socket). Each is scored by :func:`sphere_coverage`: a femoral head is round
+in every direction but its neck, and across a thin joint space it meets its socket; a
+trochanter, a shaft or a pelvic column is at most round. The two heads of a patient lie at
+about the same height and depth, mirrored about the midline, so the pair is chosen together
+(:func:`choose_seeds`) and a clear side helps a doubtful one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["Candidate", "midline", "head_candidates", "choose_seeds", "sphere_coverage"]
+
+MIN_HEAD_RADIUS_MM = 8.0
+MIN_MIDLINE_DISTANCE_MM = 35.0
+MAX_CANDIDATES = 30
+#: Distance-transform maxima closer than this are one candidate (a ridge along a shaft is not many).
+PEAK_SEPARATION_MM = 16.0
+#: Score lost per millimetre of asymmetry between the two heads of a pair.
+ASYMMETRY_PER_MM = 1.0 / 20.0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    score: float  # coverage + 2 * socket
+    index: np.ndarray  # working-grid index (slice, row, col)
+    radius: float  # mm
+
+
+def midline(mask: np.ndarray) -> float:
+    """Column of the body's midline: the middle of the bone's left-right extent."""
+    cols = np.flatnonzero(mask.any(axis=(0, 1)))
+    return (cols[0] + cols[-1]) / 2.0 if cols.size else mask.shape[2] / 2.0
+
+
+def head_candidates(mask: np.ndarray, spacing: np.ndarray, *, side: str, centre_col: float) -> list[Candidate]:
+    """Scored candidate head centres of one side (``right``: columns below the midline), best first."""
+    factors = np.maximum(1, np.round(2.0 / spacing)).astype(int)
+    trimmed = mask[: mask.shape[0] // factors[0] * factors[0], : mask.shape[1] // factors[1] * factors[1],
+                   : mask.shape[2] // factors[2] * factors[2]]
+    shape = np.array(trimmed.shape) // factors
+    if np.any(shape == 0):
+        return []
+    pooled = trimmed.reshape(shape[0], factors[0], shape[1], factors[1], shape[2], factors[2]).all(axis=(1, 3, 5))
+    coarse = spacing * factors
+    depth = ndimage.distance_transform_edt(pooled, sampling=coarse)
+    cols = (np.arange(shape[2]) + 0.5) * factors[2] - 0.5
+    away = (cols - centre_col) * spacing[2]
+    allowed = away <= -MIN_MIDLINE_DISTANCE_MM if side == "right" else away >= MIN_MIDLINE_DISTANCE_MM
+    depth[:, :, ~allowed] = 0
+    size = tuple(int(v) for v in np.maximum(3, 2 * np.round(PEAK_SEPARATION_MM / 2 / coarse).astype(int) + 1))
+    peaks = np.argwhere((depth == ndimage.maximum_filter(depth, size=size)) & (depth >= MIN_HEAD_RADIUS_MM))
+    peaks = peaks[np.argsort(-depth[tuple(peaks.T)])][:MAX_CANDIDATES]
+    found = []
+    for peak in peaks:
+        radius = float(depth[tuple(peak)]) + float(coarse.mean()) / 2.0
+        coverage, socket, index, radius = sphere_coverage(mask, (peak + 0.5) * factors - 0.5, radius, spacing)
+        found.append(Candidate(coverage + 2.0 * socket, index, radius))
+    return sorted(found, key=lambda c: -c.score)
+
+
+def choose_seeds(candidates: dict[str, list[Candidate]], spacing: np.ndarray, centre_col: float) -> dict[str, list[Candidate]]:
+    """Per side the candidates in the order to try: first the member of the best pair (the two
+    scores counting their mirror symmetry), then the rest by score."""
+    sides = [side for side, found in candidates.items() if found]
+    if len(sides) < 2:
+        return {side: list(candidates[side]) for side in sides}
+    best, pair = -np.inf, None
+    for right in candidates["right"]:
+        for left in candidates["left"]:
+            mirrored = left.index.copy()
+            mirrored[2] = 2 * centre_col - mirrored[2]
+            asymmetry = float(np.linalg.norm((right.index - mirrored) * spacing))
+            value = right.score + left.score - ASYMMETRY_PER_MM * asymmetry
+            if value > best:
+                best, pair = value, {"right": right, "left": left}
+    return {side: [pair[side]] + [c for c in candidates[side] if c is not pair[side]] for side in sides}
+
+
+def _rays(count: int) -> np.ndarray:
+    k = np.arange(count) + 0.5
+    polar, azimuth = np.arccos(1 - 2 * k / count), np.pi * (1 + 5 ** 0.5) * k  # Fibonacci sphere
+    return np.stack([np.cos(polar), np.sin(polar) * np.sin(azimuth), np.sin(polar) * np.cos(azimuth)], axis=1)
+
+
+def _exits(mask, centre, radius, spacing, directions, socket_mm):
+    """Where each ray from ``centre`` first leaves the bone (mm, inf if not within reach), and
+    whether it meets bone again within ``socket_mm`` after that."""
+    steps = np.arange(0.2 * radius, 1.5 * radius + socket_mm, 0.5 * float(spacing.min()))
+    points = centre[None, None, :] + directions[:, None, :] * steps[None, :, None] / spacing[None, None, :]
+    inside = ndimage.map_coordinates(mask.astype(np.uint8), points.reshape(-1, 3).T, order=0, mode="constant")
+    inside = inside.reshape(len(directions), len(steps)).astype(bool)
+    exits = np.where(inside.all(axis=1), np.inf, steps[np.argmax(~inside, axis=1)])
+    again = (inside & (steps[None, :] > exits[:, None]) & (steps[None, :] <= exits[:, None] + socket_mm)).any(axis=1)
+    return exits, again
+
+
+def sphere_coverage(mask: np.ndarray, centre: np.ndarray, radius: float, spacing: np.ndarray, *,
+                    rays: int = 160, rounds: int = 6, socket_mm: float = 8.0) -> tuple[float, float, np.ndarray, float]:
+    """``(coverage, socket, centre, radius)`` of the sphere fitted to where rays from ``centre`` leave
+    the bone (``rounds`` refits, accepting exits within 40 % of the radius at first and 15 % at the
+    end; ``rounds=0`` scores the sphere as given): ``coverage`` is the fraction of rays leaving
+    within 15 % of that sphere (a head is round everywhere but at its neck; a trochanter, a shaft
+    or a pelvic column is not), ``socket`` the fraction that then meet bone again within
+    ``socket_mm`` (the acetabulum across the joint space)."""
+    from radseg.annotate.hip_split import fit_sphere_points
+
+    directions = _rays(rays)
+    centre = np.asarray(centre, float)
+    for tolerance in np.linspace(0.4, 0.15, rounds) if rounds else []:
+        exits, _ = _exits(mask, centre, radius, spacing, directions, socket_mm)
+        near = np.abs(exits - radius) <= tolerance * radius
+        if near.sum() < 12:
+            break
+        fitted, new_radius = fit_sphere_points(directions[near] * exits[near, None])  # mm, relative to centre
+        if not np.isfinite(new_radius) or new_radius <= 0 or np.linalg.norm(fitted) > radius:
+            break
+        centre, radius = centre + fitted / spacing, new_radius
+    exits, again = _exits(mask, centre, radius, spacing, directions, socket_mm)
+    near = np.abs(exits - radius) <= 0.15 * radius
+    return float(near.mean()), float((near & again).mean()), centre, radius

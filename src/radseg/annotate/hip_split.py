@@ -1,0 +1,313 @@
+"""Split the bone around each femoral head into femoral head and acetabulum (3D, working layout).
+
+Label definitions follow the ``hip-ct`` phantom (and the THA dataset): the **femoral head** is
+femur inside the head sphere on the head side of the head-neck plane; the **acetabulum** is
+that side's pelvic bone in the axial slab the head spans (``|z - head z| <= head radius``).
+
+Steps: the joint space is found on the radial bone-occupancy profile around the fitted
+sphere (:func:`joint_space`); the bone outside the balls splits into 3D components, and the
+femur and the pelvis of a side are the components touching the ball from below-laterally
+(the neck) and from above-medially (the socket) (:func:`split_sides`). A bridge across a
+narrow joint space (osteophytes, partial volume) is cut by a watershed of the component's
+distance transform between the two contacts, at the bridge's narrowest. Bone between the
+head's surface and the split radius (socket where the joint space narrows) goes to the
+nearer of femur and pelvis. The head-neck plane is perpendicular to the neck axis (the
+direction of the femur's contact with the ball) where a neck of :data:`NECK_RATIO` head
+radii meets the sphere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["Sphere", "fit_head_surface", "joint_space", "split_sides"]
+
+CONTACT_MM = 3.0
+# a sphere's surface normal points at its centre; the neck, its fillet and osteophytes tilt away
+RADIAL_COS = 0.9
+#: Neck radius over head radius where they meet (a typical adult value; the neck's own outline
+#: there is blurred by the fillet and by osteophytes, so it is not measured). The hip-ct phantom
+#: is built with the same ratio.
+NECK_RATIO = 0.68
+
+
+@dataclass
+class Sphere:
+    """One side's femoral head: centre (working index), head radius and split radius (mm)."""
+
+    side: str
+    centre: np.ndarray
+    radius: float  # the head's own surface
+    split: float  # inside the joint space; bone within belongs to the femur's head
+
+
+def _distances(shape, centre, spacing, box) -> np.ndarray:
+    grids = np.meshgrid(*[(np.arange(s.start, s.stop) - c) * d for s, c, d in zip(box, centre, spacing)],
+                        indexing="ij", sparse=True)
+    return np.sqrt(grids[0] ** 2 + grids[1] ** 2 + grids[2] ** 2)
+
+
+def _box(shape, centre, radius_mm, spacing):
+    half = radius_mm / spacing
+    lo = np.maximum(0, np.floor(centre - half)).astype(int)
+    hi = np.minimum(shape, np.ceil(centre + half) + 1).astype(int)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+
+
+def fit_sphere_points(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least-squares sphere through points ``[n, 3]`` (mm): ``|p|^2 = 2 p.c + (r^2 - |c|^2)``."""
+    design = np.hstack([2 * points, np.ones((len(points), 1))])
+    solution, *_ = np.linalg.lstsq(design, np.sum(points ** 2, axis=1), rcond=None)
+    centre = solution[:3]
+    return centre, float(np.sqrt(max(solution[3] + centre @ centre, 0.0)))
+
+
+def fit_head_surface(mask: np.ndarray, centre: np.ndarray, radius: float, spacing: np.ndarray,
+                     *, rounds: int = 6) -> tuple[np.ndarray, float, float] | None:
+    """``(centre, radius, coverage)``: the head sphere refitted to the bone surface within ``radius``
+    +- 20 % of ``centre`` (working index, mm); ``coverage`` is the fraction of directions (of 200)
+    in which the fitted sphere has surface points.
+
+    Surface points are the centres of bone voxels with a non-bone 6-neighbour, moved out by half
+    a pixel along their normal; points off the sphere (the neck, a flattened cap, cysts, the socket)
+    are trimmed over a few rounds (residual beyond 1.5 mm or 2 voxels).
+    """
+    box = _box(mask.shape, centre, 1.2 * radius, spacing)
+    bone = mask[box]
+    surface = bone & ~ndimage.binary_erosion(bone, structure=ndimage.generate_binary_structure(3, 1), border_value=1)
+    origin = np.array([b.start for b in box])
+    points = (np.argwhere(surface) + origin - centre) * spacing
+    if len(points) < 50:
+        return None
+    normals = np.stack(np.gradient(ndimage.gaussian_filter(bone.astype(np.float32), 1.0), *spacing), axis=-1)[surface]
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-6)  # into the bone
+    # a surface voxel's centre lies about half a pixel inside the surface (not half a thick slice:
+    # across slices the mask edge follows the partial-volume half maximum)
+    points = points - 0.5 * float(spacing[1:].mean()) * normals
+    c, r = np.zeros(3), radius
+    norms = np.linalg.norm(points, axis=1)
+    # the head's surface has its bone inside (the normal into the bone points at the centre, within
+    # 25 degrees); the socket's concave surface, facing it across the joint space, has it outside
+    convex = np.sum(normals * points, axis=1) < -RADIAL_COS * norms
+    keep = convex & (np.abs(norms - radius) <= 0.2 * radius)
+    tolerance = max(1.5, 2.0 * float(spacing.max()))
+    for _ in range(rounds):
+        if keep.sum() < 50:
+            return None
+        c, r = fit_sphere_points(points[keep])
+        relative = points - c
+        distance = np.linalg.norm(relative, axis=1)
+        residual = distance - r
+        convex = np.sum(normals * relative, axis=1) < -RADIAL_COS * distance
+        keep = convex & (np.abs(residual) <= tolerance)
+        # tighten to the spread of the sphere's own points: the neck's fillet and a flattened cap drop out
+        spread = 1.4826 * float(np.median(np.abs(residual[keep]))) if keep.any() else tolerance
+        tolerance = max(0.5 * float(spacing.min()), 2.5 * spread)
+    if keep.sum() < 50:
+        return None
+    from radseg.annotate.hip_seed import _rays
+
+    directions = _rays(200)
+    relative = points[keep] - c
+    hit = np.argmax((relative / np.linalg.norm(relative, axis=1, keepdims=True)) @ directions.T, axis=1)
+    return centre + c / spacing, r, float(np.unique(hit).size) / len(directions)
+
+
+def joint_space(mask: np.ndarray, centre: np.ndarray, radius: float, spacing: np.ndarray) -> float:
+    """The split radius (mm): the middle of the joint space on the bone occupancy of spherical shells.
+
+    Shells run from ``radius`` (the head's surface) to 1.25 times it. The joint space is the run
+    of shells around the emptiest one whose occupancy stays within 30 % of the way from that
+    minimum to the head's own occupancy (shells just inside ``radius``). When the occupancy
+    never drops below half (socket and head merged in the mask) the split is the head's surface.
+    """
+    step = 0.25 * float(spacing.min())
+    box = _box(mask.shape, centre, 1.3 * radius, spacing)
+    distance = _distances(mask.shape, centre, spacing, box)
+    bone = mask[box].ravel().astype(float)
+    edges = np.arange(0.85 * radius, 1.25 * radius + step, step)
+    shell = np.digitize(distance.ravel(), edges)
+    counts = np.bincount(shell, weights=bone, minlength=len(edges) + 1)[1:len(edges)]
+    totals = np.bincount(shell, minlength=len(edges) + 1)[1:len(edges)]
+    occupancy = counts / np.maximum(totals, 1)
+    mids = (edges[:-1] + edges[1:]) / 2
+    inside, outside = mids < radius - 1.0, mids >= radius
+    if not inside.any() or not outside.any():
+        return radius
+    full = float(occupancy[inside].mean())
+    empty_at = np.flatnonzero(outside)[np.argmin(occupancy[outside])]
+    empty = float(occupancy[empty_at])
+    if empty > 0.5 or full - empty < 0.2:
+        return radius
+    gap = outside & (occupancy <= empty + 0.3 * (full - empty))
+    start = stop = empty_at
+    while start - 1 >= 0 and gap[start - 1]:
+        start -= 1
+    while stop + 1 < len(gap) and gap[stop + 1]:
+        stop += 1
+    return float(max(radius, (edges[start] + edges[stop + 1]) / 2))
+
+
+def _lateral(side: str) -> float:
+    return -1.0 if side == "right" else 1.0  # patient right is at low columns
+
+
+def split_sides(mask: np.ndarray, spheres: list[Sphere], spacing: np.ndarray,
+                hu: np.ndarray | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{side: (femoral head mask, acetabulum mask)}`` for each sphere (full-size boolean arrays).
+
+    With ``hu`` (the CT on the same grid), voxels of a joint space the bone mask closed are
+    found on the image and kept out of the connectivity (:func:`joint_gap`)."""
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if not spheres:
+        return out
+    margin = CONTACT_MM + 10.0
+    z_lo = max(0, int(np.floor(min(s.centre[0] - (s.split + margin) / spacing[0] for s in spheres))))
+    z_hi = min(mask.shape[0], int(np.ceil(max(s.centre[0] + (s.split + margin) / spacing[0] for s in spheres))) + 1)
+    crop = mask[z_lo:z_hi]
+    offset = np.array([z_lo, 0, 0])
+    gaps = np.zeros(crop.shape, bool)
+    if hu is not None:
+        for sphere in spheres:
+            box, gap = joint_gap(crop, hu[z_lo:z_hi], sphere.centre - offset, sphere.radius, spacing)
+            gaps[box] |= gap
+    parts = _components(crop, spheres, spacing, offset, gaps)
+    labelled = parts["labels"]
+    for sphere in spheres:
+        femur, pelvis, contact = parts[sphere.side]
+        if femur and femur == pelvis:  # bridged across the joint space: cut the bridge at its narrowest
+            pelvis = _cut_bridge(labelled, femur, contact, spacing)
+        head, acetabulum = _side_masks(crop, labelled, sphere, spacing, offset, femur, pelvis)
+        full_head, full_ace = np.zeros(mask.shape, bool), np.zeros(mask.shape, bool)
+        full_head[z_lo:z_hi], full_ace[z_lo:z_hi] = head, acetabulum
+        out[sphere.side] = (full_head, full_ace)
+    return out
+
+
+def _cut_bridge(labelled: np.ndarray, value: int, contact: tuple[np.ndarray, np.ndarray], spacing: np.ndarray) -> int:
+    """Split component ``value`` by a watershed of its distance transform from the femoral and the
+    socket contacts; the socket's part gets a new label, which is returned."""
+    from skimage.segmentation import watershed
+
+    femoral_points, socket_points = contact
+    if len(femoral_points) == 0 or len(socket_points) == 0:
+        return value
+    box = ndimage.find_objects((labelled == value).astype(np.uint8))[0]
+    component = labelled[box] == value
+    markers = np.zeros(component.shape, np.int32)
+    origin = np.array([b.start for b in box])
+    for mark, points in ((1, femoral_points), (2, socket_points)):
+        points = points[labelled[tuple(points.T)] == value]  # contacts of this component only
+        if len(points) == 0:
+            return value
+        local = points - origin
+        markers[local[:, 0], local[:, 1], local[:, 2]] = mark
+    depth = ndimage.distance_transform_edt(component, sampling=spacing)
+    basins = watershed(-depth, markers, mask=component)
+    new = int(labelled.max()) + 1
+    labelled[box][basins == 2] = new
+    return new
+
+
+def joint_gap(crop, hu, centre, radius, spacing, *, reach_mm: float = 6.0, window_mm: float = 3.0):
+    """``(box, gap)``: bone-mask voxels just outside the head (up to ``reach_mm``) darker than the
+    half maximum of a clear local edge (contrast over 30 % of the local maximum): a joint space
+    that partial volume closed in the mask, which the image still shows."""
+    box = _box(crop.shape, centre, radius + reach_mm + window_mm, spacing)
+    distance = _distances(crop.shape, centre, spacing, box)
+    image = hu[box]
+    size = tuple(int(v) for v in np.maximum(1, 2 * np.round(window_mm / 2 / spacing).astype(int) + 1))
+    high, low = ndimage.maximum_filter(image, size=size), ndimage.minimum_filter(image, size=size)
+    edge = (high - low) > 0.3 * np.maximum(high, 1.0)
+    shell = (distance > radius - 0.5) & (distance <= radius + reach_mm)
+    return box, crop[box] & shell & edge & (image < (high + low) / 2)
+
+
+def _components(crop, spheres, spacing, offset, gaps):
+    """Label the bone outside the balls; per side the femur and pelvis component numbers and the
+    contact voxels (crop index) on the femoral and on the socket side of the ball. ``gaps`` are
+    left out of the connectivity, then given the label of the nearest labelled bone."""
+    outside = crop.copy()
+    for s in spheres:
+        box = _box(crop.shape, s.centre - offset, s.split, spacing)
+        outside[box] &= _distances(crop.shape, s.centre - offset, spacing, box) > s.split
+    labelled, count = ndimage.label(outside & ~gaps, structure=np.ones((3, 3, 3), bool))
+    if gaps.any() and count:
+        box = ndimage.find_objects(gaps.astype(np.uint8))[0]
+        box = tuple(slice(max(0, b.start - 3), b.stop + 3) for b in box)
+        local = labelled[box]
+        nearest = ndimage.distance_transform_edt(local == 0, sampling=spacing, return_distances=False, return_indices=True)
+        missing = outside[box] & gaps[box]
+        local[missing] = local[tuple(nearest)][missing]
+    result = {"labels": labelled}
+    for s in spheres:
+        centre = s.centre - offset
+        reach = s.split + CONTACT_MM
+        box = _box(crop.shape, centre, reach, spacing)
+        distance = _distances(crop.shape, centre, spacing, box)
+        local = labelled[box]
+        contact = (local > 0) & (distance <= reach)
+        values = local[contact]
+        empty = np.zeros((0, 3), int)
+        if values.size == 0:
+            result[s.side] = (0, 0, (empty, empty))
+            continue
+        index = np.argwhere(contact) + np.array([b.start for b in box])
+        points = (index - centre) * spacing
+        units = points / np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-6)
+        femoral = np.array([-1.0, 0.0, _lateral(s.side)]) / np.sqrt(2.0)  # the neck leaves below-laterally
+        along = units @ femoral
+        femoral_side, socket_side = along > 0.5, along < -0.3
+        # the femur holds most contact below-laterally, the pelvis most above-medially (the same
+        # component for both: bridged)
+        femur_votes = np.bincount(values[femoral_side], minlength=count + 1)
+        pelvis_votes = np.bincount(values[socket_side], minlength=count + 1)
+        femur = int(np.argmax(femur_votes)) if femur_votes.max() > 0 else 0
+        pelvis = int(np.argmax(pelvis_votes)) if pelvis_votes.max() > 0 else 0
+        result[s.side] = (femur, pelvis, (index[femoral_side], index[socket_side]))
+    return result
+
+
+def _side_masks(crop, labelled, sphere, spacing, offset, femur, pelvis):
+    """Femoral head and acetabulum of one side on the crop."""
+    centre = sphere.centre - offset
+    box = _box(crop.shape, centre, sphere.split + CONTACT_MM + 1.0, spacing)
+    distance = _distances(crop.shape, centre, spacing, box)
+    bone = crop[box]
+    local = labelled[box]
+    femur_local = local == femur if femur else np.zeros_like(bone)
+    # the head is the bone within its own surface (a voxel's tolerance); the shell out to the split
+    # radius holds only joint space, or socket where the joint space narrows
+    inner = sphere.radius + 0.5 * float(spacing.max())
+    head_local = bone & (distance <= min(sphere.split, inner))
+    if femur:
+        # the head-neck plane, across the neck axis (the direction of the femur's contact with the
+        # ball) where a neck of NECK_RATIO head radii meets the head sphere
+        contact = femur_local & (distance <= sphere.split + CONTACT_MM)
+        points = (np.argwhere(contact) + np.array([b.start for b in box]) - centre) * spacing
+        if len(points) >= 10:
+            axis = points.mean(axis=0)
+            axis /= np.linalg.norm(axis)
+            plane = sphere.radius * np.sqrt(1.0 - NECK_RATIO ** 2)
+            offsets = [(np.arange(b.start, b.stop) - c) * d for b, c, d in zip(box, centre, spacing)]
+            projection = (offsets[0][:, None, None] * axis[0] + offsets[1][None, :, None] * axis[1]
+                          + offsets[2][None, None, :] * axis[2])
+            head_local &= projection <= plane
+    head_local = ndimage.binary_fill_holes(head_local) & (distance <= min(sphere.split, inner))
+    head = np.zeros(crop.shape, bool)
+    head[box] = head_local
+    acetabulum = np.zeros(crop.shape, bool)
+    if pelvis:
+        z = (np.arange(crop.shape[0]) + offset[0] - sphere.centre[0]) * spacing[0]
+        slab = np.abs(z) <= sphere.radius
+        acetabulum = (labelled == pelvis) & slab[:, None, None] & ~head
+        shell = bone & ~head_local & (distance > inner) & (distance <= sphere.split)
+        pelvis_local = local == pelvis
+        if shell.any() and pelvis_local.any():
+            to_pelvis = ndimage.distance_transform_edt(~pelvis_local, sampling=spacing)
+            to_femur = ndimage.distance_transform_edt(~femur_local, sampling=spacing) if femur_local.any() else np.inf
+            acetabulum[box] |= shell & (to_pelvis < to_femur) & slab[box[0]][:, None, None]
+    return head, acetabulum

@@ -1,0 +1,222 @@
+"""``radseg annotate``: classical pseudo-labels for hip CT and the active-learning loop around them.
+
+``bone`` (graph-cut bone extraction), ``hip-joint`` (acetabulum / femoral-head split),
+``rank`` (cases by model disagreement, top K to correct) and ``merge`` (corrections back,
+with provenance). The algorithms live in :mod:`radseg.annotate`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+def _case_name(path: Path) -> str:
+    from radseg.io.atomic import strip_suffix
+
+    return strip_suffix(path.resolve()) if path.is_file() else path.resolve().name
+
+
+def _outputs(inputs: List[Path], output: Path, suffix: str) -> list[Path]:
+    """One output per input: ``output`` itself for a single input named .nii(.gz), else ``output/<case><suffix>``."""
+    if len(inputs) == 1 and output.name.lower().endswith((".nii", ".nii.gz")):
+        return [output]
+    if output.exists() and not output.is_dir():
+        _fail(f"{output}: several inputs need an output folder, not a file")
+    names = [_case_name(p) for p in inputs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        _fail(f"several inputs share the case name {', '.join(duplicates)}; outputs would overwrite each other")
+    return [output / f"{name}{suffix}" for name in names]
+
+
+def _progress(quiet: bool):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, disable=quiet or not console.is_terminal)
+
+
+def register(app: typer.Typer) -> None:
+    annotate_app = typer.Typer(
+        help="Classical annotation synthesis on hip CT (bone, acetabulum / femoral head) and active-learning refinement.",
+        no_args_is_help=True,
+    )
+    app.add_typer(annotate_app, name="annotate")
+
+    @annotate_app.command("bone")
+    def bone(
+        cts: List[Path] = typer.Argument(..., help="CT volumes in HU (NIfTI, MHA/NRRD or DICOM series folders)."),
+        output: Path = typer.Option(..., "-o", "--output", help="Output .nii.gz for one CT, else a folder (<case>_bone.nii.gz each)."),
+        mode: str = typer.Option("3d", "--mode", help="Graph cut over the whole volume (3d) or each axial slice (2d)."),
+        sigma_mm: float = typer.Option(0.5, "--sigma-mm", help="Gaussian blur sigma in mm before thresholding and the cut."),
+        threshold: Optional[float] = typer.Option(None, "--threshold", help="Bone threshold in HU (default: Otsu on tissue voxels)."),
+        smoothness: float = typer.Option(2.0, "--smoothness", help="Weight of the boundary term (the paper's lambda)."),
+        seed_margin: float = typer.Option(0.5, "--seed-margin", help="Hard seeds beyond this fraction of the way from the threshold to each class mean."),
+        max_hole_mm2: float = typer.Option(2500.0, "--max-hole-mm2", help="Fill holes in axial slices up to this area (0: no filling)."),
+        min_component_mm3: float = typer.Option(500.0, "--min-component-mm3", help="Drop 3D components smaller than this (0: keep all)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that exist (default: keep them, so a rerun resumes)."),
+        as_json: bool = typer.Option(False, "--json", help="Print one JSON summary per case."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    ) -> None:
+        """Extract bone from CT: Gaussian blur, Otsu seeds, graph cut, hole filling, small-component removal."""
+        from radseg.annotate.bone_extraction import MODES, extract_bone
+        from radseg.errors import RadsegError
+        from radseg.io import read, write
+
+        if mode not in MODES:
+            _fail(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+        targets = _outputs(cts, output, "_bone.nii.gz")
+        failed = []
+        with _progress(quiet) as progress:
+            task = progress.add_task("bone", total=len(cts))
+            for ct_path, target in zip(cts, targets):
+                progress.update(task, description=f"bone {ct_path.name[:30]}")
+                if target.exists() and not overwrite:
+                    typer.echo(f"kept {target} (use --overwrite to redo)")
+                    progress.update(task, advance=1)
+                    continue
+                try:
+                    ct = read(ct_path)
+                    result = extract_bone(ct, mode=mode, sigma_mm=sigma_mm, threshold_hu=threshold, smoothness=smoothness,
+                                          seed_margin=seed_margin, max_hole_mm2=max_hole_mm2, min_component_mm3=min_component_mm3)
+                    write(result.mask, target, kind="nifti")
+                except (RadsegError, ValueError) as exc:
+                    message = str(exc) if str(ct_path) in str(exc) else f"{ct_path}: {exc}"
+                    failed.append(message)
+                    typer.secho(f"failed: {message}", fg=typer.colors.RED, err=True)
+                else:
+                    summary = result.summary()
+                    if as_json:
+                        typer.echo(json.dumps({"input": str(ct_path), "output": str(target), **summary}))
+                    else:
+                        typer.echo(f"wrote {target}: bone {summary['bone_ml']} ml, threshold {summary['threshold_hu']} HU, "
+                                   f"{summary['graph_nodes']} graph nodes")
+                progress.update(task, advance=1)
+        if failed:
+            _fail(f"{len(failed)} of {len(cts)} CT(s) failed")
+
+    @annotate_app.command("hip-joint")
+    def hip_joint(
+        cts: List[Path] = typer.Argument(..., help="Hip CT volumes in HU (NIfTI, MHA/NRRD or DICOM series folders)."),
+        output: Path = typer.Option(..., "-o", "--output", help="Output .nii.gz for one CT, else a folder (<case>_hip.nii.gz each)."),
+        bone_mask: Optional[Path] = typer.Option(None, "--bone", help="Bone mask from `radseg annotate bone` (one CT only; default: extract it)."),
+        fsg: bool = typer.Option(True, "--fsg/--no-fsg", help="First- and second-order gradient test for boundary candidates."),
+        lnms: bool = typer.Option(True, "--lnms/--no-lnms", help="Line non-maximum suppression: keep the outermost candidate of each run along a ray."),
+        ahs: bool = typer.Option(True, "--ahs/--no-ahs", help="Anatomy Hough selection: the circle whose radius is closest to the anatomy radius (else the strongest)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that exist (default: keep them)."),
+        as_json: bool = typer.Option(False, "--json", help="Print one JSON summary per case."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    ) -> None:
+        """Split each hip into acetabulum and femoral head (labels as in the hip-ct phantom)."""
+        from radseg.annotate.hip_joint import segment_hip_joint
+        from radseg.errors import RadsegError
+        from radseg.io import read, read_labels, write
+
+        if bone_mask is not None and len(cts) != 1:
+            _fail("--bone goes with a single CT")
+        targets = _outputs(cts, output, "_hip.nii.gz")
+        failed = []
+        with _progress(quiet) as progress:
+            task = progress.add_task("hip-joint", total=len(cts))
+            for ct_path, target in zip(cts, targets):
+                progress.update(task, description=f"hip-joint {ct_path.name[:30]}")
+                if target.exists() and not overwrite:
+                    typer.echo(f"kept {target} (use --overwrite to redo)")
+                    progress.update(task, advance=1)
+                    continue
+                try:
+                    ct = read(ct_path)
+                    bone = read_labels(bone_mask) if bone_mask is not None else None
+                    if bone is not None and not bone.same_geometry(ct, atol=1e-2):
+                        raise RadsegError(f"{bone_mask}: bone mask grid {bone.shape} differs from the CT's {ct.shape}")
+                    result = segment_hip_joint(ct, bone=bone, fsg=fsg, lnms=lnms, ahs=ahs)
+                    write(result.labels, target, kind="nifti")
+                except (RadsegError, ValueError) as exc:
+                    message = str(exc) if str(ct_path) in str(exc) else f"{ct_path}: {exc}"
+                    failed.append(message)
+                    typer.secho(f"failed: {message}", fg=typer.colors.RED, err=True)
+                else:
+                    summary = result.summary()
+                    if as_json:
+                        typer.echo(json.dumps({"input": str(ct_path), "output": str(target), **summary}))
+                    else:
+                        found = ", ".join(f"{side} head r={s['radius_mm']:.1f} mm" for side, s in summary["sides"].items() if s["found"])
+                        typer.echo(f"wrote {target}: {found or 'no hip joint found'}")
+                        for side, s in summary["sides"].items():
+                            if not s["found"]:
+                                typer.secho(f"warning: {ct_path.name}: {side} hip not found ({s['reason']})", fg=typer.colors.YELLOW, err=True)
+                progress.update(task, advance=1)
+        if failed:
+            _fail(f"{len(failed)} of {len(cts)} CT(s) failed")
+
+    @annotate_app.command("rank")
+    def rank(
+        pred: Path = typer.Option(..., "--pred", help="Folder of model predictions (label maps; cases pair by file name)."),
+        pseudo: Path = typer.Option(..., "--pseudo", help="Folder of pseudo-labels for the same cases."),
+        k: int = typer.Option(..., "-k", help="Number of most uncertain cases to send for manual correction."),
+        output: Path = typer.Option(..., "-o", "--output", help="Folder for ranking.csv, topk.csv, slices.csv and to_correct/."),
+        images: Optional[Path] = typer.Option(None, "--images", help="Folder of the CTs: the top-K are copied to to_correct/images/."),
+        labels: Optional[str] = typer.Option(None, "--labels", help="Label values to score, e.g. 1,2 (default: every label present)."),
+        per_slice: bool = typer.Option(False, "--per-slice", help="Also score every axial slice (slices.csv)."),
+        eps: float = typer.Option(1e-6, "--eps", help="The epsilon of 1 / (Dice + eps)."),
+    ) -> None:
+        """Rank cases by uncertainty 1 / (Dice(prediction, pseudo-label) + eps); copy the top K for correction."""
+        from radseg.annotate.active_learning import rank_cases, write_ranking
+        from radseg.errors import RadsegError
+
+        if k < 1:
+            _fail(f"-k must be at least 1, got {k}")
+        try:
+            values = [int(v) for v in labels.split(",") if v.strip()] if labels else None
+        except ValueError:
+            _fail(f"--labels {labels!r}: expected integers separated by commas, e.g. 1,2")
+        try:
+            result = rank_cases(pred, pseudo, labels=values, per_slice=per_slice, eps=eps)
+            paths = write_ranking(result, output, k=k, images_dir=images)
+        except (RadsegError, ValueError) as exc:
+            _fail(str(exc))
+        for path in result.only_prediction:
+            typer.secho(f"warning: prediction without pseudo-label: {path}", fg=typer.colors.YELLOW, err=True)
+        for path in result.only_pseudo:
+            typer.secho(f"warning: pseudo-label without prediction: {path}", fg=typer.colors.YELLOW, err=True)
+        for case, problem in result.failed:
+            typer.secho(f"failed: {case}: {problem}", fg=typer.colors.RED, err=True)
+        for row in result.top(k).itertuples():
+            typer.echo(f"{row.rank:>4} {row.case:<30} dice {row.dice:.4f} uncertainty {row.uncertainty:.4f}")
+        typer.echo(f"wrote {paths['ranking']}, {paths['topk']} and {min(k, len(result.cases))} case(s) to {paths['to_correct']}")
+        if result.failed:
+            _fail(f"{len(result.failed)} case(s) could not be scored")
+        if result.cases.empty:
+            _fail(f"no case is in both {pred} and {pseudo}")
+
+    @annotate_app.command("merge")
+    def merge(
+        pseudo: Path = typer.Option(..., "--pseudo", help="Folder of pseudo-labels (every case)."),
+        corrected: Path = typer.Option(..., "--corrected", help="Folder of manually corrected labels (some cases)."),
+        output: Path = typer.Option(..., "-o", "--output", help="Folder for labels/, provenance.csv and history.csv (a rerun adds a version)."),
+    ) -> None:
+        """Merge corrected labels back over the pseudo-labels, recording which label came from where."""
+        from radseg.annotate.active_learning import merge_labels
+        from radseg.errors import RadsegError
+
+        try:
+            result = merge_labels(pseudo, corrected, output)
+        except (RadsegError, ValueError) as exc:
+            _fail(str(exc))
+        for case, problem in result.failed:
+            typer.secho(f"failed: {case}: {problem}", fg=typer.colors.RED, err=True)
+        typer.echo(f"version {result.version}: {len(result.manual)} corrected, {len(result.pseudo)} pseudo-label(s) "
+                   f"in {output / 'labels'}; provenance in {output / 'provenance.csv'}")
+        if result.failed:
+            _fail(f"{len(result.failed)} correction(s) rejected")
