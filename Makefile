@@ -29,10 +29,9 @@ bench: setup
 	$(BIN)/python benchmarks/dicom_to_nifti.py
 	$(BIN)/python benchmarks/surface_metrics.py
 
-# Until the full main job lands (issue 11): an offline tour of the readers and converters.
+# The main job (issue 11): synthesize, annotate, train, rank, evaluate, measure, export, report.
 demo: setup
-	rm -rf out/demo
-	$(BIN)/python examples/foundation_demo.py out/demo
+	$(BIN)/radseg demo -o runs/demo
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

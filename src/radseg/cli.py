@@ -191,6 +191,33 @@ def evaluate(
         _fail(f"{len(result.failed)} case(s) failed")
 
 
+def _register_command_groups() -> None:
+    from radseg.commands import annotate, datasets, features, models, synth
+
+    for module in (synth, datasets, annotate, models, features):
+        module.register(app)
+
+
+_register_command_groups()
+
+
+@app.command()
+def demo(
+    output: Path = typer.Option(Path("runs/demo"), "-o", "--output", help="Run folder (phantoms, model, predictions, report.html)."),
+    quick: bool = typer.Option(False, "--quick", help="A small smoke run (under 2 minutes)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every stage: same seed, same phantoms and numbers."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Processes for synthesis and evaluation (default: all cores)."),
+) -> None:
+    """Run the whole radseg loop on phantoms it makes itself and write one report.html."""
+    from radseg.demo.pipeline import run_demo
+
+    try:
+        report = run_demo(output, quick=quick, seed=seed, workers=workers, echo=lambda line: typer.echo(line, err=True))
+    except RuntimeError as exc:
+        _fail(str(exc))
+    typer.echo(f"report: {report.resolve()}")
+
+
 @app.command()
 def version() -> None:
     """Print the radseg version."""

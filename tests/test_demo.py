@@ -1,0 +1,50 @@
+"""`radseg demo --quick`: the whole loop runs, and the report's numbers are the stages' own outputs."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from radseg.cli import app
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    result = CliRunner().invoke(app, ["demo", "-o", str(out), "--quick", "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_report_is_self_contained_and_complete(demo_run):
+    out, output = demo_run
+    report = out / "report.html"
+    assert str(report.resolve()) in output
+    page = report.read_text()
+    assert "http://" not in page and "https://" not in page  # opens offline
+    summary = json.loads((out / "demo_summary.json").read_text())
+    assert [s["name"] for s in summary["stages"]] == ["synth", "annotate", "train", "rank", "evaluate", "measure",
+                                                      "export"]
+    assert all(s["status"] == "done" for s in summary["stages"])
+    for stage in summary["stages"]:
+        assert f"id='{stage['name']}'" in page
+
+
+def test_numbers_match_stage_outputs(demo_run):
+    out, _ = demo_run
+    stages = {s["name"]: s for s in json.loads((out / "demo_summary.json").read_text())["stages"]}
+    per_case = pd.read_csv(out / "evaluate" / "per_case.csv")
+    assert stages["evaluate"]["numbers"]["mean_dice"] == pytest.approx(per_case["dice"].mean())
+    heads = pd.read_csv(out / "measure" / "femoral_heads.csv").dropna(subset=["on_prediction_mm"])
+    assert stages["measure"]["numbers"]["head_mae_mm"] == pytest.approx(
+        (heads["on_prediction_mm"] - heads["truth_mm"]).abs().mean())
+    # the measurement itself is exact on exact labels: the femoral head fit is within 2% of the truth
+    assert stages["measure"]["numbers"]["head_mae_exact_labels_mm"] < 0.02 * heads["truth_mm"].mean()
+    ranking = pd.read_csv(out / "rank" / "ranking.csv")
+    assert ranking["uncertainty"].is_monotonic_decreasing
+    assert ranking["uncertainty"].to_numpy() == pytest.approx(1.0 / (ranking["dice_vs_label"].to_numpy() + 1e-6),
+                                                              rel=1e-3)
+    assert len(list((out / "predictions" / "dicom-seg").glob("*.dcm"))) == stages["export"]["numbers"]["dicom_seg_files"]
