@@ -1,8 +1,12 @@
-"""Demo stage 6: femoral-head diameter measured on the predicted masks against the generator's truth.
+"""Demo stage 6: measurements against the generator's truth.
 
-Parallel projection keeps the head's radius, so the truth for the radiograph is twice the
-3D phantom's ``{side}_head_radius_mm``. Measuring on the exact labels too separates the
-measurement's own error from the model's.
+Radiographs: femoral-head diameter on the predicted masks. Parallel projection keeps the
+head's radius, so the truth is twice the 3D phantom's ``{side}_head_radius_mm``.
+CT: femoral-head diameter and minimum joint-space width on the annotation pseudo-labels,
+against ``{side}_head_radius_mm`` and ``{side}_jsw_min_mm``. (The radiograph labels have no
+joint space: the acetabulum label covers the head in projection.)
+Measuring on the exact labels too separates the measurement's own error from the model's or
+the annotation's.
 """
 
 from __future__ import annotations
@@ -41,4 +45,48 @@ def measure_heads(predictions: dict[str, tuple[Any, Any, Any]], rows) -> tuple[A
                "head_mae_exact_labels_mm": float((exact["on_exact_labels_mm"] - exact["truth_mm"]).abs().mean())
                if len(exact) else float("nan")}
     frame["error_mm"] = frame["on_prediction_mm"] - frame["truth_mm"]
+    return frame, numbers
+
+
+def _ct_values(labels) -> dict[tuple[str, str], float | None]:
+    from radseg.features import measure
+
+    out = {}
+    for m in measure(labels, "ct"):
+        if m.name in ("femoral_head_diameter", "min_jsw"):
+            side = "right" if "right" in m.structure.lower() else "left"
+            out[(side, m.name)] = m.value
+    return out
+
+
+def measure_ct_hips(ct_dir, pseudo_dir, rows) -> tuple[Any, dict[str, Any]]:
+    """Head diameter and minimum JSW on each CT's pseudo-labels and exact labels vs truth."""
+    import pandas as pd
+
+    import radseg.io as rio
+
+    table = []
+    for row in rows:
+        case = row["case_id"]
+        pseudo_path = pseudo_dir / f"{case}.nii.gz"
+        on_pseudo = _ct_values(rio.read_labels(pseudo_path)) if pseudo_path.exists() else {}
+        on_exact = _ct_values(rio.read_labels(ct_dir / row["labels"]))
+        for side in ("right", "left"):
+            truths = {"femoral_head_diameter": 2.0 * float(row[f"{side}_head_radius_mm"]),
+                      "min_jsw": float(row[f"{side}_jsw_min_mm"])}
+            for name, truth in truths.items():
+                table.append({"case": case, "side": side, "measurement": name, "truth_mm": truth,
+                              "on_pseudo_labels_mm": on_pseudo.get((side, name)),
+                              "on_exact_labels_mm": on_exact.get((side, name))})
+    frame = pd.DataFrame(table)
+    numbers = {}
+    for name, short in (("femoral_head_diameter", "ct_head"), ("min_jsw", "ct_jsw")):
+        part = frame[frame["measurement"] == name]
+        for column, tag in (("on_pseudo_labels_mm", "pseudo"), ("on_exact_labels_mm", "exact_labels")):
+            values = part.dropna(subset=[column])
+            errors = (values[column].astype(float) - values["truth_mm"]).abs()
+            numbers[f"{short}_mae_{tag}_mm"] = float(errors.mean()) if len(errors) else float("nan")
+        numbers[f"{short}_measured_pseudo"] = int(part["on_pseudo_labels_mm"].notna().sum())
+    frame["error_pseudo_mm"] = frame["on_pseudo_labels_mm"].astype(float) - frame["truth_mm"]
+    frame["error_exact_mm"] = frame["on_exact_labels_mm"].astype(float) - frame["truth_mm"]
     return frame, numbers
