@@ -191,6 +191,55 @@ def evaluate(
         _fail(f"{len(result.failed)} case(s) failed")
 
 
+@app.command("evaluate-detection")
+def evaluate_detection_command(
+    model: Path = typer.Option(..., "-m", "--model", help="Model bundle folder or .zip (a segmentation model)."),
+    data: Path = typer.Option(..., "--data", help="Prepared dataset (radseg datasets prepare), e.g. FracAtlas with negatives."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for per_case.csv, groups.csv, summary.json."),
+    split: str = typer.Option("val", "--split", help="Split to score: train, val or test."),
+    by: Optional[str] = typer.Option(None, "--by", help="Metadata columns for subgroups, e.g. body_part,hardware."),
+    threshold: float = typer.Option(0.5, "--threshold", help="Probability that makes a pixel part of a detection."),
+    min_pixels: int = typer.Option(10, "--min-pixels", help="Smallest detection kept (pixels of the input image)."),
+    bootstrap: int = typer.Option(2000, "--bootstrap", help="Bootstrap resamples for the CIs of Dice and AUC."),
+    tta: bool = typer.Option(False, "--tta", help="Left-right flip test-time augmentation."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """A segmentation model as detector and screener: mask/box AP, P/R, Dice, image ROC AUC with CIs, subgroups."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from radseg.errors import RadsegError
+    from radseg.evaluate.detection_run import evaluate_detection, write_detection
+    from radseg.infer.predictor import Predictor
+
+    console = Console(stderr=True)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console, disable=quiet or not console.is_terminal)
+    try:
+        predictor = Predictor.load(model, device=device, tta=tta)
+        with progress:
+            task = progress.add_task("scoring", total=None)
+            result = evaluate_detection(predictor, data, split=split, by=[b.strip() for b in (by or "").split(",") if b.strip()],
+                                        threshold=threshold, min_pixels=min_pixels, resamples=bootstrap, seed=seed,
+                                        on_case=lambda case: progress.update(task, advance=1, description=f"scoring {case}"))
+        written = write_detection(result, output)
+    except RadsegError as exc:
+        _fail(str(exc))
+    s = result.summary
+    for key in ("mask_AP50", "mask_AP50_95", "box_AP50", "box_AP50_95", "precision", "recall"):
+        typer.echo(f"{key:>14}: {s[key]:.4f}")
+    for key in ("dice", "auc"):
+        if key in s:
+            typer.echo(f"{key:>14}: {s[key]:.4f} [{s[key + '_ci_low']:.4f}, {s[key + '_ci_high']:.4f}]")
+    for failure in s["failed"]:
+        typer.secho(f"failed: {failure['case']}: {failure['error']}", fg=typer.colors.RED, err=True)
+    typer.echo(f"wrote {', '.join(p.name for p in written)} to {output}")
+    if s["failed"]:
+        _fail(f"{len(s['failed'])} case(s) failed")
+
+
 def _register_command_groups() -> None:
     from radseg.commands import annotate, datasets, features, models, synth
 

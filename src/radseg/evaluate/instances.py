@@ -15,12 +15,20 @@ from typing import Sequence
 import numpy as np
 
 
-def _encode(mask: np.ndarray) -> dict:
+def encode_mask(mask) -> dict:
+    """COCO RLE of a binary mask (a dict with ``size`` and ``counts`` is passed through), so
+    callers with many large images can encode as they go instead of keeping every mask."""
     from pycocotools import mask as mask_api
 
-    rle = mask_api.encode(np.asfortranarray(mask.astype(np.uint8)))
+    if isinstance(mask, dict):
+        return mask
+    rle = mask_api.encode(np.asfortranarray(np.asarray(mask).astype(np.uint8)))
     rle["counts"] = rle["counts"].decode("ascii")
     return rle
+
+
+def _shape(mask) -> tuple[int, int]:
+    return tuple(mask["size"]) if isinstance(mask, dict) else np.shape(mask)
 
 
 def coco_instance_ap(
@@ -33,7 +41,7 @@ def coco_instance_ap(
     """AP50, AP75 and AP50:95 (and AR) over images, one class.
 
     ``truths[i]`` are the ground-truth instance masks of image i; ``predictions[i]`` the
-    predicted (mask, confidence) pairs. ``iou_type`` is ``"segm"`` (mask AP) or ``"bbox"``.
+    predicted (mask, confidence) pairs. A mask may be given as its COCO RLE (:func:`encode_mask`). ``iou_type`` is ``"segm"`` (mask AP) or ``"bbox"``.
     Images without any ground truth still count (their detections are false positives).
     AP is NaN when there is no ground-truth instance at all (COCO's -1).
     """
@@ -47,15 +55,15 @@ def coco_instance_ap(
         raise ValueError(f"{len(truths)} ground-truth images but {len(predictions)} prediction images")
     images, annotations, results = [], [], []
     for image_id, (gt_masks, detections) in enumerate(zip(truths, predictions), start=1):
-        shape = next((np.shape(m) for m in gt_masks), None) or next((np.shape(m) for m, _ in detections), (1, 1))
+        shape = next((_shape(m) for m in gt_masks), None) or next((_shape(m) for m, _ in detections), (1, 1))
         images.append({"id": image_id, "height": int(shape[0]), "width": int(shape[1])})
         for mask in gt_masks:
-            rle = _encode(mask)
+            rle = encode_mask(mask)
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
                                 "segmentation": rle, "area": float(mask_api.area(rle)),
                                 "bbox": [float(v) for v in mask_api.toBbox(rle)]})
         for mask, score in detections:
-            rle = _encode(mask)
+            rle = encode_mask(mask)
             results.append({"image_id": image_id, "category_id": 1, "score": float(score), "segmentation": rle,
                             "bbox": [float(v) for v in mask_api.toBbox(rle)]})
     if not annotations:
