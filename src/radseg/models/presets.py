@@ -49,6 +49,12 @@ for _preset in (
                {**_XRAY, "size": (320, 320)}, _SMALL_UNET_2D, _TRAIN_2D),
     TaskPreset("fracture-xray", "musculoskeletal radiograph, fracture masks (FracAtlas)", 2, "unet",
                {**_XRAY, "size": (384, 384)}, _SMALL_UNET_2D, _TRAIN_2D),
+    # FracAtlas (real radiographs 373x454 to 2304x2880, no pixel size): the whole image fitted
+    # into 512 px (the paper's YOLOv8 baseline ran at 600), so thin lines survive; many
+    # epochs under a time limit; no one-piece clean-up (fractures come in several pieces).
+    TaskPreset("fracatlas", "FracAtlas fracture segmentation: whole image at 512 px, budgeted training", 2, "unet",
+               {**_XRAY, "size": (512, 512)}, _SMALL_UNET_2D,
+               {"batch_size": 8, "epochs": 400, "iters_per_epoch": 25, "val_every": 12, "lr": 3e-3}),
     TaskPreset("ct-3d", "any CT: 2 mm voxels, 64^3 patches, window [-1000, 1500] HU", 3, "unet",
                {"mode": "spacing", "spacing": (2.0, 2.0, 2.0), "patch_size": (64, 64, 64), "intensity": "window",
                 "window": (-1000.0, 1500.0)}, _SMALL_UNET_3D, _TRAIN_3D),
