@@ -105,3 +105,14 @@ def test_monochrome1_radiographs_reach_the_network_like_monochrome2():
     normal, _ = prepare(Image(values, spacing=(1, 1), metadata={"photometric": "MONOCHROME2"}), pre)
     inverted, _ = prepare(Image(4095 - values, spacing=(1, 1), metadata={"photometric": "MONOCHROME1"}), pre)
     assert np.allclose(normal, inverted, atol=1e-4)
+
+
+def test_fit_mode_patch_defaults_to_the_size_and_may_be_smaller():
+    assert Preprocessing(spatial_dims=2, size=(128, 96)).patch_size == (128, 96)
+    assert Preprocessing(spatial_dims=2, size=(128, 96), patch_size=(64, 64)).patch_size == (64, 64)
+    with pytest.raises(ValueError, match="larger than the fit size"):
+        Preprocessing(spatial_dims=2, size=(128, 96), patch_size=(128, 128))
+    # a bundle written before patch sizes were optional reads back the same
+    saved = Preprocessing(spatial_dims=2, size=(128, 96)).to_dict()
+    assert Preprocessing.from_dict(saved).patch_size == (128, 96)
+    assert Preprocessing(spatial_dims=2, mode="spacing", spacing=(1.0, 1.0)).patch_size == (256, 256)

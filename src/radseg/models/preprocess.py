@@ -49,7 +49,7 @@ class Preprocessing:
     mode: str = "fit"
     size: tuple[int, ...] | None = (256, 256)
     spacing: tuple[float, ...] | None = None
-    patch_size: tuple[int, ...] = (256, 256)
+    patch_size: tuple[int, ...] | None = None  # default: the fit size, else 256 per axis
     intensity: str = "percentile"
     percentiles: tuple[float, float] = (0.5, 99.5)
     window: tuple[float, float] | None = None
@@ -69,9 +69,15 @@ class Preprocessing:
             if not self.size or len(self.size) != 2:
                 raise ValueError("mode 'fit' needs size=(rows, cols)")
             self.size = tuple(int(s) for s in self.size)
-            self.patch_size = self.size
+            # A smaller patch trains on crops of the fitted image (small findings then fill more
+            # of each batch); inference still covers the whole fitted grid.
+            self.patch_size = self.size if self.patch_size is None else self.patch_size
+            if any(int(p) > s for p, s in zip(self.patch_size, self.size)):
+                raise ValueError(f"patch_size {tuple(self.patch_size)} is larger than the fit size {self.size}")
         elif not self.spacing or len(self.spacing) != self.spatial_dims:
             raise ValueError(f"mode 'spacing' needs spacing with {self.spatial_dims} values (mm)")
+        if self.patch_size is None:
+            self.patch_size = (256,) * self.spatial_dims
         if self.spacing is not None:
             self.spacing = tuple(float(s) for s in self.spacing)
         self.patch_size = tuple(int(s) for s in self.patch_size)
