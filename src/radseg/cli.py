@@ -241,9 +241,9 @@ def evaluate_detection_command(
 
 
 def _register_command_groups() -> None:
-    from radseg.commands import annotate, datasets, features, models, synth
+    from radseg.commands import annotate, datasets, features, models, serve, synth
 
-    for module in (synth, datasets, annotate, models, features):
+    for module in (synth, datasets, annotate, models, features, serve):
         module.register(app)
 
 
