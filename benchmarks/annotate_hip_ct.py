@@ -1,7 +1,7 @@
 """Annotation synthesis on ``hip-ct`` phantoms: bone extraction and acetabulum / femoral-head split, with the ablation.
 
 Cases come from ``radseg.synth.hip_ct.make_case`` with subjects of a seed **not** used while
-developing (development used seed 100; this benchmark defaults to seed 7), pathology level
+developing (development used seeds 100-104; this benchmark defaults to seed 7), pathology level
 ``index % 3`` (0 none, 1 mild, 2 severe), grids drawn per case (0.6-1.0 mm pixels, 1-5 mm
 slices). Per case:
 
@@ -33,12 +33,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 LABELS = {2: "right acetabulum", 3: "left acetabulum", 4: "right femoral head", 5: "left femoral head"}
+#: Why 5 mm slices score lower (measured on development seeds, not on the benchmark's).
+NOTE = ("With 5 mm slices the bone mask itself is the limit: the phantom's labels are point samples at the "
+        "voxel centre, while a 5 mm slice through a bone surface averages bone and soft tissue, so the extracted "
+        "bone has about 7 % extra boundary voxels there (bone Dice ~0.956); on development cases (seeds 101-102) "
+        "the same split on the exact bone mask scores acetabulum 0.88-1.0 and femoral head 0.95-0.99 instead of "
+        "0.84-0.93 and 0.93-0.96.")
 VARIANTS = {  # name: (fsg, lnms, ahs, refine)
     "baseline": (False, False, False, False),
     "+FSG": (True, False, False, False),
     "+FSG +L-NMS": (True, True, False, False),
     "+FSG +L-NMS +AHS (paper's AFS)": (True, True, True, False),
-    "radseg (AFS + surface refit + joint space)": (True, True, True, True),
+    "radseg (AFS + thin-gap opening + surface refit + joint space)": (True, True, True, True),
 }
 
 
@@ -105,12 +111,12 @@ def main() -> None:
     frame = pd.DataFrame(rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
     frame.to_csv(RESULTS / "annotate_hip_ct_cases.csv", index=False)
-    full = "radseg (AFS + surface refit + joint space)"
+    full = "radseg (AFS + thin-gap opening + surface refit + joint space)"
     lines = [
         "# Annotation synthesis on hip-ct phantoms: bone extraction, acetabulum / femoral head, ablation", "",
         f"## {datetime.now():%Y-%m-%d %H:%M} on {platform.node()} ({platform.machine()}, 2 cores shared)", "",
         f"Command: `.venv/bin/python benchmarks/annotate_hip_ct.py -n {args.n} --seed {args.seed} --workers {args.workers}` "
-        f"({time.perf_counter() - clock:.0f} s). Cases HIPCT0001-{args.n:04d} of seed {args.seed} (development used seed 100), "
+        f"({time.perf_counter() - clock:.0f} s). Cases HIPCT0001-{args.n:04d} of seed {args.seed} (development used seeds 100-104), "
         f"pathology = index % 3 ({(frame.pathology == 0).sum()} none / {(frame.pathology == 1).sum()} mild / "
         f"{(frame.pathology == 2).sum()} severe), slices {sorted(set(frame.slice_mm))} mm, pixels "
         f"{frame.pixel_mm.min():.2f}-{frame.pixel_mm.max():.2f} mm. Dice against the exact labels; HD95 in mm "
@@ -125,7 +131,13 @@ def main() -> None:
         *_mean_table(frame, VARIANTS), "",
         "The first four rows are the THA paper's ablation (its Table 5 trains networks on the annotations; here the "
         "annotations themselves are scored against exact labels). They stop at the paper's sphere: no refit, split "
-        "radius = the sphere's. The last row is what `radseg annotate hip-joint` does by default.", "",
+        "radius = the sphere's. The last row is what `radseg annotate hip-joint` does by default: the search runs on the "
+        "bone mask with thin joint spaces opened from the image (an in-plane black top-hat, disc 2 mm, 250 HU: where "
+        "partial volume closes a 0.5-2.5 mm joint space the mask merges head and socket, and its HU equals cancellous "
+        "bone), the sphere is refitted to the head's convex surface from the paper's sphere and from distance-transform "
+        "seeds at 1 and 0.85 of their radius (per-point tolerance: half the voxel along the normal, so thick-slice caps "
+        "do not admit osteophytes), a head must be round, meet a socket and sit on a neck, and the split radius moves "
+        "into the joint space.", "",
         "### Full pipeline by pathology level", "",
         "| pathology | cases | acetabulum Dice | femoral head Dice | min Dice |", "| --- | --- | --- | --- | --- |",
     ]
@@ -133,6 +145,13 @@ def main() -> None:
         ace = group[[f"{full}|dice2", f"{full}|dice3"]].to_numpy()
         head = group[[f"{full}|dice4", f"{full}|dice5"]].to_numpy()
         lines.append(f"| {level} | {len(group)} | {ace.mean():.4f} | {head.mean():.4f} | {min(ace.min(), head.min()):.3f} |")
+    lines += ["", "### Full pipeline by slice thickness", "",
+              "| slice mm | cases | acetabulum Dice | femoral head Dice | min Dice |", "| --- | --- | --- | --- | --- |"]
+    for thickness, group in frame.groupby("slice_mm"):
+        ace = group[[f"{full}|dice2", f"{full}|dice3"]].to_numpy()
+        head = group[[f"{full}|dice4", f"{full}|dice5"]].to_numpy()
+        lines.append(f"| {thickness:g} | {len(group)} | {ace.mean():.4f} | {head.mean():.4f} | {min(ace.min(), head.min()):.3f} |")
+    lines += ["", NOTE]
     text = "\n".join(lines) + "\n"
     (RESULTS / "annotate_hip_ct.md").write_text(text)
     sys.stdout.write(text)

@@ -9,7 +9,7 @@ import pytest
 
 from radseg import datasets
 from radseg.datasets.polygons import polygon_mask
-from radseg.datasets.prepare import prepare
+from radseg.datasets.preparation import prepare
 from radseg.image import Image
 from radseg.io import read, read_labels, write
 from radseg.labels import make_label_map

@@ -9,7 +9,7 @@ import pytest
 
 from radseg.datasets import scan_dataset
 from radseg.datasets.base import MissingFilesError
-from radseg.datasets.prepare import prepare
+from radseg.datasets.preparation import prepare
 from radseg.datasets.prepared import open_prepared, read_instances
 from radseg.io import read_labels
 

@@ -10,7 +10,7 @@ import pytest
 
 from radseg.datasets import scan_dataset
 from radseg.datasets.base import LeakageError, MissingFilesError
-from radseg.datasets.prepare import prepare
+from radseg.datasets.preparation import prepare
 from radseg.datasets.prepared import open_prepared
 from radseg.image import Image
 from radseg.io import read_labels

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from radseg.datasets import scan_dataset
-from radseg.datasets.prepare import prepare
+from radseg.datasets.preparation import prepare
 from radseg.datasets.prepared import open_prepared
 from radseg.image import Image
 from radseg.io import read_labels

@@ -218,7 +218,9 @@ def merge_labels(pseudo_dir: str | Path, corrected_dir: str | Path, out_dir: str
         _copy_atomic(origin, target)
         sha = _sha256(target)
         before = last.get(case)
-        changed = version if before is None or before.sha256 != sha else int(before.changed_in_version)
+        # a new file or a new source (a correction identical to its pseudo-label is still a human's)
+        fresh = before is None or before.sha256 != sha or before.source != source
+        changed = version if fresh else int(before.changed_in_version)
         rows.append({"case": case, "source": source, "origin": str(origin), "file": str(target.relative_to(out)),
                      "sha256": sha, "version": version, "changed_in_version": changed})
         (result.manual if source == "manual" else result.pseudo).append(case)

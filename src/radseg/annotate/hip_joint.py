@@ -15,6 +15,9 @@
 6. **Propagation** slice by slice with snakes (scikit-image ``active_contour``) and Hough
    circles, then a **sphere model** fitted to all slice circles (least squares on
    ``r^2 + (z - z0)^2 = R^2``).
+   With refinement (the default), the search runs on the bone mask with thin joint spaces
+   opened from the image (:func:`~radseg.annotate.hip_seed.open_thin_gaps`), the sphere is
+   refitted to the head's surface from several starts, and a head must sit on a neck.
 7. **Split**: the radius is moved to the joint space (the minimum of bone occupancy on
    spherical shells within 15 % of the fitted radius); bone inside is femoral head, bone
    outside the ball that is not connected to the femur (neck, shaft) and lies within
@@ -31,9 +34,11 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
+from threadpoolctl import threadpool_limits
 
 from radseg.annotate.hip_circles import SHRINK, Circle, ray_candidates, rough_circle, select_circle, snake_circle
-from radseg.annotate.hip_seed import MIN_HEAD_RADIUS_MM, Candidate, choose_seeds, head_candidates, midline, sphere_coverage
+from radseg.annotate.hip_seed import (MIN_HEAD_RADIUS_MM, Candidate, choose_seeds, head_candidates, is_filled, midline,
+                                      neck_fraction, open_thin_gaps, sphere_coverage)
 from radseg.annotate.hip_split import Sphere, fit_head_surface, joint_space, split_sides
 from radseg.annotate.orient import canonical
 from radseg.image import Image
@@ -48,6 +53,10 @@ _VALUES = {"right": (2, 4), "left": (3, 5)}
 #: A sphere counts as a femoral head when coverage + 2 * socket (:func:`~radseg.annotate.hip_seed.sphere_coverage`)
 #: reaches this: heads of the hip-ct phantom score 0.87-1.4, thick pelvic bone without a femur at most 0.55.
 MIN_HEAD_SCORE = 0.7
+#: With the thin gaps opened (:func:`~radseg.annotate.hip_seed.open_thin_gaps`) every joint shows a
+#: socket (a sacroiliac joint scores 0.75): a head must also sit on a neck
+#: (:func:`~radseg.annotate.hip_seed.neck_fraction` at least this).
+MIN_NECK_FRACTION = 0.15
 #: Seeds tried per side before giving up (the paired one first, then the next best).
 MAX_SEEDS_TRIED = 3
 SIDES = ("right", "left")
@@ -91,6 +100,9 @@ class HipJointResult:
         return {"sides": {name: side.summary() for name, side in self.sides.items()}}
 
 
+# The snakes invert a ~100 x 100 matrix per slice; OpenBLAS spreads that over every core and,
+# on a busy machine, the threads' hand-off costs 100-200x the work (0.1 s instead of 0.6 ms).
+@threadpool_limits.wrap(limits=1, user_api="blas")
 def segment_hip_joint(
     ct: Image,
     *,
@@ -126,6 +138,8 @@ def segment_hip_joint(
     hu = ndimage.gaussian_filter(work.array.astype(np.float32), sigma=(0.0, sigma_mm / spacing[1], sigma_mm / spacing[2]))
     labels = mask.astype(np.uint8)  # every bone voxel is "bone" unless split off below
     result = HipJointResult(labels=bone, bone=bone)
+    if refine:  # search and fit on the mask with the image's thin joint spaces opened
+        mask = open_thin_gaps(mask, work.array, spacing)
     centre_col = midline(mask)
     seeds = choose_seeds({side: head_candidates(mask, spacing, side=side, centre_col=centre_col) for side in sides},
                          spacing, centre_col)
@@ -190,10 +204,14 @@ def _accept(mask, spacing, found, seeds: list[Candidate], info: HipSide):
     Without seeds (``refine=False``) the paper's sphere is judged as it is. With seeds, the
     paper's sphere and each seed's sphere (in turn) start a refit to the head's surface
     (:func:`~radseg.annotate.hip_split.fit_head_surface`) and the best-scoring fit of each
-    attempt is judged: coverage + 2 * socket at least :data:`MIN_HEAD_SCORE`, filled with bone.
+    attempt is judged: coverage + 2 * socket at least :data:`MIN_HEAD_SCORE`, filled with bone, and
+    (with seeds) on a neck.
     """
-    attempts = [[found]] if not seeds else [([found] if found is not None and k == 0 else []) + [(s.index, s.radius)]
-                                             for k, s in enumerate(seeds)]
+    if not seeds:
+        attempts = [[found]] if found is not None else []
+    else:  # a seed's radius is too large where head and socket merge: each seed also starts at 0.85 of it
+        attempts = [([found] if found is not None and k == 0 else []) + [(s.index, s.radius), (s.index, 0.85 * s.radius)]
+                    for k, s in enumerate(seeds)]
     for starts in attempts:
         scored = []
         for start in starts:
@@ -208,8 +226,10 @@ def _accept(mask, spacing, found, seeds: list[Candidate], info: HipSide):
         if score < MIN_HEAD_SCORE:
             info.reason = (f"no femoral head here: the best sphere (radius {radius:.1f} mm) is round in {coverage:.0%} "
                            f"of directions and meets a socket in {socket:.0%}")
-        elif not _is_head(mask, centre, radius, spacing):
+        elif not is_filled(mask, centre, radius, spacing):
             info.reason = f"the sphere found (radius {radius:.1f} mm) is not filled with bone: no femoral head here"
+        elif seeds and neck_fraction(mask, centre, radius, spacing, side=info.side) < MIN_NECK_FRACTION:
+            info.reason = f"the sphere found (radius {radius:.1f} mm) sits on no femoral neck: no femoral head here"
         else:
             info.reason = ""
             return centre, radius
@@ -331,22 +351,3 @@ def _fit_sphere(circles: list[tuple[int, Circle]], spacing: np.ndarray) -> tuple
         keep = np.abs(predicted - r) <= max(2.0, 2.0 * spacing[1])
     centre = np.array([z0 / spacing[0], np.median(rows[keep]), np.median(cols[keep])])
     return centre, float(np.sqrt(big_r2))
-
-
-def _ball(shape, centre, radius_mm, spacing, *, pad: float = 0.0):
-    """Distances (mm) to ``centre`` on the bounding box of a ball, and that box."""
-    half = (radius_mm + pad) / spacing
-    lo = np.maximum(0, np.floor(centre - half)).astype(int)
-    hi = np.minimum(shape, np.ceil(centre + half) + 1).astype(int)
-    box = tuple(slice(a, b) for a, b in zip(lo, hi))
-    grids = np.meshgrid(*[(np.arange(a, b) - c) * s for a, b, c, s in zip(lo, hi, centre, spacing)], indexing="ij", sparse=True)
-    return np.sqrt(grids[0] ** 2 + grids[1] ** 2 + grids[2] ** 2), box
-
-
-def _is_head(mask, centre, radius, spacing) -> bool:
-    """A femoral head is mostly bone (its cortex and its filled cancellous interior)."""
-    distance, box = _ball(mask.shape, centre, radius, spacing)
-    inside = distance <= 0.9 * radius
-    return inside.any() and float(mask[box][inside].mean()) >= 0.8
-
-

@@ -73,7 +73,8 @@ def fit_head_surface(mask: np.ndarray, centre: np.ndarray, radius: float, spacin
 
     Surface points are the centres of bone voxels with a non-bone 6-neighbour, moved out by half
     a pixel along their normal; points off the sphere (the neck, a flattened cap, cysts, the socket)
-    are trimmed over a few rounds (residual beyond 1.5 mm or 2 voxels).
+    are trimmed over a few rounds (residual beyond 1.5 mm or 2 pixels, plus half the voxel along the
+    point's normal, then 2.5 robust spreads).
     """
     box = _box(mask.shape, centre, 1.2 * radius, spacing)
     bone = mask[box]
@@ -93,7 +94,10 @@ def fit_head_surface(mask: np.ndarray, centre: np.ndarray, radius: float, spacin
     # 25 degrees); the socket's concave surface, facing it across the joint space, has it outside
     convex = np.sum(normals * points, axis=1) < -RADIAL_COS * norms
     keep = convex & (np.abs(norms - radius) <= 0.2 * radius)
-    tolerance = max(1.5, 2.0 * float(spacing.max()))
+    # a point's position is as uncertain as the voxel along its normal: half a slice on the cap
+    # of a thick-slice scan, half a pixel on the side (one tolerance for all lets osteophytes in)
+    slack = 0.5 * np.abs(normals @ spacing)
+    tolerance = max(1.5, 2.0 * float(spacing[1:].max()))
     for _ in range(rounds):
         if keep.sum() < 50:
             return None
@@ -102,9 +106,10 @@ def fit_head_surface(mask: np.ndarray, centre: np.ndarray, radius: float, spacin
         distance = np.linalg.norm(relative, axis=1)
         residual = distance - r
         convex = np.sum(normals * relative, axis=1) < -RADIAL_COS * distance
-        keep = convex & (np.abs(residual) <= tolerance)
+        keep = convex & (np.abs(residual) <= tolerance + slack)
         # tighten to the spread of the sphere's own points: the neck's fillet and a flattened cap drop out
-        spread = 1.4826 * float(np.median(np.abs(residual[keep]))) if keep.any() else tolerance
+        beyond = np.maximum(np.abs(residual[keep]) - slack[keep], 0.0)
+        spread = 1.4826 * float(np.median(beyond)) if keep.any() else tolerance
         tolerance = max(0.5 * float(spacing.min()), 2.5 * spread)
     if keep.sum() < 50:
         return None

@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Read dataset NAME at --root and write a prepared dataset (images, labels, dataset.json, metadata.csv)."""
         from radseg.datasets.base import LeakageError, MissingFilesError
-        from radseg.datasets.prepare import prepare
+        from radseg.datasets.preparation import prepare
         from radseg.errors import RadsegError
         from radseg.registry import UnknownNameError
 

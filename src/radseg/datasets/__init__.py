@@ -2,7 +2,7 @@
 
 ``DATASETS`` maps an adapter name to its :class:`Adapter` (what it expects, its options and
 the module that reads it, imported on use). :func:`scan_dataset` runs one adapter;
-:func:`radseg.datasets.prepare.prepare` writes the prepared folder (:mod:`.prepared`);
+:func:`radseg.datasets.preparation.prepare` writes the prepared folder (:mod:`.prepared`);
 ``EXPORTERS`` write a prepared folder in another tool's layout.
 """
 
@@ -91,7 +91,7 @@ def scan_dataset(name: str, root: str | Path, **options: Any):
 
 
 def prepare(*args, **kwargs):
-    from radseg.datasets.prepare import prepare as _prepare
+    from radseg.datasets.preparation import prepare as _prepare
 
     return _prepare(*args, **kwargs)
 

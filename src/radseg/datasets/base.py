@@ -2,7 +2,7 @@
 
 An adapter reads a public layout *lazily*: :class:`DatasetScan` lists one :class:`CaseRecord`
 per case (ids, patient, given split, subgroup metadata, source files) and each record
-loads its pixels only when :func:`radseg.datasets.prepare.prepare` writes it. Everything
+loads its pixels only when :func:`radseg.datasets.preparation.prepare` writes it. Everything
 the adapter found, skipped or missed goes into the :class:`DatasetReport`, so nothing is
 dropped silently.
 """
