@@ -1,6 +1,6 @@
 """3D end to end on hip-ct phantoms: train a 3D U-Net, then `radseg segment` DICOM series to DICOM-SEG.
 
-    .venv/bin/python benchmarks/train_hip_ct.py --budget 600 --threads 2
+    .venv/bin/python benchmarks/train_hip_ct.py --budget 300 --threads 2
 
 Cases 0-11 of ``radseg synth hip-ct`` (seed 0) train (10) and validate (2) with the
 ``hip-ct`` preset (3 mm voxels here, to fit a CPU budget); cases 12-15 are written as DICOM
@@ -31,10 +31,15 @@ RESULTS = Path(__file__).parent / "results"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=float, default=600.0, help="seconds for the whole train() call")
+    parser.add_argument("--budget", type=float, default=300.0, help="seconds for the whole train() call")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--spacing", type=float, default=3.0)
     parser.add_argument("--patch", default="32,64,64")
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=None, help="default: the hip-ct preset's")
+    parser.add_argument("--model-args", default=None, help="JSON network options (default: the hip-ct preset's)")
+    parser.add_argument("--overhead", type=float, default=15.0,
+                        help="seconds kept for the final validation and writing the bundle")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/radseg-bench"))
     parser.add_argument("--work", type=Path, default=Path("/tmp/radseg-bench/hip-ct"))
     args = parser.parse_args()
@@ -55,7 +60,9 @@ def main() -> None:
     data = from_pairs([(i, l) for _, i, l in train_cases], case_ids=[c for c, _, _ in train_cases])
     patch = tuple(int(p) for p in args.patch.split(","))
     config = TrainConfig(output=args.work / "run", preset="hip-ct", epochs=10_000, iters_per_epoch=20, val_every=3,
-                         batch_size=2, time_limit=args.budget, threads=args.threads, val_fraction=0.17,
+                         batch_size=args.batch_size, lr=args.lr, time_limit=args.budget - args.overhead,
+                         threads=args.threads, val_fraction=0.17, seed=0,
+                         arch_kwargs=json.loads(args.model_args) if args.model_args else {},
                          preprocessing={"spacing": (args.spacing,) * 3, "patch_size": patch}, device="cpu")
     load_before = os.getloadavg()
     start = time.perf_counter()
@@ -110,7 +117,7 @@ def main() -> None:
         "# 3D U-Net on hip-ct phantoms, end to end to DICOM-SEG", "", f"Command: `{record['command']}`", "",
         f"- training: 12 phantoms (10 train / 2 validation), {args.spacing:g} mm voxels, patches {args.patch}, "
         f"{record['config']['arch_kwargs']}; `train()` {train_seconds:.0f} s ({result.epochs_done} epochs, "
-        f"{record['iterations']} iterations of batch 2, stopped: {result.stopped}); load average "
+        f"{record['iterations']} iterations of batch {args.batch_size}, lr {record['config']['lr']:g}, stopped: {result.stopped}); load average "
         f"{load_before[0]:.2f} before, {load_after[0]:.2f} after (2 cores shared with other jobs)",
         f"- test: 4 unseen phantoms written as DICOM CT series, `radseg segment -i DICOM_ROOT -ot dicom-seg` "
         f"({timings['dicom-seg']:.1f} s per series) and `-ot nifti`; SEG read back and scored on the CT grid",

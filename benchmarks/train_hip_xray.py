@@ -37,31 +37,40 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/radseg-bench"))
     parser.add_argument("--run", type=Path, default=Path("/tmp/radseg-bench/hip-xray-run"))
     parser.add_argument("--model-args", default=None, help="JSON network options (default: the hip-xray preset's)")
-    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--size", type=int, default=None, help="fit size in pixels (default: the preset's)")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--epochs", type=int, default=10_000, help="epoch cap (default: the budget decides)")
+    parser.add_argument("--iters-per-epoch", type=int, default=None)
+    parser.add_argument("--val-every", type=int, default=None)
+    parser.add_argument("--overhead", type=float, default=15.0,
+                        help="seconds kept for the final validation and writing the bundle")
     parser.add_argument("--tag", default="train_hip_xray")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder for TAG.md and TAG.json")
     args = parser.parse_args()
 
     import shutil
 
-    import torch
-
+    # radseg before torch, as `radseg train` does: OpenMP threads then wait passively (radseg.models.cpu)
     from radseg.evaluate import dice
     from radseg.infer.predictor import Predictor
     from radseg.train.config import TrainConfig
     from radseg.train.data import from_pairs
     from radseg.train.loop import train
 
+    import torch
+
     cases = phantoms("hip-xray", args.train + args.test, cache=args.cache)
     train_cases, test_cases = cases[:args.train], cases[args.train:]
     data = from_pairs([(img, lab) for _, img, lab in train_cases], case_ids=[c for c, _, _ in train_cases])
     shutil.rmtree(args.run, ignore_errors=True)
     load_before = os.getloadavg()
-    overhead = 12.0  # preprocessing of 60 cases and writing the bundle happen outside the loop's clock
-    config = TrainConfig(output=args.run, preset="hip-xray", epochs=10_000, iters_per_epoch=20, val_every=3,
-                         time_limit=args.budget - overhead, threads=args.threads, val_fraction=0.1, seed=0,
-                         preprocessing={"size": (args.size, args.size)},
+    # train()'s clock starts before reading and preprocessing; the loop stops early enough for
+    # a last validation and the bundle, but an iteration on a loaded machine can overshoot.
+    config = TrainConfig(output=args.run, preset="hip-xray", epochs=args.epochs, iters_per_epoch=args.iters_per_epoch,
+                         val_every=args.val_every, time_limit=args.budget - args.overhead, threads=args.threads,
+                         val_fraction=0.1, seed=0,
+                         preprocessing={"size": (args.size, args.size)} if args.size else {},
                          arch_kwargs=json.loads(args.model_args) if args.model_args else {},
                          batch_size=args.batch_size, lr=args.lr, device="cpu")
     start = time.perf_counter()
@@ -91,9 +100,10 @@ def main() -> None:
         "test_dice_per_label": label_means, "inference_s_per_image": round(infer_seconds, 3),
         "config": json.loads((args.run / "config.json").read_text()),
         "torch": torch.__version__, "platform": platform.platform(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.tag}.json").write_text(json.dumps(record, indent=2))
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / f"{args.tag}.json").write_text(json.dumps(record, indent=2))
     lines = [
         "# 2D U-Net on hip-xray phantoms under a CPU time budget", "",
         f"Command: `{record['command']}`", "",
@@ -103,13 +113,13 @@ def main() -> None:
         f"- machine: {os.cpu_count()} cores, load average before {load_before[0]:.2f}, after training "
         f"{load_during[0]:.2f} (1-min); other jobs share this CPU, so a loaded machine trains fewer iterations",
         f"- model: {record['config']['architecture']} {record['config']['arch_kwargs']}, input "
-        f"{args.size}x{args.size} (aspect kept, padded), percentile normalisation, Dice+CE, AdamW, flips with L/R label swap",
+        f"{'x'.join(map(str, record['config']['preprocessing']['size']))} (aspect kept, padded), percentile normalisation, Dice+CE, AdamW, flips with L/R label swap",
         "", f"**Test (20 unseen phantoms, cases 60-79): mean Dice {mean:.4f}** (worst case {case_means.min():.4f}); "
         f"best validation Dice {result.best_dice:.4f}; inference {infer_seconds:.2f} s per 448x512 image", "",
         "| label | Dice (mean of 20) |", "| --- | --- |",
         *[f"| {name} | {d:.4f} |" for name, d in label_means.items()], "",
     ]
-    (RESULTS / f"{args.tag}.md").write_text("\n".join(lines))
+    (args.results / f"{args.tag}.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
 

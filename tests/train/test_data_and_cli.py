@@ -15,7 +15,6 @@ pytest.importorskip("monai")
 import radseg.io as rio  # noqa: E402
 from radseg.commands import models as model_commands  # noqa: E402
 from radseg.errors import ReadError  # noqa: E402
-from radseg.image import Image  # noqa: E402
 from radseg.infer.predictor import Predictor  # noqa: E402
 from radseg.labels import is_multilabel, make_multilabel  # noqa: E402
 from radseg.train.config import TrainConfig  # noqa: E402

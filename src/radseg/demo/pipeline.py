@@ -50,7 +50,7 @@ class DemoSize:
 # Training is bounded by epochs so a seed gives the same model on any machine; the time limit
 # is only a safety net for a very slow or loaded machine (it then stops early, and says so).
 FULL = DemoSize(ct_cases=4, ct_shape=(96, 192, 256), ct_spacing=(2.0, 1.4, 1.4), xray_train=60, xray_test=40,
-                train_seconds=420.0, train_epochs=22, bootstrap=5000, rank_k=5)
+                train_seconds=420.0, train_epochs=40, bootstrap=5000, rank_k=5)
 QUICK = DemoSize(ct_cases=1, ct_shape=(64, 112, 160), ct_spacing=(3.0, 2.2, 2.2), xray_train=8, xray_test=8,
                  train_seconds=60.0, train_epochs=2, bootstrap=500, rank_k=3)
 

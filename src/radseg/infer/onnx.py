@@ -73,16 +73,29 @@ def _export(net: torch.nn.Module, example: torch.Tensor) -> bytes:
 
 
 class OnnxForward:
-    """``forward(tensor [B, 1, *patch]) -> logits tensor`` through ONNX Runtime."""
+    """``forward(tensor [B, 1, *patch]) -> logits tensor`` through ONNX Runtime.
 
-    def __init__(self, onnx_bytes: bytes, *, device: str = "cpu", threads: int | None = None) -> None:
+    Session: every graph optimisation (constant folding, conv + norm + activation fusion,
+    layout transforms), ``threads`` intra-op threads (default: all cores), sequential
+    execution (a U-Net is a chain: parallel branches would only compete for the same
+    cores). ``spinning``: worker threads busy-wait between operators. That shaves a little
+    latency on an idle machine, but on a shared CPU the spinning threads steal time from the
+    ones doing work (measured in benchmarks/results/onnx_inference.md), so it is off by
+    default.
+    """
+
+    def __init__(self, onnx_bytes: bytes, *, device: str = "cpu", threads: int | None = None,
+                 spinning: bool = False) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
             raise MissingExtraError("onnxruntime", "onnx") from None
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         options.log_severity_level = 3
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda"):

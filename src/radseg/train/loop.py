@@ -37,7 +37,7 @@ import numpy as np
 from radseg.errors import RadsegError
 from radseg.io.atomic import atomic_path, write_text_atomic
 from radseg.train.config import TrainConfig
-from radseg.train.data import TrainCase, TrainData, data_hash, from_pairs, load_prepared, split_cases
+from radseg.train.data import TrainCase, TrainData, data_hash, from_pairs, load_prepared
 
 __all__ = ["train", "TrainResult"]
 

@@ -1,0 +1,3 @@
+"""Training: ``radseg train`` (see :mod:`radseg.train.loop`)."""
+
+import radseg.models  # noqa: F401  (OpenMP wait policy before torch loads: radseg.models.cpu)
