@@ -25,9 +25,17 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -q -m "slow or not slow" $(PYTEST_ARGS)
 
+# Side-by-side benchmarks (results and commands land in benchmarks/results/); about 40 minutes.
+# The FracAtlas baseline trains for two hours: run benchmarks/fracatlas_baseline.py on its own.
 bench: setup
 	$(BIN)/python benchmarks/dicom_to_nifti.py
 	$(BIN)/python benchmarks/surface_metrics.py
+	$(BIN)/python benchmarks/features_accuracy.py --cases 20 --ct-cases 5
+	$(BIN)/python benchmarks/annotate_speed.py --repeat 2
+	$(BIN)/python benchmarks/annotate_hip_ct.py -n 24 --seed 7 --workers 2
+	$(BIN)/python benchmarks/train_hip_xray.py --budget 300 --threads 2
+	$(BIN)/python benchmarks/onnx_inference.py --model /tmp/radseg-bench/hip-xray-run/model --threads 2
+	$(BIN)/python benchmarks/train_hip_ct.py --budget 300 --threads 2
 
 # The main job (issue 11): synthesize, annotate, train, rank, evaluate, measure, export, report.
 demo: setup

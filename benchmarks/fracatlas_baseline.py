@@ -54,6 +54,8 @@ def main() -> None:
     parser.add_argument("--skip-train", action="store_true", help="score the run already in WORK/train")
     parser.add_argument("--train-args", default="", help="extra `radseg train` options, quoted")
     parser.add_argument("--results", type=Path, default=HERE / "results" / "fracatlas_baseline.md")
+    parser.add_argument("--ship", action="store_true",
+                        help="also write the model, with its data credit, to src/radseg/models/shipped/fracatlas.zip")
     args = parser.parse_args()
 
     prepared, run, scores = args.work / "prepared", args.work / "train", args.work / "eval-val"
@@ -80,6 +82,44 @@ def main() -> None:
     summary = json.loads((scores / "summary.json").read_text())
     manifest = json.loads((run / "model" / "model.json").read_text()) if (run / "model" / "model.json").exists() else {}
     _write(args, summary, commands, seconds, load_before, run, scores, manifest)
+    if args.ship:
+        _ship(run / "model", summary, prepared)
+
+
+#: CC BY 4.0 asks for credit to the dataset's authors wherever the trained model goes.
+CREDIT = ("Trained on FracAtlas: Abedeen I, Rahman MA, Prottyasha FZ, Ahmed T, Chowdhury TM, Shatabda S. "
+          "FracAtlas: A Dataset for Fracture Classification, Localization and Segmentation of Musculoskeletal "
+          "Radiographs. Sci Data 10, 521 (2023), doi:10.1038/s41597-023-02432-4; data doi:10.6084/m9.figshare.22363012, "
+          "licensed CC BY 4.0 (https://creativecommons.org/licenses/by/4.0/). The model weights are a derived work "
+          "under the same licence.")
+SHIPPED = ROOT / "src" / "radseg" / "models" / "shipped" / "fracatlas.zip"
+MAX_SHIPPED_BYTES = 20_000_000
+
+
+def _ship(model: Path, summary: dict, prepared: Path) -> None:
+    """The trained bundle as radseg's shipped ``fracatlas`` model: credit, valid scores and the names of
+    the valid images (never trained on; the test checks the model on some of them) in its manifest."""
+    from radseg.datasets import open_prepared
+    from radseg.models.bundle import load_bundle
+
+    bundle = load_bundle(model)
+    valid = open_prepared(prepared).split("val")
+    bundle.manifest.update({
+        "summary": (f"FracAtlas fractures, trained here on CPU from scratch; official valid split: mask AP50 "
+                    f"{summary['mask_AP50']:.3f}, image AUC {summary['auc']:.3f} (benchmarks/results/fracatlas_baseline.md). "
+                    "A research baseline, not a diagnostic device."),
+        "data_credit": CREDIT, "license": "CC BY 4.0",
+        "valid_scores": {k: summary.get(k) for k in ("mask_AP50", "mask_AP50_95", "box_AP50", "dice", "auc")},
+        "valid_images": {"fractured": [c.case_id for c in valid if int(c.metadata.get("fractured", 0))],
+                         "normal": [c.case_id for c in valid if not int(c.metadata.get("fractured", 0))]},
+    })
+    SHIPPED.parent.mkdir(parents=True, exist_ok=True)
+    bundle.save(SHIPPED)
+    size = SHIPPED.stat().st_size
+    if size > MAX_SHIPPED_BYTES:
+        SHIPPED.unlink()
+        raise SystemExit(f"{SHIPPED}: {size / 1e6:.1f} MB is over the {MAX_SHIPPED_BYTES / 1e6:.0f} MB limit; not shipped")
+    print(f"shipped {SHIPPED} ({size / 1e6:.1f} MB)")
 
 
 def _write(args, summary, commands, seconds, load_before, run: Path, scores: Path, manifest) -> None:

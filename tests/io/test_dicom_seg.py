@@ -17,7 +17,7 @@ from radseg.image import Image, align_axes
 from radseg.io.dicom_seg import segment_codes
 from radseg.io.dicom_write import write_dicom_radiograph, write_dicom_series
 from radseg.labels import make_label_map, make_multilabel
-from tests.conftest import pydicom_data
+from tests.conftest import phantom_volume, pydicom_data
 
 
 def dciodvfy_errors(path: Path) -> list[str]:
@@ -183,3 +183,20 @@ def test_nifti_labels_keep_names_and_dtype(tmp_path, ct_series):
     np.testing.assert_array_equal(back.array, labels.array)
     np.testing.assert_allclose(back.affine, labels.affine, atol=1e-5)
     assert back.metadata["label_names"] == labels.metadata["label_names"]
+
+
+@pytest.mark.parametrize("reverse_slices", [False, True])
+@pytest.mark.parametrize("slice_axis_sign", [1, -1])
+def test_seg_reads_back_in_the_series_slice_order(tmp_path, reverse_slices, slice_axis_sign):
+    """Whatever order the source series and highdicom stack the frames in, a SEG read here lines
+    up array for array with its CT read here (same affine, no resampling needed)."""
+    volume = phantom_volume(seed=2)
+    direction = np.diag([float(slice_axis_sign), 1.0, 1.0])
+    source = Image(volume[::-1] if reverse_slices else volume, spacing=(2.5, 0.8, 0.8), origin=(0.0, -20.0, 30.0),
+                   direction=direction)
+    write_dicom_series(source, tmp_path / "ct")
+    ct = rio.read(tmp_path / "ct")
+    labels = _hip_labels(ct)
+    back = rio.read_labels(rio.write(labels, tmp_path / "seg.dcm", kind="dicom-seg"))
+    np.testing.assert_allclose(back.affine, ct.affine, atol=1e-3)
+    np.testing.assert_array_equal(back.array, labels.array)

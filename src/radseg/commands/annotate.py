@@ -47,6 +47,32 @@ def _progress(quiet: bool):
                     console=console, disable=quiet or not console.is_terminal)
 
 
+def _for_each_ct(cts: List[Path], targets: List[Path], what: str, overwrite: bool, quiet: bool, run, report) -> None:
+    """``report(ct_path, target, run(ct_path, target))`` per CT with a progress bar; existing outputs are
+    kept unless ``overwrite`` (a rerun resumes); a bad CT is reported and the rest go on."""
+    from radseg.errors import RadsegError
+
+    failed = []
+    with _progress(quiet) as progress:
+        task = progress.add_task(what, total=len(cts))
+        for ct_path, target in zip(cts, targets):
+            progress.update(task, description=f"{what} {ct_path.name[:30]}")
+            if target.exists() and not overwrite:
+                typer.echo(f"kept {target} (use --overwrite to redo)")
+            else:
+                try:
+                    result = run(ct_path, target)
+                except (RadsegError, ValueError) as exc:
+                    message = str(exc) if str(ct_path) in str(exc) else f"{ct_path}: {exc}"
+                    failed.append(message)
+                    typer.secho(f"failed: {message}", fg=typer.colors.RED, err=True)
+                else:
+                    report(ct_path, target, result)
+            progress.update(task, advance=1)
+    if failed:
+        _fail(f"{len(failed)} of {len(cts)} CT(s) failed")
+
+
 def register(app: typer.Typer) -> None:
     annotate_app = typer.Typer(
         help="Classical annotation synthesis on hip CT (bone, acetabulum / femoral head) and active-learning refinement.",
@@ -71,40 +97,27 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Extract bone from CT: Gaussian blur, Otsu seeds, graph cut, hole filling, small-component removal."""
         from radseg.annotate.bone_extraction import MODES, extract_bone
-        from radseg.errors import RadsegError
         from radseg.io import read, write
 
         if mode not in MODES:
             _fail(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
         targets = _outputs(cts, output, "_bone.nii.gz")
-        failed = []
-        with _progress(quiet) as progress:
-            task = progress.add_task("bone", total=len(cts))
-            for ct_path, target in zip(cts, targets):
-                progress.update(task, description=f"bone {ct_path.name[:30]}")
-                if target.exists() and not overwrite:
-                    typer.echo(f"kept {target} (use --overwrite to redo)")
-                    progress.update(task, advance=1)
-                    continue
-                try:
-                    ct = read(ct_path)
-                    result = extract_bone(ct, mode=mode, sigma_mm=sigma_mm, threshold_hu=threshold, smoothness=smoothness,
-                                          seed_margin=seed_margin, max_hole_mm2=max_hole_mm2, min_component_mm3=min_component_mm3)
-                    write(result.mask, target, kind="nifti")
-                except (RadsegError, ValueError) as exc:
-                    message = str(exc) if str(ct_path) in str(exc) else f"{ct_path}: {exc}"
-                    failed.append(message)
-                    typer.secho(f"failed: {message}", fg=typer.colors.RED, err=True)
-                else:
-                    summary = result.summary()
-                    if as_json:
-                        typer.echo(json.dumps({"input": str(ct_path), "output": str(target), **summary}))
-                    else:
-                        typer.echo(f"wrote {target}: bone {summary['bone_ml']} ml, threshold {summary['threshold_hu']} HU, "
-                                   f"{summary['graph_nodes']} graph nodes")
-                progress.update(task, advance=1)
-        if failed:
-            _fail(f"{len(failed)} of {len(cts)} CT(s) failed")
+
+        def run(ct_path: Path, target: Path):
+            result = extract_bone(read(ct_path), mode=mode, sigma_mm=sigma_mm, threshold_hu=threshold, smoothness=smoothness,
+                                  seed_margin=seed_margin, max_hole_mm2=max_hole_mm2, min_component_mm3=min_component_mm3)
+            write(result.mask, target, kind="nifti")
+            return result
+
+        def report(ct_path: Path, target: Path, result) -> None:
+            summary = result.summary()
+            if as_json:
+                typer.echo(json.dumps({"input": str(ct_path), "output": str(target), **summary}))
+            else:
+                typer.echo(f"wrote {target}: bone {summary['bone_ml']} ml, threshold {summary['threshold_hu']} HU, "
+                           f"{summary['graph_nodes']} graph nodes")
+
+        _for_each_ct(cts, targets, "bone", overwrite, quiet, run, report)
 
     @annotate_app.command("hip-joint")
     def hip_joint(
@@ -126,39 +139,28 @@ def register(app: typer.Typer) -> None:
         if bone_mask is not None and len(cts) != 1:
             _fail("--bone goes with a single CT")
         targets = _outputs(cts, output, "_hip.nii.gz")
-        failed = []
-        with _progress(quiet) as progress:
-            task = progress.add_task("hip-joint", total=len(cts))
-            for ct_path, target in zip(cts, targets):
-                progress.update(task, description=f"hip-joint {ct_path.name[:30]}")
-                if target.exists() and not overwrite:
-                    typer.echo(f"kept {target} (use --overwrite to redo)")
-                    progress.update(task, advance=1)
-                    continue
-                try:
-                    ct = read(ct_path)
-                    bone = read_labels(bone_mask) if bone_mask is not None else None
-                    if bone is not None and not bone.same_geometry(ct, atol=1e-2):
-                        raise RadsegError(f"{bone_mask}: bone mask grid {bone.shape} differs from the CT's {ct.shape}")
-                    result = segment_hip_joint(ct, bone=bone, fsg=fsg, lnms=lnms, ahs=ahs)
-                    write(result.labels, target, kind="nifti")
-                except (RadsegError, ValueError) as exc:
-                    message = str(exc) if str(ct_path) in str(exc) else f"{ct_path}: {exc}"
-                    failed.append(message)
-                    typer.secho(f"failed: {message}", fg=typer.colors.RED, err=True)
-                else:
-                    summary = result.summary()
-                    if as_json:
-                        typer.echo(json.dumps({"input": str(ct_path), "output": str(target), **summary}))
-                    else:
-                        found = ", ".join(f"{side} head r={s['radius_mm']:.1f} mm" for side, s in summary["sides"].items() if s["found"])
-                        typer.echo(f"wrote {target}: {found or 'no hip joint found'}")
-                        for side, s in summary["sides"].items():
-                            if not s["found"]:
-                                typer.secho(f"warning: {ct_path.name}: {side} hip not found ({s['reason']})", fg=typer.colors.YELLOW, err=True)
-                progress.update(task, advance=1)
-        if failed:
-            _fail(f"{len(failed)} of {len(cts)} CT(s) failed")
+
+        def run(ct_path: Path, target: Path):
+            ct = read(ct_path)
+            bone = read_labels(bone_mask) if bone_mask is not None else None
+            if bone is not None and not bone.same_geometry(ct, atol=1e-2):
+                raise RadsegError(f"{bone_mask}: bone mask grid {bone.shape} differs from the CT's {ct.shape}")
+            result = segment_hip_joint(ct, bone=bone, fsg=fsg, lnms=lnms, ahs=ahs)
+            write(result.labels, target, kind="nifti")
+            return result
+
+        def report(ct_path: Path, target: Path, result) -> None:
+            summary = result.summary()
+            if as_json:
+                typer.echo(json.dumps({"input": str(ct_path), "output": str(target), **summary}))
+                return
+            found = ", ".join(f"{side} head r={s['radius_mm']:.1f} mm" for side, s in summary["sides"].items() if s["found"])
+            typer.echo(f"wrote {target}: {found or 'no hip joint found'}")
+            for side, s in summary["sides"].items():
+                if not s["found"]:
+                    typer.secho(f"warning: {ct_path.name}: {side} hip not found ({s['reason']})", fg=typer.colors.YELLOW, err=True)
+
+        _for_each_ct(cts, targets, "hip-joint", overwrite, quiet, run, report)
 
     @annotate_app.command("rank")
     def rank(

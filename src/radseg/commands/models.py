@@ -32,6 +32,18 @@ def _progress(quiet: bool):
                     TimeRemainingColumn(), console=console, disable=quiet or not console.is_terminal)
 
 
+def _shipped() -> dict[str, str]:
+    """``{name: one-line summary}`` of the shipped trained models (from their manifests)."""
+    from radseg.models.bundle import load_bundle, shipped_models
+
+    out = {}
+    for name, path in shipped_models().items():
+        bundle = load_bundle(path, weights=False)
+        labels = ", ".join(bundle.class_names)
+        out[name] = f"{bundle.spatial_dims}D {bundle.architecture}, labels: {labels}. {bundle.manifest.get('summary', '')}".strip()
+    return out
+
+
 def register(app: typer.Typer) -> None:
     from radseg.models.registry import ARCHITECTURES
     from radseg.models.presets import PRESETS
@@ -47,7 +59,8 @@ def register(app: typer.Typer) -> None:
                 "architectures": {n: {"monai": s.monai_class, "divisor": s.divisor, "description": s.description}
                                   for n, s in ARCHITECTURES.items()},
                 "presets": {n: {"dims": p.spatial_dims, "architecture": p.architecture, "description": p.description,
-                                "preprocessing": p.preprocessing} for n, p in PRESETS.items()}}, indent=2, default=list))
+                                "preprocessing": p.preprocessing} for n, p in PRESETS.items()},
+                "shipped": _shipped()}, indent=2, default=list))
             return
         typer.echo("architectures (--model):")
         for name, spec in ARCHITECTURES.items():
@@ -55,6 +68,9 @@ def register(app: typer.Typer) -> None:
         typer.echo("task presets (--preset):")
         for name, preset in PRESETS.items():
             typer.echo(f"  {name:<15} {preset.spatial_dims}D {preset.architecture:<10} {preset.description}")
+        typer.echo("trained models shipped with radseg (-m NAME):")
+        for name, summary in _shipped().items():
+            typer.echo(f"  {name:<15} {summary}")
 
     @app.command()
     def train(

@@ -227,4 +227,12 @@ def read_dicom_seg(path: str | Path) -> Image:
         if np.any(labels[mask]):
             raise ReadError(path, "segments overlap: no single label map")
         labels[mask] = values[number]
-    return Image(labels, affine=np.asarray(volume.affine, dtype=float), metadata=meta)
+    affine = np.asarray(volume.affine, dtype=float)
+    # highdicom may stack the frames either way; order them like a DICOM series read here (the
+    # slice axis along row x column cosine), so a SEG and its CT line up array for array.
+    normal = np.cross(affine[:3, 2], affine[:3, 1])
+    if labels.shape[0] > 1 and affine[:3, 0] @ normal < 0:
+        labels = np.ascontiguousarray(labels[::-1])
+        affine[:3, 3] = affine[:3, 3] + affine[:3, 0] * (labels.shape[0] - 1)
+        affine[:3, 0] = -affine[:3, 0]
+    return Image(labels, affine=affine, metadata=meta)

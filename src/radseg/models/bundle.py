@@ -8,6 +8,9 @@ Layout (the same inside a ``.zip``)::
     manifest.json    how it was made: versions, data hash, training config, metrics
     model.onnx       optional, added by ``radseg export-onnx``
 
+Trained models that ship with radseg live in ``radseg/models/shipped/<name>.zip``; wherever a
+model path is asked for, such a name (``-m fracatlas``) works too (:func:`model_path`).
+
 Loading refuses a bundle whose files do not match their recorded hashes (a truncated copy,
 an edited weight file) or whose format version is newer than this radseg understands.
 """
@@ -27,7 +30,7 @@ from radseg.errors import ReadError, WriteError
 from radseg.io.atomic import atomic_path, write_text_atomic
 from radseg.models.preprocess import Preprocessing
 
-__all__ = ["ModelBundle", "load_bundle", "FORMAT_VERSION", "HEADS"]
+__all__ = ["ModelBundle", "load_bundle", "model_path", "shipped_models", "FORMAT_VERSION", "HEADS"]
 
 FORMAT = "radseg-model"
 FORMAT_VERSION = 1
@@ -36,6 +39,7 @@ _CONFIG = "model.json"
 _WEIGHTS = "weights.pt"
 _MANIFEST = "manifest.json"
 _ONNX = "model.onnx"
+SHIPPED_DIR = Path(__file__).with_name("shipped")
 
 
 def sha256(data: bytes) -> str:
@@ -162,9 +166,26 @@ def _read_members(path: Path) -> dict[str, bytes]:
         raise ReadError(path, f"not a model folder or zip ({exc})") from None
 
 
+def shipped_models() -> dict[str, Path]:
+    """``{name: zip}`` of the trained models installed with radseg."""
+    return {zip_path.stem: zip_path for zip_path in sorted(SHIPPED_DIR.glob("*.zip"))}
+
+
+def model_path(value: str | Path) -> Path:
+    """A bundle path as given, or the shipped model of that name when no such file exists."""
+    path = Path(os.path.expanduser(str(value)))
+    if path.exists():
+        return path
+    shipped = shipped_models()
+    if str(value) in shipped:
+        return shipped[str(value)]
+    names = ", ".join(shipped) or "none"
+    raise ReadError(path, f"no such model bundle (folder or .zip), nor a shipped model name (shipped: {names})")
+
+
 def load_bundle(path: str | Path, *, weights: bool = True) -> ModelBundle:
-    """Read and verify a bundle: hashes of every file, format version, label table."""
-    path = Path(os.path.expanduser(str(path)))
+    """Read and verify a bundle (a path or a shipped model's name): file hashes, format version, labels."""
+    path = model_path(path)
     members = _read_members(path)
     if _CONFIG not in members:
         raise ReadError(path, f"not a radseg model: no {_CONFIG} (train one with `radseg train`)")

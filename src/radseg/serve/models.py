@@ -11,8 +11,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from radseg.errors import RadsegError
+from radseg.errors import RadsegError, ReadError
 from radseg.image import Image
+from radseg.models.bundle import model_path
 
 __all__ = ["LABELS_CHOICE", "ModelCache", "find_models"]
 
@@ -39,9 +40,10 @@ def find_models(path: str | Path | None) -> dict[str, Path]:
     """``{name: bundle path}`` for ``path`` (one bundle, or a folder of bundles one level down)."""
     if path is None:
         return {}
-    path = Path(path)
-    if not path.exists():
-        raise RadsegError(f"{path}: no such model bundle or folder")
+    try:
+        path = model_path(path)
+    except ReadError:
+        raise RadsegError(f"{path}: no such model bundle or folder, nor a shipped model name") from None
     if _is_bundle(path):
         return {_name(path): path}
     if path.is_dir():
