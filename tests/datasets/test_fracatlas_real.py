@@ -87,7 +87,7 @@ def _check_masks(root, records, *, expected_turned):
     from PIL import Image as PILImage
     from pycocotools import mask as mask_api
 
-    from radseg.datasets.fracatlas import apply_orientation, exif_orientation
+    from radseg.io.raster import apply_orientation, exif_orientation
 
     coco = json.loads((root / "Annotations" / "COCO JSON" / "COCO_fracture_masks.json").read_text())
     by_name = {entry["file_name"]: entry for entry in coco["images"]}

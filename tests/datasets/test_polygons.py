@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from radseg.datasets.fracatlas import apply_orientation
+from radseg.io.raster import apply_orientation
 from radseg.datasets.polygons import mask_to_polygons, parse_segmentation, polygon_mask
 
 

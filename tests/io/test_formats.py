@@ -117,6 +117,23 @@ def test_grey_rgb_jpeg_collapses_to_one_channel(tmp_path):
     assert rio.read(tmp_path / "c.png").channels == 3
 
 
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_jpeg_exif_orientation_reads_as_viewers_show_it(tmp_path, orientation):
+    from PIL import Image as PILImage, ImageOps
+
+    # An asymmetric picture (bright top-left block) in a 40 x 60 portrait file, tagged to turn.
+    stored = np.full((60, 40), 40, np.uint8)
+    stored[:20, :10] = 220
+    exif = PILImage.Exif()
+    exif[0x0112] = orientation
+    PILImage.fromarray(stored).save(tmp_path / "x.jpg", quality=100, exif=exif)
+    shown = np.asarray(ImageOps.exif_transpose(PILImage.open(tmp_path / "x.jpg")))  # Pillow as the reference
+    image = rio.read(tmp_path / "x.jpg")
+    np.testing.assert_array_equal(image.array, shown)
+    assert image.shape == ((60, 40) if orientation in (1, 3) else (40, 60))
+    assert image.metadata.get("exif_orientation") == (None if orientation == 1 else orientation)
+
+
 def test_writers_refuse_lossy_or_unfit_data(tmp_path, ct_image):
     with pytest.raises(WriteError, match="2D"):
         rio.write(ct_image, tmp_path / "ct.png")

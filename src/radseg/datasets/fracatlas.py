@@ -35,7 +35,6 @@ from radseg.datasets.base import (
     normalise_split,
 )
 from radseg.errors import ReadError
-from radseg.image import Image
 
 NAME = "fracatlas"
 BODY_PARTS = ("hand", "leg", "hip", "shoulder")
@@ -187,14 +186,11 @@ def _load(path: Path, entry: dict | None, anns: list[dict], value_of: dict[int, 
     from radseg.io import read
     from radseg.labels import make_label_map
 
-    image = read(path)
+    image = read(path)  # turned by its EXIF tag, as the annotators saw it in a browser
     warnings, image_file = [], path
-    orientation = exif_orientation(path)
-    if orientation not in (None, 1):
-        # The annotators saw the image as a browser shows it, turned by its EXIF tag (two real
-        # FracAtlas images): turn the pixels the same way and store them without the tag.
-        turned = np.ascontiguousarray(apply_orientation(image.array, orientation))
-        image = Image(turned, spacing=None, spatial_ndim=2, metadata=image.metadata)
+    orientation = image.metadata.get("exif_orientation")
+    if orientation is not None:
+        # Two real FracAtlas images: store the turned pixels as PNG, without the tag.
         image_file = None
         warnings.append(f"EXIF orientation {orientation}: pixels turned as viewers show them (annotations "
                         "were drawn that way); stored as PNG")
@@ -225,26 +221,3 @@ def _load(path: Path, entry: dict | None, anns: list[dict], value_of: dict[int, 
         instances.append(Instance(value=value, mask=mask, source_id=ann.get("id")))
     labels = make_label_map(image.with_array(semantic), label_names)
     return Loaded(image=image, labels=labels, instances=instances, image_file=image_file, warnings=warnings)
-
-
-def exif_orientation(path: Path) -> int | None:
-    """The EXIF orientation tag (1-8) of a JPEG/TIFF, or None."""
-    from PIL import Image as PILImage
-
-    try:
-        with PILImage.open(path) as pil:
-            value = pil.getexif().get(0x0112)
-    except OSError:
-        return None
-    return int(value) if value else None
-
-
-def apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
-    """Pixels as a viewer shows them for EXIF ``orientation`` (what PIL's ``exif_transpose`` does)."""
-    swap = (1, 0, *range(2, array.ndim))
-    turns = {
-        2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
-        5: lambda a: a.transpose(swap), 6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].transpose(swap),
-        8: lambda a: np.rot90(a, 1),
-    }
-    return turns[orientation](array) if orientation in turns else array

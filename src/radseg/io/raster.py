@@ -4,6 +4,8 @@ Raster files carry no physical pixel size that radiology tools agree on, so imag
 read from them have 1 mm pixels and ``metadata["spacing_known"] = False``.
 Greyscale images saved as RGB (common for JPEG radiographs) come back single-channel
 when the three channels are identical; real colour keeps a trailing channel axis.
+A JPEG/TIFF whose EXIF orientation tag turns it in every viewer comes back turned the same
+way (annotators drew on what they saw); ``metadata["exif_orientation"]`` records the tag.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ def read_raster(path: str | Path) -> Image:
     path = Path(path)
     try:
         with PILImage.open(path) as pil:
+            orientation = int(pil.getexif().get(0x0112) or 1)
             frames = [_to_array(pil, path)]
             for index in range(1, getattr(pil, "n_frames", 1)):
                 pil.seek(index)
@@ -46,7 +49,34 @@ def read_raster(path: str | Path) -> Image:
         meta["problems"].append(f"{len(frames)} pages stacked as slices with 1 mm spacing")
         return Image(np.stack(frames), spacing=(1.0, 1.0, 1.0), metadata=meta)
     array = frames[0]
+    if orientation != 1:
+        array = np.ascontiguousarray(apply_orientation(array, orientation))
+        meta["exif_orientation"] = orientation
+        meta["problems"].append(f"EXIF orientation {orientation}: pixels turned as viewers show them")
     return Image(array, spacing=(1.0, 1.0), spatial_ndim=2, metadata=meta)
+
+
+def exif_orientation(path: str | Path) -> int | None:
+    """The EXIF orientation tag (1-8) of a JPEG/TIFF, or None."""
+    from PIL import Image as PILImage
+
+    try:
+        with PILImage.open(path) as pil:
+            value = pil.getexif().get(0x0112)
+    except OSError:
+        return None
+    return int(value) if value else None
+
+
+def apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Pixels as a viewer shows them for EXIF ``orientation`` (what PIL's ``exif_transpose`` does)."""
+    swap = (1, 0, *range(2, array.ndim))
+    turns = {
+        2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+        5: lambda a: a.transpose(swap), 6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].transpose(swap),
+        8: lambda a: np.rot90(a, 1),
+    }
+    return turns[orientation](array) if orientation in turns else array
 
 
 def _to_array(pil, path: Path) -> np.ndarray:
