@@ -71,8 +71,8 @@ def main() -> None:
     train_cmd = [*RADSEG, "train", "--data", str(prepared), "--preset", "fracatlas", "--time-limit",
                  str(args.budget), "--device", args.device, "-q", "-o", str(run), *shlex.split(args.train_args)]
     load_before = os.getloadavg()[0]
+    commands.append(train_cmd)  # listed with --skip-train too: it is the command that made the scored run
     if not args.skip_train:
-        commands.append(train_cmd)
         seconds["train"] = _run(train_cmd)
     eval_cmd = [*RADSEG, "evaluate-detection", "-m", str(run / "model"), "--data", str(prepared), "--split", "val",
                 "--by", "body_part,hardware", "--threshold", str(args.threshold), "--device", args.device, "-q",
@@ -131,7 +131,7 @@ def _write(args, summary, commands, seconds, load_before, run: Path, scores: Pat
              "", f"{time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} CPU cores, no GPU, no pretrained weights.", "",
              "Commands:", ""]
     lines += [f"    {shlex.join(c).replace(sys.executable, '.venv/bin/python')}" for c in commands]
-    lines += ["", f"Load average (1 min) before training: {load_before:.2f}. Stage seconds: "
+    lines += ["", f"Load average (1 min) at the start: {load_before:.2f}. Stage seconds: "
               + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()) + "."]
     config_path = run / "config.json"
     if config_path.exists():

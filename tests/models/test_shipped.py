@@ -1,0 +1,102 @@
+"""The trained FracAtlas model shipped with radseg: found by name, verified, credited, and it segments.
+
+Real radiographs come from ../shared/data/fracatlas (skipped when absent); the phantom check
+always runs. The scores asserted on real images are the model's own recorded valid-split
+results (benchmarks/results/fracatlas_baseline.md) taken with a margin, so a damaged or
+swapped model fails them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from radseg.cli import app
+from radseg.errors import ReadError
+from radseg.evaluate.detection import image_score, roc_auc
+from radseg.infer.predictor import Predictor
+from radseg.io import read
+from radseg.models.bundle import load_bundle, model_path, shipped_models
+
+FRACATLAS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "fracatlas"
+MAX_BYTES = 20_000_000
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return Predictor.load("fracatlas", device="cpu", threads=2)
+
+
+def test_shipped_by_name_under_20_mb_with_the_data_credit():
+    shipped = shipped_models()
+    assert "fracatlas" in shipped
+    assert shipped["fracatlas"].stat().st_size < MAX_BYTES
+    bundle = load_bundle("fracatlas", weights=False)
+    assert bundle.spatial_dims == 2 and bundle.class_names == ["fractured"]
+    assert bundle.manifest["license"] == "CC BY 4.0"
+    assert "FracAtlas" in bundle.manifest["data_credit"] and "10.1038/s41597-023-02432-4" in bundle.manifest["data_credit"]
+    assert bundle.manifest["valid_scores"]["mask_AP50"] is not None
+
+
+def test_a_path_wins_over_a_name_and_unknown_names_list_the_shipped(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fracatlas").mkdir()  # a local folder of that name is what the user means
+    assert model_path("fracatlas") == Path("fracatlas")
+    with pytest.raises(ReadError, match="shipped: .*fracatlas"):
+        model_path("no-such-model")
+
+
+def test_segments_a_phantom_radiograph_on_its_own_grid(tmp_path, predictor):
+    from radseg.synth.run import synthesize
+
+    assert not synthesize("fracture-xray", 1, tmp_path, seed=3, workers=1).failed
+    image_path = next(tmp_path.glob("images/*/*.jpg"))
+    image = read(image_path)
+    labels = predictor.predict(image)
+    assert labels.shape == image.shape[:2]
+    np.testing.assert_allclose(labels.affine, image.affine)
+    assert set(np.unique(labels.array)) <= {0, 1}
+    probability = predictor.probabilities(image)
+    assert probability[0].shape[0] == 2  # background, fracture
+
+
+def _valid_images(limit_each: int) -> tuple[list[Path], list[Path]]:
+    """The first valid-split images of each kind (the model never trained on them), as files here."""
+    names = load_bundle("fracatlas", weights=False).manifest["valid_images"]
+    fractured = [FRACATLAS / "images" / "Fractured" / f"{n}.jpg" for n in names["fractured"]]
+    normal = [FRACATLAS / "images" / "Non_fractured" / f"{n}.jpg" for n in names["normal"]]
+    return [p for p in fractured if p.exists()][:limit_each], [p for p in normal if p.exists()][:limit_each]
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not FRACATLAS.exists(), reason="../shared/data/fracatlas is not here")
+def test_real_radiographs_fractured_score_above_normal(predictor):
+    fractured, normal = _valid_images(12)
+    assert len(fractured) == 12 and len(normal) == 12
+    scores, truth = [], []
+    for paths, label in ((fractured, 1), (normal, 0)):
+        for path in paths:
+            image = read(path)
+            probs, grid = predictor.probabilities(image)
+            fracture = grid.restore_channel(probs[1])
+            assert fracture.shape == image.shape[:2]
+            scores.append(image_score(fracture))
+            truth.append(label)
+    recorded = load_bundle("fracatlas", weights=False).manifest["valid_scores"]["auc"]
+    assert roc_auc(scores, truth) >= min(0.6, recorded - 0.15)
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not FRACATLAS.exists(), reason="../shared/data/fracatlas is not here")
+def test_segment_command_by_name_on_a_real_radiograph(tmp_path):
+    source = _valid_images(1)[0][0]
+    result = CliRunner().invoke(app, ["segment", "-m", "fracatlas", "-i", str(source), "-o", str(tmp_path), "-ot", "png",
+                                      "--quiet"])
+    assert result.exit_code == 0, result.output
+    written = [p for p in tmp_path.rglob("*.png")]
+    assert written
+    out = read(written[0])
+    assert out.shape[:2] == read(source).shape[:2]
