@@ -77,13 +77,18 @@ def main() -> None:
     eval_cmd = [*RADSEG, "evaluate-detection", "-m", str(run / "model"), "--data", str(prepared), "--split", "val",
                 "--by", "body_part,hardware", "--threshold", str(args.threshold), "--device", args.device, "-q",
                 "-o", str(scores)]
-    commands.append(eval_cmd)
-    seconds["evaluate"] = _run(eval_cmd)
+    # The same scoring with left-right flip test-time augmentation: a fixed choice, not tuned on valid.
+    tta_scores = args.work / "eval-val-tta"
+    tta_cmd = [*eval_cmd[:-1], str(tta_scores), "--tta"]
+    for name, cmd in (("evaluate", eval_cmd), ("evaluate_tta", tta_cmd)):
+        commands.append(cmd)
+        seconds[name] = _run(cmd)
     summary = json.loads((scores / "summary.json").read_text())
+    tta = json.loads((tta_scores / "summary.json").read_text())
     manifest = json.loads((run / "model" / "model.json").read_text()) if (run / "model" / "model.json").exists() else {}
-    _write(args, summary, commands, seconds, load_before, run, scores, manifest)
+    _write(args, summary, tta, commands, seconds, load_before, run, scores, manifest)
     if args.ship:
-        _ship(run / "model", summary, prepared)
+        _ship(run / "model", summary, tta, prepared)
 
 
 #: CC BY 4.0 asks for credit to the dataset's authors wherever the trained model goes.
@@ -96,7 +101,7 @@ SHIPPED = ROOT / "src" / "radseg" / "models" / "shipped" / "fracatlas.zip"
 MAX_SHIPPED_BYTES = 20_000_000
 
 
-def _ship(model: Path, summary: dict, prepared: Path) -> None:
+def _ship(model: Path, summary: dict, tta: dict, prepared: Path) -> None:
     """The trained bundle as radseg's shipped ``fracatlas`` model: credit, valid scores and the names of
     the valid images (never trained on; the test checks the model on some of them) in its manifest."""
     from radseg.datasets import open_prepared
@@ -106,10 +111,12 @@ def _ship(model: Path, summary: dict, prepared: Path) -> None:
     valid = open_prepared(prepared).split("val")
     bundle.manifest.update({
         "summary": (f"FracAtlas fractures, trained here on CPU from scratch; official valid split: mask AP50 "
-                    f"{summary['mask_AP50']:.3f}, image AUC {summary['auc']:.3f} (benchmarks/results/fracatlas_baseline.md). "
+                    f"{summary['mask_AP50']:.3f}, image AUC {summary['auc']:.3f}; with --tta {tta['mask_AP50']:.3f} and "
+                    f"{tta['auc']:.3f} (benchmarks/results/fracatlas_baseline.md). "
                     "A research baseline, not a diagnostic device."),
         "data_credit": CREDIT, "license": "CC BY 4.0",
         "valid_scores": {k: summary.get(k) for k in ("mask_AP50", "mask_AP50_95", "box_AP50", "dice", "auc")},
+        "valid_scores_tta": {k: tta.get(k) for k in ("mask_AP50", "mask_AP50_95", "box_AP50", "dice", "auc")},
         "valid_images": {"fractured": [c.case_id for c in valid if int(c.metadata.get("fractured", 0))],
                          "normal": [c.case_id for c in valid if not int(c.metadata.get("fractured", 0))]},
     })
@@ -122,7 +129,13 @@ def _ship(model: Path, summary: dict, prepared: Path) -> None:
     print(f"shipped {SHIPPED} ({size / 1e6:.1f} MB)")
 
 
-def _write(args, summary, commands, seconds, load_before, run: Path, scores: Path, manifest) -> None:
+def _with_ci(summary: dict, key: str) -> str:
+    if key + "_ci_low" not in summary:
+        return _fmt(summary.get(key))
+    return f"{_fmt(summary.get(key))} ({_fmt(summary[key + '_ci_low'])} - {_fmt(summary[key + '_ci_high'])})"
+
+
+def _write(args, summary, tta, commands, seconds, load_before, run: Path, scores: Path, manifest) -> None:
     import pandas as pd
 
     metrics = pd.read_csv(run / "metrics.csv") if (run / "metrics.csv").exists() else None
@@ -143,23 +156,41 @@ def _write(args, summary, commands, seconds, load_before, run: Path, scores: Pat
         last = metrics.iloc[-1]
         lines += [f"Training: {int(last['epoch'])} epochs, {int(last['iteration'])} iterations in "
                   f"{last['time_s']:.0f} s; best validation Dice {metrics['val_dice'].max():.3f}."]
-    lines += ["", "| metric | radseg (valid) | 95% CI | paper YOLOv8s-seg (valid, COCO-pretrained, GPU) |",
-              "| --- | --- | --- | --- |"]
+    lines += ["", "| metric (95% CI) | radseg (valid) | radseg, flip TTA (valid) | "
+              "paper YOLOv8s-seg (valid, COCO-pretrained, GPU) |", "| --- | --- | --- | --- |"]
     for key in ("mask_AP50", "mask_AP50_95", "box_AP50", "box_AP50_95", "precision", "recall", "dice", "auc"):
-        ci = (f"{_fmt(summary.get(key + '_ci_low'))} - {_fmt(summary.get(key + '_ci_high'))}"
-              if key + "_ci_low" in summary else "")
-        lines.append(f"| {key} | {_fmt(summary.get(key))} | {ci} | {_fmt(PAPER.get(key))} |")
+        lines.append(f"| {key} | {_with_ci(summary, key)} | {_with_ci(tta, key)} | {_fmt(PAPER.get(key))} |")
     lines += ["", f"{summary['images']} valid images ({summary['with_finding']} fractured). Precision and recall: "
               f"instances at probability >= {args.threshold}, IoU >= 0.5.", "",
               "| subgroup | images | fractured | mask AP50 | box AP50 | Dice | AUC |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for row in groups.itertuples():
         lines.append(f"| {row.attribute}={row.group} | {row.images} | {row.with_finding} | {_fmt(row.mask_AP50)} | "
                      f"{_fmt(row.box_AP50)} | {_fmt(getattr(row, 'dice', None))} | {_fmt(getattr(row, 'auc', None))} |")
+    lines += ["", "Subgroups above: without TTA.", "", WHY.format(epochs=int(metrics.iloc[-1]["epoch"]) if metrics is not None
+                                                                      and len(metrics) else "?")]
     args.results.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.results.with_suffix(".tmp")
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(args.results)
     print("\n".join(lines))
+
+
+WHY = """## Why this is far below the paper, and what would close the gap
+
+- The paper fine-tunes a COCO-pretrained YOLOv8s-seg on a GPU at about full resolution. This run
+  trains a 0.84 M-parameter U-Net from random weights on 2 CPU cores; the cosine schedule is
+  planned for 400 epochs and the time limit stopped it at {epochs}, validation Dice still rising.
+- Images are fitted to 512 px (the long side of FracAtlas images reaches 2880 px, so up to 5.6x
+  downsampling); hairline fractures a few pixels wide at full resolution nearly vanish. Training
+  on 192 px crops of the fitted image keeps the batch large enough to learn on this CPU; tiles at
+  full resolution would need several times this budget here.
+- Checkpoint selection (best validation Dice) and scoring both use the valid split; the official
+  test split is held back untouched, so these numbers are, if anything, optimistic.
+- With a GPU: `--device cuda`, a larger `--time-limit`, a pretrained encoder and full-resolution
+  tiles are the obvious next steps; the recipe and the scoring stay the same.
+
+The model is shipped as `src/radseg/models/shipped/fracatlas.zip` (`radseg segment -m fracatlas`,
+`--tta` for the flip-averaged variant)."""
 
 
 if __name__ == "__main__":
