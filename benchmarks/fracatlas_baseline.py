@@ -85,8 +85,7 @@ def main() -> None:
         seconds[name] = _run(cmd)
     summary = json.loads((scores / "summary.json").read_text())
     tta = json.loads((tta_scores / "summary.json").read_text())
-    manifest = json.loads((run / "model" / "model.json").read_text()) if (run / "model" / "model.json").exists() else {}
-    _write(args, summary, tta, commands, seconds, load_before, run, scores, manifest)
+    _write(args, summary, tta, commands, seconds, load_before, run, scores)
     if args.ship:
         _ship(run / "model", summary, tta, prepared)
 
@@ -135,7 +134,7 @@ def _with_ci(summary: dict, key: str) -> str:
     return f"{_fmt(summary.get(key))} ({_fmt(summary[key + '_ci_low'])} - {_fmt(summary[key + '_ci_high'])})"
 
 
-def _write(args, summary, tta, commands, seconds, load_before, run: Path, scores: Path, manifest) -> None:
+def _write(args, summary, tta, commands, seconds, load_before, run: Path, scores: Path) -> None:
     import pandas as pd
 
     metrics = pd.read_csv(run / "metrics.csv") if (run / "metrics.csv").exists() else None

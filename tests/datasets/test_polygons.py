@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from radseg.io.raster import apply_orientation
 from radseg.datasets.polygons import mask_to_polygons, parse_segmentation, polygon_mask
 
 
@@ -68,16 +67,3 @@ def test_masks_to_polygons_and_back_is_exact():
     square = np.zeros((30, 30), bool)
     square[10:20, 5:25] = True
     assert mask_to_polygons(square) == [[24.5, 20.0, 5.5, 20.0, 5.0, 19.5, 5.0, 10.5, 5.5, 10.0, 24.5, 10.0, 25.0, 10.5, 25.0, 19.5]]
-
-
-@pytest.mark.parametrize("orientation", range(1, 9))
-def test_exif_orientation_matches_pillow(tmp_path, orientation):
-    from PIL import Image as PILImage
-    from PIL import ImageOps
-
-    array = np.arange(12, dtype=np.uint8).reshape(3, 4)
-    exif = PILImage.Exif()
-    exif[0x0112] = orientation
-    PILImage.fromarray(array).save(tmp_path / "o.png", exif=exif)
-    expected = np.asarray(ImageOps.exif_transpose(PILImage.open(tmp_path / "o.png")))
-    assert np.array_equal(apply_orientation(array, orientation), expected)

@@ -10,6 +10,7 @@ import SimpleITK as sitk
 import radseg.io as rio
 from radseg.errors import ReadError, WriteError
 from radseg.image import Image
+from radseg.io import raster
 from tests.conftest import oblique_direction, phantom_volume
 
 
@@ -132,6 +133,19 @@ def test_jpeg_exif_orientation_reads_as_viewers_show_it(tmp_path, orientation):
     np.testing.assert_array_equal(image.array, shown)
     assert image.shape == ((60, 40) if orientation in (1, 3) else (40, 60))
     assert image.metadata.get("exif_orientation") == (None if orientation == 1 else orientation)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_matches_pillow(tmp_path, orientation):
+    from PIL import Image as PILImage
+    from PIL import ImageOps
+
+    array = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    exif = PILImage.Exif()
+    exif[0x0112] = orientation
+    PILImage.fromarray(array).save(tmp_path / "o.png", exif=exif)
+    expected = np.asarray(ImageOps.exif_transpose(PILImage.open(tmp_path / "o.png")))
+    assert np.array_equal(raster.apply_orientation(array, orientation), expected)
 
 
 def test_writers_refuse_lossy_or_unfit_data(tmp_path, ct_image):

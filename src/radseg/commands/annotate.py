@@ -47,8 +47,10 @@ def _progress(quiet: bool):
                     console=console, disable=quiet or not console.is_terminal)
 
 
-def _for_each_ct(cts: List[Path], targets: List[Path], what: str, overwrite: bool, quiet: bool, run, report) -> None:
-    """``report(ct_path, target, run(ct_path, target))`` per CT with a progress bar; existing outputs are
+def _for_each_ct(cts: List[Path], targets: List[Path], what: str, overwrite: bool, quiet: bool, as_json: bool,
+                 run, report) -> None:
+    """``result = run(ct_path, target)`` per CT with a progress bar, then one JSON line of
+    ``result.summary()`` (``as_json``) or ``report(ct_path, target, summary)``; existing outputs are
     kept unless ``overwrite`` (a rerun resumes); a bad CT is reported and the rest go on."""
     from radseg.errors import RadsegError
 
@@ -67,7 +69,11 @@ def _for_each_ct(cts: List[Path], targets: List[Path], what: str, overwrite: boo
                     failed.append(message)
                     typer.secho(f"failed: {message}", fg=typer.colors.RED, err=True)
                 else:
-                    report(ct_path, target, result)
+                    summary = result.summary()
+                    if as_json:
+                        typer.echo(json.dumps({"input": str(ct_path), "output": str(target), **summary}))
+                    else:
+                        report(ct_path, target, summary)
             progress.update(task, advance=1)
     if failed:
         _fail(f"{len(failed)} of {len(cts)} CT(s) failed")
@@ -109,15 +115,11 @@ def register(app: typer.Typer) -> None:
             write(result.mask, target, kind="nifti")
             return result
 
-        def report(ct_path: Path, target: Path, result) -> None:
-            summary = result.summary()
-            if as_json:
-                typer.echo(json.dumps({"input": str(ct_path), "output": str(target), **summary}))
-            else:
-                typer.echo(f"wrote {target}: bone {summary['bone_ml']} ml, threshold {summary['threshold_hu']} HU, "
-                           f"{summary['graph_nodes']} graph nodes")
+        def report(ct_path: Path, target: Path, summary: dict) -> None:
+            typer.echo(f"wrote {target}: bone {summary['bone_ml']} ml, threshold {summary['threshold_hu']} HU, "
+                       f"{summary['graph_nodes']} graph nodes")
 
-        _for_each_ct(cts, targets, "bone", overwrite, quiet, run, report)
+        _for_each_ct(cts, targets, "bone", overwrite, quiet, as_json, run, report)
 
     @annotate_app.command("hip-joint")
     def hip_joint(
@@ -149,18 +151,14 @@ def register(app: typer.Typer) -> None:
             write(result.labels, target, kind="nifti")
             return result
 
-        def report(ct_path: Path, target: Path, result) -> None:
-            summary = result.summary()
-            if as_json:
-                typer.echo(json.dumps({"input": str(ct_path), "output": str(target), **summary}))
-                return
+        def report(ct_path: Path, target: Path, summary: dict) -> None:
             found = ", ".join(f"{side} head r={s['radius_mm']:.1f} mm" for side, s in summary["sides"].items() if s["found"])
             typer.echo(f"wrote {target}: {found or 'no hip joint found'}")
             for side, s in summary["sides"].items():
                 if not s["found"]:
                     typer.secho(f"warning: {ct_path.name}: {side} hip not found ({s['reason']})", fg=typer.colors.YELLOW, err=True)
 
-        _for_each_ct(cts, targets, "hip-joint", overwrite, quiet, run, report)
+        _for_each_ct(cts, targets, "hip-joint", overwrite, quiet, as_json, run, report)
 
     @annotate_app.command("rank")
     def rank(

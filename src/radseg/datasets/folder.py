@@ -161,8 +161,6 @@ def _load(image_path: Path, mask_path: Path, binary: bool) -> Loaded:
         raise ReadError(mask_path, "mask has negative values")
     source = None
     if image.metadata.get("format") == "raster":
-        from radseg.io.raster import exif_orientation
-
         # Copy raster files unchanged unless an EXIF tag turns them in viewers (then pixels are re-encoded as read).
-        source = image_path if exif_orientation(image_path) in (None, 1) else None
+        source = image_path if image.metadata.get("exif_orientation") is None else None
     return Loaded(image=image, labels=labels.with_array(array), image_file=source)

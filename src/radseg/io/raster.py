@@ -56,18 +56,6 @@ def read_raster(path: str | Path) -> Image:
     return Image(array, spacing=(1.0, 1.0), spatial_ndim=2, metadata=meta)
 
 
-def exif_orientation(path: str | Path) -> int | None:
-    """The EXIF orientation tag (1-8) of a JPEG/TIFF, or None."""
-    from PIL import Image as PILImage
-
-    try:
-        with PILImage.open(path) as pil:
-            value = pil.getexif().get(0x0112)
-    except OSError:
-        return None
-    return int(value) if value else None
-
-
 def apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
     """Pixels as a viewer shows them for EXIF ``orientation`` (what PIL's ``exif_transpose`` does)."""
     swap = (1, 0, *range(2, array.ndim))

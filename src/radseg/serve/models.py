@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from radseg.errors import RadsegError, ReadError
+from radseg.errors import RadsegError
 from radseg.image import Image
 from radseg.models.bundle import model_path
 
@@ -40,10 +40,7 @@ def find_models(path: str | Path | None) -> dict[str, Path]:
     """``{name: bundle path}`` for ``path`` (one bundle, or a folder of bundles one level down)."""
     if path is None:
         return {}
-    try:
-        path = model_path(path)
-    except ReadError:
-        raise RadsegError(f"{path}: no such model bundle or folder, nor a shipped model name") from None
+    path = model_path(path)  # a ReadError (a RadsegError) names the path and the shipped names
     if _is_bundle(path):
         return {_name(path): path}
     if path.is_dir():
