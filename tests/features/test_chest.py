@@ -72,3 +72,34 @@ def test_chest_xray_phantoms_match_their_recorded_ctr():
         assert got["mrd"].value == pytest.approx(case.params["ctr_mrd_mm"], abs=spacing)
         assert got["mld"].value == pytest.approx(case.params["ctr_mld_mm"], abs=spacing)
         assert got["thoracic_width"].value == pytest.approx(case.params["ctr_id_mm"], abs=spacing)
+
+
+def test_scr_classes_without_a_hemidiaphragm():
+    """SCR labels heart, lungs and clavicles only: CTR still follows from the heart's extent and the
+    widest lung row; the dome row is estimated from the right lung; areas in mm²."""
+    labels, truth = chest()
+    keep = [labels.metadata["class_names"].index(n) for n in ("heart", "right lung", "left lung")]
+    scr = make_multilabel(np.moveaxis(labels.array[..., keep], -1, 0), ["heart", "right lung", "left lung"], like=labels)
+    got = values(measure(scr, "chest"))
+    assert got["ctr"].value == pytest.approx(truth["ctr"], abs=0.005)
+    assert got["heart_width"].value == pytest.approx(120.0, abs=0.5)
+    assert "between the lungs" in got["ctr"].note
+    # dome estimated from the right lung's flat lower border (row 220 mm); lungs there span 20-290 mm
+    assert got["ctr_textbook"].value == pytest.approx(120.0 / 270.0, abs=0.005)
+    assert "estimated" in got["ctr_textbook"].note
+    lungs_only = make_multilabel(np.moveaxis(labels.array[..., keep[:1]] | labels.array[..., keep[1:2]], -1, 0),
+                                 ["heart"], like=labels)
+    assert values(measure(lungs_only, "chest"))["ctr"].value is None  # a heart without lungs: not measured
+    areas = {m.structure: m for m in measure(scr, "chest") if m.name == "area"}
+    # the right lung is a 180 x 115 mm rectangle on 0.5 mm pixels
+    assert areas["right lung"].value == pytest.approx(180 * 115, rel=0.01) and areas["right lung"].unit == "mm2"
+    assert areas["heart"].value == pytest.approx(np.pi * 45 * 60, rel=0.01)
+
+
+def test_unknown_pixel_size_reports_pixels():
+    labels, _ = chest(spacing=(1.0, 1.0))
+    labels.metadata["spacing_known"] = False
+    rows = measure(labels, "chest")
+    assert {m.unit for m in rows if m.name in ("mrd", "heart_width")} == {"px"}
+    assert next(m for m in rows if m.name == "area" and m.structure == "heart").unit == "px2"
+    assert next(m for m in rows if m.name == "ctr").unit == "ratio"

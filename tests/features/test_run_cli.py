@@ -94,6 +94,22 @@ def test_unknown_spacing_is_said(cli, tmp_path):
     diameter = table[(table["structure"] == "right hip") & (table["measurement"] == "femoral_head_diameter")]
     assert diameter["value"].iloc[0] == pytest.approx(96.0, rel=0.02)  # 1 mm pixels assumed: twice the 0.5 mm size
     assert "pixel size unknown" in diameter["note"].iloc[0]
+    assert diameter["unit"].iloc[0] == "px"  # no pixel size: the unit says pixels, not mm
+
+
+def test_plain_cxas_folders_are_measured(cli, tmp_path):
+    """CXAS's own output (<out>/<case>/<class>.png, no classes.json) is a case for `features --set chest`."""
+    from radseg.io import write
+    from tests.features.shapes import chest
+
+    labels, truth = chest()
+    write(labels, tmp_path / "out", kind="png-classes", case="cxr1")
+    (tmp_path / "out" / "cxr1" / "classes.json").unlink()
+    result = run(cli, tmp_path / "out", "--set", "chest", "-o", tmp_path / "chest.csv")
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "chest.csv")
+    ctr = table[table["measurement"] == "ctr"]
+    assert list(ctr["case"]) == ["cxr1"] and ctr["value"].iloc[0] == pytest.approx(truth["ctr"], abs=0.005)
 
 
 @pytest.mark.parametrize("shape,spacing", [((100, 200), (0.5, 0.5)), ((50, 400), (1.0, 0.25))])

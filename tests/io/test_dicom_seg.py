@@ -152,6 +152,26 @@ def test_overlapping_multilabel_seg(tmp_path, ct_series):
     volume = seg.get_volume(combine_segments=False)
     total = volume.array.reshape(-1, 2).sum(axis=0)
     np.testing.assert_array_equal(total, stack.reshape(2, -1).sum(axis=1))
+    back = rio.read_labels(path)  # overlapping segments come back as a multi-label mask, on the series grid
+    assert back.metadata["class_names"] == ["lung", "heart"]
+    np.testing.assert_array_equal(np.moveaxis(back.array, -1, 0), stack)
+    np.testing.assert_allclose(back.affine, ct_series.affine, atol=1e-4)
+
+
+def test_overlapping_classes_on_a_radiograph_seg_read_back(tmp_path):
+    image = Image((np.arange(60 * 80).reshape(60, 80) % 3000).astype(np.uint16), spacing=(0.2, 0.2))
+    dx = rio.read(write_dicom_radiograph(image, tmp_path / "dx.dcm", modality="DX"))
+    stack = np.zeros((3, 60, 80), bool)
+    stack[0, 30:50, 30:50] = True  # heart
+    stack[1, 5:55, 5:38] = True  # right lung, under the heart's right part
+    stack[2, 5:55, 42:75] = True  # left lung
+    path = rio.write(make_multilabel(stack, ["heart", "right lung", "left lung"], like=dx), tmp_path / "seg.dcm",
+                     kind="dicom-seg")
+    assert dciodvfy_errors(path) == []
+    back = rio.read_labels(path)
+    assert back.metadata["class_names"] == ["heart", "right lung", "left lung"]
+    np.testing.assert_array_equal(np.moveaxis(back.array, -1, 0), stack)
+    np.testing.assert_allclose(back.spacing, [0.2, 0.2])
 
 
 def test_seg_refuses_labels_off_the_source_grid(tmp_path, ct_series):

@@ -189,3 +189,36 @@ def test_cleanup_leaves_a_given_folder_alone(tmp_path):
     own = Service(ModelCache({}))
     own.cleanup()
     assert not own.work_dir.exists()
+
+
+def test_a_failed_quality_check_and_the_intended_use_are_warnings(tiny_model, disc_image, tmp_path):
+    """A model that names a quality check (here chest-pa, as cxr-anatomy does) gets it run on every result: a
+    disc-and-square picture is no chest, so the page says so as a warning instead of a success."""
+    from radseg.models.bundle import load_bundle
+
+    bundle = load_bundle(tiny_model)
+    bundle.manifest.update(quality_check="chest-pa", intended_use="research only, not a diagnostic device")
+    bundle.save(tmp_path / "checked")
+    service = Service(ModelCache(find_models(tmp_path / "checked"), device="cpu", threads=2), max_upload_mb=5,
+                      work_dir=tmp_path / "work")
+    upload = grey_png(disc_image[0], tmp_path / "disc.png")
+    result = service.analyse(upload, "checked", output_type="nifti")
+    assert result.ok and result.warning
+    assert "Warning: not plausible, do not trust these masks" in result.status
+    assert "right lung covers 0.0%" in result.status and "research only, not a diagnostic device" in result.status
+
+
+def test_a_passed_quality_check_is_no_warning(tiny_model, disc_image, tmp_path, monkeypatch):
+    from radseg.infer import quality
+    from radseg.models.bundle import load_bundle
+
+    monkeypatch.setitem(quality.CHECKS, "has-a-disc", lambda labels: quality.Quality("has-a-disc", bool(
+        (labels.array == 1).any())))
+    bundle = load_bundle(tiny_model)
+    bundle.manifest.update(quality_check="has-a-disc", intended_use="research only")
+    bundle.save(tmp_path / "checked")
+    service = Service(ModelCache(find_models(tmp_path / "checked"), device="cpu", threads=2), max_upload_mb=5,
+                      work_dir=tmp_path / "work")
+    result = service.analyse(grey_png(disc_image[0], tmp_path / "disc.png"), "checked", output_type="nifti")
+    assert result.ok and not result.warning and "Warning" not in result.status
+    assert "quality check has-a-disc: plausible" in result.status and "Note: intended use of checked" in result.status

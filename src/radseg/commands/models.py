@@ -95,6 +95,7 @@ def register(app: typer.Typer) -> None:
         threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
         no_augment: bool = typer.Option(False, "--no-augment", help="Turn augmentation off."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run in OUTPUT from its last checkpoint."),
+        init: Optional[str] = typer.Option(None, "--init", help="Start from this trained bundle's weights (fine-tuning; same network and classes)."),
         save_zip: bool = typer.Option(False, "--zip", help="Also write the model as OUTPUT/model.zip."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
@@ -124,7 +125,7 @@ def register(app: typer.Typer) -> None:
         config = TrainConfig(output=output, preset=preset, architecture=model, arch_kwargs=kwargs, preprocessing=pre,
                              epochs=epochs, iters_per_epoch=iters, batch_size=batch_size, lr=lr, val_every=val_every,
                              patience=patience, time_limit=time_limit, seed=seed, device=device, threads=threads,
-                             augment=not no_augment, resume=resume, save_zip=save_zip)
+                             augment=not no_augment, resume=resume, save_zip=save_zip, init=init)
         progress = _progress(quiet)
         state = {"task": None, "best": None}
 
@@ -160,7 +161,7 @@ def register(app: typer.Typer) -> None:
         input: Path = typer.Option(..., "-i", "--input", help="A file, a DICOM series folder, or a folder of images/series."),
         output: Path = typer.Option(..., "-o", "--output", help="Output folder."),
         model: Optional[Path] = typer.Option(None, "-m", "--model", envvar="RADSEG_MODEL", help="Model bundle folder or .zip (default: $RADSEG_MODEL)."),
-        output_type: str = typer.Option("png", "-ot", "--output-type", help="png, png-classes, jpg (overlay), npy, npz, json (COCO), nifti, dicom-seg."),
+        output_type: str = typer.Option("png", "-ot", "--output-type", help="png, png-classes, jpg (overlay), overlay, npy, npz, json (COCO), nifti, dicom-seg. A multi-label model (CXAS-like) writes png/jpg as one image per class: <out>/<case>/<class>.png."),
         device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
         backend: str = typer.Option("torch", "--backend", help="torch or onnx (needs `radseg export-onnx MODEL` first)."),
         tta: bool = typer.Option(False, "--tta", help="Left-right flip test-time augmentation (right/left labels swapped back)."),
@@ -201,6 +202,9 @@ def register(app: typer.Typer) -> None:
                 _fail(str(exc))
         typer.echo(f"wrote {len(report.written)} file(s) to {output}"
                    + (f"; kept {len(report.kept)} finished case(s) (use --overwrite to redo)" if report.kept else ""))
+        for case, why in report.flagged:
+            typer.secho(f"not plausible: {case}: {why} (see {output}/quality.csv; do not trust these masks)",
+                        fg=typer.colors.YELLOW, err=True)
         for item, problem in report.failed:
             typer.secho(f"failed: {item}: {problem}", fg=typer.colors.RED, err=True)
         if report.failed:

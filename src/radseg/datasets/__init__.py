@@ -25,6 +25,7 @@ class Adapter:
     expects: str
     module: str
     options: dict[str, str] = field(default_factory=dict)
+    function: str = "scan"
 
 
 DATASETS: Registry[Adapter] = Registry("dataset adapter")
@@ -62,6 +63,24 @@ for _adapter in (
          "index_order": "tha (default: index 0 = last slice along the normal, as THA's reversed GDCM order) or position"},
     ),
     Adapter(
+        "jsrt-scr", "JSRT chest radiographs with SCR masks: heart, lungs, clavicles (multi-label, 0.35 mm)",
+        "images/JPC*.png (1024x1024); masks/{heart,left_lung,right_lung,left_clavicle,right_clavicle}/JPC*.png",
+        "radseg.datasets.chest", function="scan_jsrt_scr",
+    ),
+    Adapter(
+        "shenzhen", "Shenzhen chest radiographs with lung masks (one region, official split by folder)",
+        "{train,valid,test}/{images,masks}/CHNCXR_<id>_<0|1>.jpg (masks thresholded at 127)",
+        "radseg.datasets.chest", function="scan_shenzhen",
+    ),
+    Adapter(
+        "cxas", "chest radiographs with per-class masks in the CXAS layout (multi-label)",
+        "images/<case>.<ext>; masks/<case>/<class name>.png (what cxas_segment -ot png writes)",
+        "radseg.datasets.chest", {"images": "image folder name (default images)",
+                                  "masks": "mask folder name (default masks, else labels)",
+                                  "metadata": "metadata CSV (case, patient, split, subgroup columns)"},
+        function="scan_cxas",
+    ),
+    Adapter(
         "folder", "any images + masks matched by file stem, any readable format, optional metadata CSV",
         "images/<case>.<any readable format or DICOM folder>; masks/<case>.<png|nii.gz|npy|npz|...> "
         "(or labels/); optional metadata CSV with a case column (+ patient, split, subgroup columns)",
@@ -87,7 +106,7 @@ def scan_dataset(name: str, root: str | Path, **options: Any):
     if unknown:
         valid = ", ".join(adapter.options) or "none"
         raise ValueError(f"adapter {name!r} has no option {', '.join(unknown)} (valid: {valid})")
-    return import_module(adapter.module).scan(Path(root), **options)
+    return getattr(import_module(adapter.module), adapter.function)(Path(root), **options)
 
 
 def prepare(*args, **kwargs):

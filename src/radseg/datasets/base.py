@@ -150,7 +150,7 @@ class DatasetScan:
     """An adapter's answer: the records, the label table and facts for ``dataset.json``.
 
     ``label_names`` None means "the values found in the masks" (folder adapter without
-    ``labels=``). ``modality`` is a DICOM modality code (``XR``, ``CT``); ``window`` a
+    ``labels=``); for a multi-label scan it numbers the classes (channel order) from 1. ``modality`` is a DICOM modality code (``XR``, ``CT``); ``window`` a
     normalisation window when the source uses one; ``preset`` the radseg task preset
     (:data:`radseg.models.presets.PRESETS`) that fits the data.
     """
@@ -165,6 +165,8 @@ class DatasetScan:
     preset: str | None = None
     description: str = ""
     source: dict[str, Any] = field(default_factory=dict)
+    #: True: labels are multi-label masks (classes may overlap), stored as ``labels/<case>.npz``.
+    multilabel: bool = False
 
 
 def normalise_split(text: Any, *, where: str = "") -> str:

@@ -50,7 +50,7 @@ def export(prepared: str | Path, out: str | Path, *, polygons: bool = False, sli
             found = []  # the case's (split, image entry, annotations), committed only when all went well
             for item in items(dataset, case, slices=slices):
                 image_path = write_8bit(item, out / "images" / item.split / item.name)
-                height, width = item.labels.shape
+                height, width = item.size
                 entry = {"id": next(image_ids), "file_name": image_path.name, "width": int(width),
                          "height": int(height), "radseg_case": case.case_id}
                 anns = []

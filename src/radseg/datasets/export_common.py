@@ -46,17 +46,27 @@ class Item:
     labels: np.ndarray
     instances: list[tuple[int, np.ndarray]] | None
     source: Path | None  # file to copy unchanged, when the image is already an 8-bit raster file
+    multilabel: bool = False  # labels is a [H, W, C] class stack (class value = channel + 1), classes may overlap
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the item."""
+        return tuple(int(s) for s in self.labels.shape[:2])  # type: ignore[return-value]
+
+    def mask(self, value: int) -> np.ndarray:
+        return self.labels[..., value - 1] if self.multilabel else self.labels == value
 
 
 def items(dataset: PreparedDataset, case: PreparedCase, *, slices: str = "labelled") -> Iterator[Item]:
     """The 2D items of one prepared case (see the module docstring)."""
     image = dataset.read_image(case)
-    labels = dataset.read_labels(case, like=image).array
+    label_image = dataset.read_labels(case, like=image)
+    labels, multi = label_image.array, label_image.channels is not None
     found = dataset.read_instances(case)
     instances = [(i.value, i.mask) for i in found] if found is not None else None
     if image.ndim == 2:
         copyable = full_suffix(case.image) in (".jpg", ".jpeg", ".png") and image.array.dtype == np.uint8
-        yield Item(case.case_id, case.split, image, labels, instances, case.image if copyable else None)
+        yield Item(case.case_id, case.split, image, labels, instances, case.image if copyable else None, multi)
         return
     window = _window(dataset, image.array)
     for k in range(image.shape[0]):
@@ -64,7 +74,7 @@ def items(dataset: PreparedDataset, case: PreparedCase, *, slices: str = "labell
             continue
         plane = Image(image.array[k], spacing=image.spacing[1:], metadata={"window": window})
         sliced = [(v, m[k]) for v, m in instances] if instances is not None else None
-        yield Item(f"{case.case_id}_s{k:04d}", case.split, plane, labels[k], sliced, None)
+        yield Item(f"{case.case_id}_s{k:04d}", case.split, plane, labels[k], sliced, None, multi)
 
 
 def _window(dataset: PreparedDataset, array: np.ndarray) -> tuple[float, float]:
@@ -100,14 +110,15 @@ def write_8bit(item: Item, target_stem: Path) -> Path:
 
 
 def objects(item: Item, values: list[int]) -> list[tuple[int, np.ndarray]]:
-    """(label value, mask) per object: the instances, else 8-connected components per label."""
+    """(label value, mask) per object: the instances, else 8-connected components per label (per class of a
+    multi-label stack, so overlapping classes give overlapping objects, as COCO allows)."""
     from scipy import ndimage
 
     if item.instances is not None:
         return [(v, m.astype(bool)) for v, m in item.instances if m.any()]
     found = []
     for value in values:
-        components, _ = ndimage.label(item.labels == value, structure=np.ones((3, 3), int))
+        components, _ = ndimage.label(item.mask(value), structure=np.ones((3, 3), int))
         for number, box in enumerate(ndimage.find_objects(components), start=1):
             if box is not None:
                 found.append((value, components == number))

@@ -50,7 +50,7 @@ def export(prepared: str | Path, out: str | Path, *, slices: str = "labelled", t
         tick(case.case_id)
         try:
             for item in items(dataset, case, slices=slices):
-                height, width = item.labels.shape
+                height, width = item.size
                 lines = [line for value, mask in objects(item, values)
                          for line in polygon_lines(mask, classes[value], width, height, tolerance=tolerance)]
                 write_8bit(item, out / "images" / item.split / item.name)

@@ -46,6 +46,14 @@ def scan(root: Path, *, images: str = "images", masks: str | None = None, metada
     mask_dir = root / masks if masks else next((root / d for d in ("masks", "labels") if (root / d).is_dir()), None)
     if mask_dir is None or not mask_dir.is_dir():
         raise ReadError(root / (masks or "masks"), "mask folder not found (option masks=NAME picks another)")
+    if not labels and not binary and _class_folders(mask_dir):
+        # <case>/<class>.png folders (CXAS layout, radseg's chest phantom): overlapping classes
+        from radseg.datasets.chest import scan_cxas
+
+        scan = scan_cxas(root, images=images, masks=masks or mask_dir.name, metadata=metadata)
+        scan.report.warnings.append("masks are per-class folders: read as a multi-label dataset (the cxas adapter)")
+        scan.modality = modality or scan.modality
+        return scan
     image_files = _entries(image_dir, report)
     mask_files = _entries(mask_dir, report)
     table = _metadata(Path(metadata) if metadata else _default_metadata(root), report)
@@ -71,6 +79,13 @@ def scan(root: Path, *, images: str = "images", masks: str | None = None, metada
     return DatasetScan(name=NAME, records=records, label_names=label_names, report=report,
                        modality=modality or ("CT" if dims == 3 else "XR"), dims=dims,
                        description=f"images and masks from {root}", source={"binary": binary})
+
+
+def _class_folders(mask_dir: Path) -> bool:
+    from radseg.io.label_png import is_class_folder
+
+    first = next((p for p in sorted(mask_dir.iterdir()) if p.is_dir() and not p.name.startswith(".")), None)
+    return first is not None and is_class_folder(first)
 
 
 def parse_label_table(text: str) -> dict[int, str]:

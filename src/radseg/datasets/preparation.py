@@ -151,9 +151,10 @@ def _check_output(out: Path, settings: dict[str, Any], overwrite: bool) -> None:
 
 def _finished(out: Path, case_id: str) -> dict[str, str] | None:
     """Files of a case written by an earlier run (its label map is written last)."""
-    labels = out / "labels" / f"{case_id}.nii.gz"
+    labels = next((out / "labels" / f"{case_id}{s}" for s in (".nii.gz", ".npz")
+                   if (out / "labels" / f"{case_id}{s}").exists()), None)
     images = [p for p in (out / "images").glob(f"{case_id}.*") if strip_suffix(p) == case_id and not p.name.startswith(".")]
-    if not labels.exists() or not images:
+    if labels is None or not images:
         return None
     entry = {"image": f"images/{images[0].name}", "labels": f"labels/{labels.name}"}
     if (out / "instances" / f"{case_id}.npz").exists():
@@ -197,14 +198,22 @@ def _write_case(record: CaseRecord, out: Path, scan: DatasetScan,
         raise ReadError(record.sources[0] if record.sources else record.case_id,
                         f"{image.ndim}D image in a {scan.dims}D dataset")
     name = record.sources[-1] if record.sources else record.case_id
-    labels = labels_on_grid(loaded.labels, image, name=name)
-    check_label_values(labels, label_names, name=name)
-    if labels.metadata.get("grid_warning"):
-        loaded.warnings.append(labels.metadata.pop("grid_warning"))
-    array = labels.array
-    if array.dtype.kind not in "ui" or array.dtype.itemsize > 2:
-        array = array.astype(np.uint8 if int(array.max(initial=0)) < 256 else np.uint16)
-    labels = make_label_map(labels.with_array(array), label_names or {})
+    if scan.multilabel:
+        labels = _multilabel_on_grid(loaded.labels, image, name=name)
+        expected = [label_names[v] for v in sorted(label_names or {})]
+        if expected and labels.metadata["class_names"] != expected:
+            raise ReadError(name, f"classes {labels.metadata['class_names']} differ from the dataset's {expected}")
+        values = {c + 1 for c in range(labels.channels) if labels.array[..., c].any()}
+    else:
+        labels = labels_on_grid(loaded.labels, image, name=name)
+        check_label_values(labels, label_names, name=name)
+        if labels.metadata.get("grid_warning"):
+            loaded.warnings.append(labels.metadata.pop("grid_warning"))
+        array = labels.array
+        if array.dtype.kind not in "ui" or array.dtype.itemsize > 2:
+            array = array.astype(np.uint8 if int(array.max(initial=0)) < 256 else np.uint16)
+        labels = make_label_map(labels.with_array(array), label_names or {})
+        values = {int(v) for v in np.unique(array)}
     for warning in loaded.warnings:
         scan.report.warnings.append(f"{record.case_id}: {warning}")
 
@@ -220,9 +229,22 @@ def _write_case(record: CaseRecord, out: Path, scan: DatasetScan,
     if loaded.instances is not None:
         write_instances(out / "instances" / f"{record.case_id}.npz", loaded.instances, image.affine, image.shape)
         entry["instances"] = f"instances/{record.case_id}.npz"
-    write(labels, out / "labels" / f"{record.case_id}.nii.gz", kind="nifti")
-    entry["labels"] = f"labels/{record.case_id}.nii.gz"
-    return entry, {int(v) for v in np.unique(array)}
+    label_file = f"labels/{record.case_id}{'.npz' if scan.multilabel else '.nii.gz'}"
+    write(labels, out / label_file, kind="npz" if scan.multilabel else "nifti")
+    entry["labels"] = label_file
+    return entry, values
+
+
+def _multilabel_on_grid(labels, image, *, name: str):
+    """A multi-label mask [..., C] on ``image``'s grid (same spatial shape; the image's geometry)."""
+    from radseg.labels import is_multilabel, make_multilabel
+
+    if not is_multilabel(labels):
+        raise ReadError(name, "a multi-label dataset needs one mask per class")
+    if labels.shape != image.shape:
+        raise ReadError(name, f"mask shape {tuple(labels.shape)} does not match image shape {tuple(image.shape)}")
+    stack = np.moveaxis(np.asarray(labels.array, bool), -1, 0)
+    return make_multilabel(stack, labels.metadata["class_names"], like=image)
 
 
 def _image_suffix(image) -> str:
@@ -258,6 +280,7 @@ def _write_tables(out: Path, scan: DatasetScan, ready: list[CaseRecord], files: 
         "splits": splits,
         "cases": {r.case_id: files[r.case_id] for r in ready},
         "has_instances": any("instances" in f for f in files.values()),
+        "multilabel": scan.multilabel,
         "source": {"adapter": scan.name, "root": report.root, "split_source": report.split_source,
                    "seed": seed, "fractions": list(fractions), **scan.source},
     }

@@ -34,7 +34,9 @@ def _cases(folder: Path) -> dict[str, Path]:
         if path.name.startswith("."):
             continue
         if path.is_dir():
-            if (path / "classes.json").exists():
+            from radseg.io.label_png import is_class_folder
+
+            if is_class_folder(path):
                 found[path.name] = path
             continue
         suffix = full_suffix(path)
@@ -60,16 +62,21 @@ def pair_cases(predictions: str | Path, truths: str | Path) -> Pairing:
     return pairing
 
 
-def load_label_map(path: Path) -> Image:
-    """Any label file (NIfTI, PNG, NPY/NPZ, COCO, DICOM-SEG, MHA/NRRD, CXAS folder) as a label map."""
+def _read_any(path: Path) -> Image:
     from radseg.io import read, read_labels
-    from radseg.labels import make_label_map, to_label_map
 
     suffix = full_suffix(path)
     if path.is_dir() or suffix in (".nii", ".nii.gz", ".png", ".npy", ".npz", ".json", ".dcm"):
-        image = read_labels(path)
-    else:
-        image = read(path)
+        return read_labels(path)
+    return read(path)
+
+
+def load_label_map(path: Path, image: Image | None = None) -> Image:
+    """Any label file (NIfTI, PNG, NPY/NPZ, COCO, DICOM-SEG, MHA/NRRD, CXAS folder) as a label map
+    (``image``: the file already read)."""
+    from radseg.labels import make_label_map, to_label_map
+
+    image = _read_any(path) if image is None else image
     try:
         return to_label_map(image) if "class_names" in image.metadata else make_label_map(image)
     except ValueError as exc:
@@ -82,7 +89,10 @@ def load_pair(prediction: Path, truth: Path) -> tuple[Image, Image, list[str]]:
     A prediction stored in another axis order (e.g. LAS vs LPS) is reordered without
     interpolation; a different shape or spacing is an error naming both files.
     """
-    pred, ref = load_label_map(prediction), load_label_map(truth)
+    return _aligned(load_label_map(prediction), load_label_map(truth), prediction, truth)
+
+
+def _aligned(pred: Image, ref: Image, prediction: Path, truth: Path) -> tuple[Image, Image, list[str]]:
     warnings: list[str] = []
     if pred.ndim != ref.ndim:
         raise ReadError(prediction, f"is {pred.ndim}D but its ground truth {truth.name} is {ref.ndim}D")
@@ -100,3 +110,29 @@ def load_pair(prediction: Path, truth: Path) -> tuple[Image, Image, list[str]]:
             warnings.append("prediction geometry differs from the ground truth (origin/direction); "
                             "compared voxel by voxel on the ground-truth grid")
     return pred, ref, warnings
+
+
+def read_pair(prediction: Path, truth: Path):
+    """Both files, read once: ``("classes", {class name: (pred, truth)}, truth image)`` when either is
+    multi-label (classes may overlap, as in CXAS/SCR), else ``("labels", pred, truth, warnings)`` as
+    :func:`load_pair` gives them.
+
+    Multi-label classes are matched by name; a class on one side only is compared with an empty
+    mask (it scores 0 or NaN, never disappears); each keeps its label value from the truth (else
+    the prediction), so a class is one row of the summary whatever the order of the files.
+    """
+    from radseg.labels import is_multilabel, iter_classes
+
+    pred, ref = _read_any(prediction), _read_any(truth)
+    if not (is_multilabel(pred) or is_multilabel(ref)):
+        return ("labels", *_aligned(load_label_map(prediction, pred), load_label_map(truth, ref), prediction, truth))
+    if pred.shape != ref.shape:
+        raise ReadError(prediction, f"shape {pred.shape} differs from ground truth {truth.name} {ref.shape}")
+    pred_masks = {str(n): (v, np.asarray(m, bool)) for v, n, m in iter_classes(pred, include_empty=True)}
+    ref_masks = {str(n): (v, np.asarray(m, bool)) for v, n, m in iter_classes(ref, include_empty=True)}
+    empty = np.zeros(ref.shape, bool)
+    pairs = {}
+    for name in list(ref_masks) + [n for n in pred_masks if n not in ref_masks]:
+        value = (ref_masks.get(name) or pred_masks[name])[0]
+        pairs[name] = (int(value), pred_masks.get(name, (0, empty))[1], ref_masks.get(name, (0, empty))[1])
+    return "classes", pairs, ref

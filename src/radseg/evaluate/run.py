@@ -54,14 +54,26 @@ def parse_labels(text: str | None) -> dict[int, str]:
 
 def _evaluate_case(job: tuple[str, Path, Path, dict[int, str], dict[str, Any]]) -> dict[str, Any]:
     """Worker: metrics for one case, or its error (never raises, so one bad case cannot stop a batch)."""
-    from radseg.evaluate.cases import load_pair
+    from radseg.evaluate.cases import read_pair
     from radseg.evaluate.surface import per_label_metrics
 
     case, prediction, truth, labels, options = job
     options = dict(options)
     threads = options.pop("threads", -1)
     try:
-        pred, ref, warnings = load_pair(prediction, truth)
+        kind, *read = read_pair(prediction, truth)
+        if kind == "classes":  # multi-label: each class on its own, overlaps allowed
+            pairs, ref = read
+            rows = []
+            for name, (value, p, t) in pairs.items():
+                if labels and value not in labels:
+                    continue
+                metrics = per_label_metrics(p.astype(np.uint8), t.astype(np.uint8), labels=[1],
+                                            spacing=tuple(ref.spacing), workers=threads, **options)
+                rows.append({"case": case, "label": value, "label_name": labels.get(value, name), **metrics[1]})
+            return {"case": case, "rows": rows, "warnings": [],
+                    "spacing_known": bool(ref.metadata.get("spacing_known", True))}
+        pred, ref, warnings = read
         names = {**ref.metadata.get("label_names", {}), **pred.metadata.get("label_names", {}), **labels}
         values = sorted(labels) if labels else sorted(
             set(int(v) for v in np.unique(ref.array)) | set(int(v) for v in np.unique(pred.array)) - {0})

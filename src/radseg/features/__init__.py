@@ -71,12 +71,18 @@ def prepare(labels: Image, feature_set: str, *, image: Image | None = None) -> t
     return labels, image
 
 
+_PIXEL_UNITS = {"mm": "px", "mm2": "px2", "mL": "voxels"}
+
+
 def measure(labels: Image, feature_set: str = "shape", *, image: Image | None = None) -> list[Measurement]:
     """The measurements of one feature set on one label map (``image`` for HU values and spacing)."""
     labels, image = prepare(labels, feature_set, image=image)
     rows = FEATURE_SETS[feature_set].compute(labels, image=image)
     if labels.metadata.get("spacing_known", True) is False:
-        for m in rows:
-            if m.unit in ("mm", "mm2", "mL"):
-                m.note = ("pixel size unknown, 1 mm pixels assumed; " + m.note).rstrip("; ")
+        for m in rows:  # no pixel size: the numbers are pixels, and the unit says so
+            if m.unit in _PIXEL_UNITS:
+                if m.unit == "mL" and m.value is not None:
+                    m.value = float(round(m.value * 1000.0))  # 1 mm voxels were assumed: mL * 1000 = voxel count
+                m.unit = _PIXEL_UNITS[m.unit]
+                m.note = ("pixel size unknown: measured in pixels; " + m.note).rstrip("; ")
     return rows

@@ -50,14 +50,16 @@ def find_cases(path: str | Path, *, images: bool = False, duplicates: list | Non
     path = Path(path)
     if not path.exists():
         raise ReadError(path, "no such file or folder")
-    if path.is_file() or (path / "classes.json").exists():
+    from radseg.io.label_png import is_class_folder
+
+    if path.is_file() or is_class_folder(path):
         return {strip_suffix(path): path}
     found: dict[str, Path] = {}
     for item in sorted(path.iterdir()):
         if item.name.startswith("."):
             continue
         if item.is_dir():
-            if not ((item / "classes.json").exists() or images):
+            if not (images or is_class_folder(item)):  # a CXAS case folder, radseg's or CXAS's own
                 continue
         else:
             suffix = full_suffix(item)

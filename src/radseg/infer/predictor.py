@@ -74,6 +74,17 @@ class Predictor:
         return cls(load_bundle(model_path, weights=options.get("backend", "torch") == "torch"), **options)
 
     @property
+    def flips_allowed(self) -> bool:
+        """False for a model trained without left-right flips (its manifest says flip_lr false)."""
+        return (self.bundle.manifest or {}).get("config", {}).get("flip_lr") is not False
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """Everything besides the weights that changes the output (a resumed batch must match it)."""
+        return {"tta": bool(self.tta), "overlap": float(self.overlap),
+                "postprocessing": {k: self.postprocessing[k] for k in sorted(self.postprocessing)}}
+
+    @property
     def label_names(self) -> dict[int, str]:
         return self.bundle.label_names
 
@@ -88,6 +99,9 @@ class Predictor:
         from radseg.infer.grid import grid_probabilities
 
         pre = self.bundle.preprocessing
+        if self.tta and not self.flips_allowed:
+            raise RadsegError("this model was trained without left-right flips (a mirrored PA chest is not a chest), "
+                              "so flip test-time augmentation would feed it images it never saw: run it without --tta")
         try:
             x, grid = prepare(image, pre)
         except ValueError as exc:
@@ -105,10 +119,14 @@ class Predictor:
         probs, grid = self.probabilities(image)
         values = self.bundle.class_values
         if self.bundle.head == "multilabel":
-            stack = np.stack([grid.restore_channel(probs[c]) > 0.5 for c in range(len(values))])
-            stack = np.stack([self._clean(s.astype(np.uint8), [1]) > 0 for s in stack])
+            restored = [grid.restore_channel(probs[c]) for c in range(len(values))]
+            stack = np.stack([self._clean((p > 0.5).astype(np.uint8), [1]) > 0 for p in restored])
             out = make_multilabel(stack, self.bundle.class_names, like=image)
             out.metadata["class_values"] = list(values)
+            out.metadata["model"] = self.bundle.digest
+            # Mean probability inside each delivered mask: the quality checks read it.
+            out.metadata["class_confidence"] = {
+                n: float(p[m].mean()) if m.any() else 0.0 for n, p, m in zip(self.bundle.class_names, restored, stack)}
             return out
         best = grid.restore_channel(probs[0])  # background
         index = np.zeros(grid.original_shape, np.uint8 if len(values) < 255 else np.uint16)

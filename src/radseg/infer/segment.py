@@ -11,14 +11,26 @@ stem, or the series' folder name) and its output in ``OUT`` by ``output_type``:
 png           ``OUT/<case>.png`` label map (8/16-bit, names in text chunk)  ``png``
 png-classes   ``OUT/<case>/<class>.png`` + classes.json (CXAS layout)       ``png-classes``
 jpg           ``OUT/<case>.jpg`` overlay preview (3D: the fullest slice)    ``overlay``
+overlay       ``OUT/<case>.jpg`` overlay preview, for any model             ``overlay``
 npy / npz     ``OUT/<case>.npy`` (+ .json) / ``OUT/<case>.npz``             ``npy`` / ``npz``
 json          ``OUT/<case>.json`` COCO RLE                                  ``coco``
 nifti         ``OUT/<case>.nii.gz``                                         ``nifti``
 dicom-seg     ``OUT/<case>.dcm`` referencing the source DICOM               ``dicom-seg``
 ============  ============================================================  ================
 
-A finished case leaves ``OUT/.radseg-segment/<type>/<case>.json`` (model hash, output type, files);
-a rerun skips it (resume) unless ``overwrite``. A bad item is reported and the rest go on.
+A **multi-label model** (classes overlap, as in CXAS) follows CXAS's meaning of its output
+types, since one label map cannot hold overlapping classes: ``png`` writes the per-class PNG
+folder ``OUT/<case>/<class>.png`` (as ``png-classes``) and ``jpg`` the same masks as per-class
+JPEGs; ``overlay`` gives the preview. ``npy``/``npz`` hold the ``[classes, H, W]`` bool stack
+(CXAS's npy), ``json`` COCO RLE per class, ``dicom-seg`` one segment per class (overlaps kept);
+``nifti`` needs classes that do not overlap.
+
+A model whose manifest names a quality check (``quality_check``, see :mod:`radseg.infer.quality`)
+gets one row per image in ``OUT/quality.csv``; implausible images are listed in the report.
+
+A finished case leaves ``OUT/.radseg-segment/<type>/<case>.json`` (model hash, output type, the
+settings that change the output: TTA, overlap, clean-ups; files); a rerun skips it (resume)
+unless ``overwrite`` or one of those differs, which redoes the case. A bad item is reported and the rest go on.
 """
 
 from __future__ import annotations
@@ -33,11 +45,13 @@ import numpy as np
 
 from radseg.errors import ReadError, RadsegError
 from radseg.image import Image
+from radseg.infer.quality import assess
 from radseg.io.atomic import strip_suffix, write_text_atomic
 
 __all__ = ["segment", "SegmentReport", "OUTPUT_TYPES", "list_inputs"]
 
 OUTPUT_TYPES = {"png": (".png", "png"), "png-classes": ("", "png-classes"), "jpg": (".jpg", "jpg"),
+                "overlay": (".jpg", "overlay"),
                 "npy": (".npy", "npy"), "npz": (".npz", "npz"), "json": (".json", "coco"),
                 "nifti": (".nii.gz", "nifti"), "dicom-seg": (".dcm", "dicom-seg")}
 STATE_DIR = ".radseg-segment"
@@ -48,6 +62,7 @@ class SegmentReport:
     written: list[Path] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    flagged: list[tuple[str, str]] = field(default_factory=list)  # (case, why): implausible, see quality.csv
 
 
 @dataclass
@@ -123,15 +138,23 @@ def _fullest_slice(image: Image, labels: Image) -> tuple[Image, Image]:
             Image(labels.array[k], spacing=spacing, metadata=labels.metadata))
 
 
+#: CXAS's meaning of -ot png / jpg for a multi-label model: one image per class.
+_MULTILABEL_KINDS = {"png": "png-classes", "jpg": "jpg-classes"}
+
+
 def write_output(image: Image, labels: Image, out: Path, case: str, output_type: str) -> list[Path]:
     """Write one case's prediction; returns the files written."""
     from radseg.io import write
 
+    from radseg.labels import is_multilabel
+
     suffix, kind = OUTPUT_TYPES[output_type]
-    if kind == "png-classes":
+    if is_multilabel(labels):
+        kind = _MULTILABEL_KINDS.get(kind, kind)
+    if kind in ("png-classes", "jpg-classes"):
         return [Path(p) for p in write(labels, out, kind=kind, case=case)]
     target = out / f"{case}{suffix}"
-    if kind == "jpg":
+    if kind in ("jpg", "overlay"):
         if labels.ndim == 3:
             image, labels = _fullest_slice(image, labels)
         return [Path(write(labels, target, kind=kind, image=image))]
@@ -156,34 +179,77 @@ def segment(source: str | Path, output: str | Path, *, predictor, output_type: s
     if jobs_total:
         jobs_total(len(items))
     digest = predictor.bundle.digest
+    settings = json.loads(json.dumps(predictor.settings))  # as it reads back from the state file
+    check = (predictor.bundle.manifest or {}).get("quality_check")
+    quality_rows: dict[str, dict[str, Any]] = {}
     for item in items:
         if on_progress:
             on_progress(item.case)
         state = out / STATE_DIR / output_type / f"{item.case}.json"
-        if not overwrite and _finished(state, digest, output_type):
+        record = None if overwrite else _finished(state, digest, output_type, settings)
+        if record is not None:
             report.kept.append(item.case)
+            if record.get("quality"):  # a resumed case keeps its flag
+                quality_rows[item.case] = record["quality"]
+                if str(record["quality"].get("plausible")) == "False":
+                    report.flagged.append((item.case, record["quality"].get("reasons", "")))
             continue
         try:
             image = item.load()
+            if output_type == "dicom-seg" and image.metadata.get("format") != "dicom":
+                # refuse before the network runs: a SEG must reference DICOM source images
+                raise ReadError(item.label, f"dicom-seg needs DICOM input; this is {image.metadata.get('format', 'not DICOM')} "
+                                            "(choose -ot png, npz, json or nifti)")
             labels = predictor.predict(image)
+            quality = assess(labels, check)
+            if quality is not None:
+                quality_rows[item.case] = quality.row(item.case)
+                if not quality.ok:
+                    report.flagged.append((item.case, "; ".join(quality.reasons)))
             files = write_output(image, labels, out, item.case, output_type)
-            write_text_atomic(state, json.dumps({"input": item.label, "model": digest, "output_type": output_type,
-                                                 "files": [str(f) for f in files]}, indent=1))
+            write_text_atomic(state, json.dumps({
+                "input": item.label, "model": digest, "output_type": output_type, "settings": settings,
+                "quality": quality.row(item.case) if quality is not None else None,
+                "files": [str(f) for f in files]}, indent=1))
             report.written.extend(files)
         except RadsegError as exc:
             same = str(getattr(exc, "path", "")) == item.label
             report.failed.append((item.label, getattr(exc, "problem", str(exc)) if same else str(exc)))
         except Exception as exc:  # noqa: BLE001 - a batch reports the item and goes on
             report.failed.append((item.label, f"{type(exc).__name__}: {exc}"))
+    if quality_rows:
+        _write_quality(out, quality_rows)  # this run's items only, rebuilt from their state records
+    elif (out / QUALITY_FILE).exists():
+        (out / QUALITY_FILE).unlink()  # another model's flags: they do not describe these outputs
     return report
 
 
-def _finished(state: Path, digest: str | None, output_type: str) -> bool:
+QUALITY_FILE = "quality.csv"
+
+
+def _write_quality(out: Path, rows: dict[str, dict[str, Any]]) -> None:
+    import csv
+    import io
+
+    columns: list[str] = []
+    for row in rows.values():
+        columns += [k for k in row if k not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    for case in sorted(rows):
+        writer.writerow(rows[case])
+    write_text_atomic(out / QUALITY_FILE, buffer.getvalue())
+
+
+def _finished(state: Path, digest: str | None, output_type: str, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The state record of a case finished with this model and these settings, else None."""
     if not state.exists():
-        return False
+        return None
     try:
         record = json.loads(state.read_text())
     except ValueError:
-        return False
-    return (record.get("model") == digest and record.get("output_type") == output_type
-            and all(Path(f).exists() for f in record.get("files", [])))
+        return None
+    same = (record.get("model") == digest and record.get("output_type") == output_type
+            and record.get("settings") == settings and all(Path(f).exists() for f in record.get("files", [])))
+    return record if same else None

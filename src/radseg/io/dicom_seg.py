@@ -190,7 +190,8 @@ def read_dicom_seg(path: str | Path) -> Image:
     """A DICOM-SEG as a label map in its own geometry (LPS, ``[slice, row, col]``), or 2D for a radiograph.
 
     Label values come from the tracking IDs radseg writes, else the segment numbers.
-    Overlapping segments are an error (read them with highdicom directly).
+    Overlapping segments (a multi-label SEG: the heart over the lungs) come back as a multi-label
+    mask ``[..., segments]`` with ``class_names``, since no label map can hold them.
     """
     import highdicom as hd
 
@@ -212,27 +213,35 @@ def read_dicom_seg(path: str | Path) -> Image:
         "PlanePositionSequence" in seg.SharedFunctionalGroupsSequence[0])
     if not frame_geometry:
         (_, _, source_uid), = seg.get_source_image_uids()
-        numbered = seg.get_pixels_by_source_instance(
-            source_sop_instance_uids=[source_uid], combine_segments=True, relabel=False)[0]
-        labels = np.zeros(numbered.shape, dtype)
-        for number, value in values.items():
-            labels[numbered == number] = value
+        planes = seg.get_pixels_by_source_instance(
+            source_sop_instance_uids=[source_uid], segment_numbers=numbers, combine_segments=False)[0]
         measures = seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
-        return Image(labels, spacing=[float(v) for v in measures.PixelSpacing], metadata=meta)
+        base = Image(np.zeros(planes.shape[:2], dtype), spacing=[float(v) for v in measures.PixelSpacing], metadata=meta)
+        return _combine(planes > 0, numbers, values, names, base)
     volume = seg.get_volume(combine_segments=False)
     array = volume.array  # [slice, row, col, segment] with an LPS affine over the first three axes
-    labels = np.zeros(array.shape[:3], dtype)
-    for channel, number in enumerate(numbers):
-        mask = array[..., channel] > 0
-        if np.any(labels[mask]):
-            raise ReadError(path, "segments overlap: no single label map")
-        labels[mask] = values[number]
     affine = np.asarray(volume.affine, dtype=float)
     # highdicom may stack the frames either way; order them like a DICOM series read here (the
     # slice axis along row x column cosine), so a SEG and its CT line up array for array.
     normal = np.cross(affine[:3, 2], affine[:3, 1])
-    if labels.shape[0] > 1 and affine[:3, 0] @ normal < 0:
-        labels = np.ascontiguousarray(labels[::-1])
-        affine[:3, 3] = affine[:3, 3] + affine[:3, 0] * (labels.shape[0] - 1)
+    if array.shape[0] > 1 and affine[:3, 0] @ normal < 0:
+        array = np.ascontiguousarray(array[::-1])
+        affine[:3, 3] = affine[:3, 3] + affine[:3, 0] * (array.shape[0] - 1)
         affine[:3, 0] = -affine[:3, 0]
-    return Image(labels, affine=affine, metadata=meta)
+    return _combine(array > 0, numbers, values, names, Image(np.zeros(array.shape[:3], dtype), affine=affine, metadata=meta))
+
+
+def _combine(masks: np.ndarray, numbers: list[int], values: dict[int, int], names: dict[int, str], base: Image) -> Image:
+    """Segment masks ``[..., segments]`` as a label map on ``base``, or a multi-label mask when they overlap."""
+    from radseg.labels import make_multilabel
+
+    if masks.sum(axis=-1).max(initial=0) > 1:
+        stack = np.moveaxis(masks, -1, 0)
+        result = make_multilabel(stack, [names[values[n]] for n in numbers], like=base)
+        result.metadata.pop("label_names", None)
+        result.metadata["class_values"] = [values[n] for n in numbers]
+        return result
+    labels = base.array.copy()
+    for channel, number in enumerate(numbers):
+        labels[masks[..., channel]] = values[number]
+    return Image(labels, affine=base.affine, metadata=base.metadata)

@@ -9,6 +9,7 @@ kind          output
 nifti         ``.nii.gz`` label map, integer dtype, label names in a header extension
 png           one 8/16-bit PNG label map (2D), names in a PNG text chunk
 png-classes   CXAS layout: ``<dir>/<case>/<class name>.png`` (0/255) + ``classes.json``
+jpg-classes   CXAS's ``-ot jpg``: the same per-class masks as JPEG (lossy edges; read back at > 127)
 npy           ``[classes, ...]`` bool stack (multi-label) or label map + ``<stem>.json``
 npz           the same, compressed, names and affine inside
 coco          COCO JSON, RLE per class and connected instance (pycocotools)
@@ -16,7 +17,8 @@ dicom-seg     DICOM Segmentation on the source DICOM (highdicom)
 overlay       PNG/JPG preview: image + coloured labels + legend (needs ``image=``)
 ============  =====================================================================
 
-JPEG is never a label format: ``jpg`` is accepted as a kind only for the overlay preview.
+JPEG is never a label format of its own: ``jpg`` is accepted as a kind only for the overlay
+preview, and ``jpg-classes`` exists because CXAS users expect its per-class JPEG folders.
 """
 
 from __future__ import annotations
@@ -54,6 +56,12 @@ def _png_classes(labels: Image, target: Path, *, case: str | None = None, **_: A
     return write_class_pngs(labels, target, case or _case_name(labels))
 
 
+def _jpg_classes(labels: Image, target: Path, *, case: str | None = None, **_: Any) -> list[Path]:
+    from radseg.io.label_png import write_class_pngs
+
+    return write_class_pngs(labels, target, case or _case_name(labels), ext=".jpg")
+
+
 def _npy(labels: Image, target: Path, **_: Any) -> list[Path]:
     from radseg.io.label_arrays import write_npy
 
@@ -87,7 +95,8 @@ def _overlay(labels: Image, target: Path, *, image: Image | None = None, **optio
 
 
 LABEL_WRITERS: Registry[LabelWriter] = Registry("label format")
-for _kind, _writer in (("nifti", _nifti), ("png", _png), ("png-classes", _png_classes), ("npy", _npy),
+for _kind, _writer in (("nifti", _nifti), ("png", _png), ("png-classes", _png_classes),
+                       ("jpg-classes", _jpg_classes), ("npy", _npy),
                        ("npz", _npz), ("coco", _coco), ("dicom-seg", _dicom_seg), ("overlay", _overlay),
                        ("jpg", _overlay)):
     LABEL_WRITERS.register(_kind, _writer)
@@ -125,11 +134,11 @@ def read_labels(path: str | Path, *, like: Image | None = None) -> Image:
     """Read a label map (or multi-label mask) written by any label writer."""
     path = Path(path)
     if path.is_dir():
-        if (path / "classes.json").exists():
-            from radseg.io.label_png import read_class_pngs
+        from radseg.io.label_png import is_class_folder, read_class_pngs
 
+        if is_class_folder(path):  # radseg's classes.json, or plain CXAS output: classes by file name
             return read_class_pngs(path, like=like)
-        raise ReadError(path, "a label folder needs classes.json (the CXAS per-class PNG layout)")
+        raise ReadError(path, "a label folder holds per-class PNG/JPEG masks only (the CXAS layout) or classes.json")
     suffix = full_suffix(path)
     if suffix in (".nii", ".nii.gz"):
         from radseg.io.nifti import read_nifti

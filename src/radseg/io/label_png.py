@@ -139,8 +139,12 @@ def _unique_stems(names: list[str], values: list[int]) -> list[str]:
     return stems
 
 
-def write_class_pngs(labels: Image, folder: str | Path, case: str) -> list[Path]:
+def write_class_pngs(labels: Image, folder: str | Path, case: str, *, ext: str = ".png") -> list[Path]:
     """Write ``<folder>/<case>/<class name>.png`` (0/255) per class and ``classes.json``.
+
+    ``ext=".jpg"`` writes CXAS's ``-ot jpg`` layout instead: the same masks as JPEG (lossy at
+    the edges; :func:`read_class_pngs` thresholds them at 127, which restores them exactly
+    for 0/255 masks at quality 95).
 
     Accepts a label map (one file per label value in its table) or a multi-label mask
     (one per class, overlaps kept). Empty classes get an all-zero PNG, as CXAS writes them.
@@ -162,13 +166,13 @@ def write_class_pngs(labels: Image, folder: str | Path, case: str) -> list[Path]
         "format": "radseg-class-pngs", "version": 1, "kind": "multilabel" if is_multilabel(labels) else "label_map",
         "shape": list(labels.shape), "affine": labels.affine.tolist(),
         "spacing_known": bool(labels.metadata.get("spacing_known", True)),
-        "classes": [{"name": n, "value": int(v), "file": f"{s}.png"} for n, v, s in zip(names, values, stems)],
+        "classes": [{"name": n, "value": int(v), "file": f"{s}{ext}"} for n, v, s in zip(names, values, stems)],
     }
     staging = folder / f".{case}.partial-{uuid.uuid4().hex[:8]}"
     try:
         staging.mkdir(parents=True)
         for mask, stem in zip(stack, stems):
-            write_raster(Image(mask.astype(np.uint8) * 255, affine=labels.affine), staging / f"{stem}.png")
+            write_raster(Image(mask.astype(np.uint8) * 255, affine=labels.affine), staging / f"{stem}{ext}")
         write_text_atomic(staging / CLASSES_FILE, json.dumps(manifest, indent=1, ensure_ascii=False))
         if not target.exists():
             os.replace(staging, target)  # one rename: the case appears complete or not at all
@@ -176,7 +180,7 @@ def write_class_pngs(labels: Image, folder: str | Path, case: str) -> list[Path]
             # Existing case folder (a rerun): replace file by file, the manifest last, so a
             # reader never sees a new manifest naming files that are not there yet.
             for stem in stems:
-                os.replace(staging / f"{stem}.png", target / f"{stem}.png")
+                os.replace(staging / f"{stem}{ext}", target / f"{stem}{ext}")
             os.replace(staging / CLASSES_FILE, target / CLASSES_FILE)
             staging.rmdir()
     except OSError as exc:
@@ -184,7 +188,34 @@ def write_class_pngs(labels: Image, folder: str | Path, case: str) -> list[Path]
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)  # only our own staging folder
-    return [target / f"{stem}.png" for stem in stems] + [target / CLASSES_FILE]
+    return [target / f"{stem}{ext}" for stem in stems] + [target / CLASSES_FILE]
+
+
+_MASK_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def is_class_folder(path: str | Path) -> bool:
+    """A CXAS case folder: radseg's (``classes.json``) or CXAS's own (only per-class PNG/JPEG masks)."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    if (path / CLASSES_FILE).is_file():
+        return True
+    entries = [p for p in path.iterdir() if not p.name.startswith(".")]
+    return bool(entries) and all(p.is_file() and p.suffix.lower() in _MASK_SUFFIXES for p in entries)
+
+
+def class_folder_names(case_folder: str | Path) -> list[str]:
+    """Class names of a case folder in its order, from ``classes.json`` or the file names (no pixels read)."""
+    folder = Path(case_folder)
+    manifest = folder / CLASSES_FILE
+    if manifest.is_file():
+        try:
+            return [str(c["name"]) for c in json.loads(manifest.read_text(encoding="utf-8"))["classes"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ReadError(manifest, f"not a radseg classes.json ({exc})") from None
+    return [Path(f).stem for f in sorted(p.name for p in folder.iterdir()
+                                         if p.suffix.lower() in _MASK_SUFFIXES and not p.name.startswith("."))]
 
 
 def read_class_pngs(case_folder: str | Path, *, like: Image | None = None) -> Image:
@@ -208,7 +239,7 @@ def read_class_pngs(case_folder: str | Path, *, like: Image | None = None) -> Im
             raise ReadError(manifest_path, f"not a radseg classes.json ({exc})") from None
     else:
         manifest = {}
-        files = sorted(p.name for p in folder.glob("*.png") if not p.name.startswith("."))
+        files = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in _MASK_SUFFIXES and not p.name.startswith("."))
         classes = [(Path(f).stem, i + 1, f) for i, f in enumerate(files)]
         problems.append("no classes.json: classes taken in file-name order")
     if not classes:
@@ -220,7 +251,8 @@ def read_class_pngs(case_folder: str | Path, *, like: Image | None = None) -> Im
             raise ReadError(folder / file, f"a class mask must be one grey 2D image, got shape {pixels.array.shape}")
         if masks and pixels.shape != masks[0].shape:
             raise ReadError(folder / file, f"size {pixels.shape} differs from {classes[0][2]} {masks[0].shape}")
-        masks.append(pixels.array > 0)
+        lossy = Path(file).suffix.lower() in (".jpg", ".jpeg")  # JPEG smears edges: cut at mid-grey
+        masks.append(pixels.array > (127 if lossy else 0))
     shape = masks[0].shape
     if like is not None:
         if like.shape != shape:

@@ -58,8 +58,19 @@ for _preset in (
                {"largest_component": [5, 6]}),
     TaskPreset("knee-xray", "bilateral knee radiograph, HexAI knee labels 1-8", 2, "unet", _XRAY, _SMALL_UNET_2D,
                _TRAIN_2D, _ONE_PIECE),
+    # CXAS-like classes include unions of several pieces (lungs, ribs, spine): no one-piece clean-up;
+    # no left-right flips (a mirrored PA chest is not a chest), as for cxr-anatomy.
     TaskPreset("chest-xray", "chest radiograph anatomy (CXAS-like classes)", 2, "unet",
-               {**_XRAY, "size": (320, 320)}, _SMALL_UNET_2D, _TRAIN_2D),
+               {**_XRAY, "size": (320, 320)}, _SMALL_UNET_2D, {**_TRAIN_2D, "flip_lr": False}),
+    # Real PA chest radiographs (JSRT/SCR): heart, lungs, clavicles as overlapping classes (one
+    # sigmoid channel each). Whole image fitted into 256 px (1.4 mm pixels at JSRT's 0.35 mm):
+    # the resolution the published JSRT U-Nets use; no left-right flips (a mirrored chest puts
+    # the heart on the wrong side, which no PA radiograph shows); one piece per structure.
+    TaskPreset("cxr-anatomy", "PA chest radiograph anatomy (SCR/CXAS classes, multi-label): 256 px", 2, "unet",
+               {**_XRAY, "size": (256, 256)}, _SMALL_UNET_2D,
+               {"batch_size": 8, "epochs": 200, "iters_per_epoch": 25, "val_every": 5, "lr": 3e-3,
+                "flip_lr": False},
+               _ONE_PIECE),
     TaskPreset("fracture-xray", "musculoskeletal radiograph, fracture masks (FracAtlas)", 2, "unet",
                {**_XRAY, "size": (384, 384)}, _SMALL_UNET_2D, _TRAIN_2D),
     # FracAtlas (real radiographs, mostly 373x454, some 2304x2880, no pixel size): the image

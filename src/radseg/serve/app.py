@@ -35,6 +35,7 @@ CSS = """
 #download-status .error {border-left: 4px solid #c62828; padding: 6px 10px; background: #c6282814;}
 #status .ok {border-left: 4px solid #2e7d32; padding: 6px 10px; background: #2e7d3214;}
 #status .error {border-left: 4px solid #c62828; padding: 6px 10px; background: #c6282814; font-weight: 600;}
+#status .warning {border-left: 4px solid #ef6c00; padding: 6px 10px; background: #ef6c0014;}
 #status .idle {border-left: 4px solid #888; padding: 6px 10px;}
 #status p {margin: 0.3em 0;}
 .radseg-legend table {border-collapse: collapse;}
@@ -97,7 +98,7 @@ def build_app(service: Service, *, models_source: str | Path | None = None):
                     gr.update(visible=False), None)
         slider = gr.update(visible=result.slices > 1, minimum=1, maximum=max(result.slices, 2), step=1,
                            value=(result.slice_index or 0) + 1)
-        return (_status_html(result.status, "ok"), str(result.overlay), result.legend_html, result.table,
+        return (_status_html(result.status, "warning" if result.warning else "ok"), str(result.overlay), result.legend_html, result.table,
                 str(result.download) if result.download else None, slider, result)
 
     def on_format(output_type, result: Analysis | None):

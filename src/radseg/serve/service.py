@@ -47,6 +47,7 @@ class Analysis:
     slice_index: int | None = None
     slices: int = 1
     folder: Path | None = None
+    warning: bool = False  # the model's quality check failed: shown as a warning, not a success
 
 
 def empty_table():
@@ -126,9 +127,11 @@ class Service:
             labels = self.models.predict(model, image, tta=tta)
             what = f"{loaded.kind} {_describe(image)} segmented by {model}" + (" with flip TTA" if tta else "")
         result = Analysis(True, "", image=image, labels=labels, case=loaded.name, folder=folder)
+        warnings, notes = ([], []) if as_labels else self._model_notes(model, labels)
+        result.warning = bool(warnings)
         result.slices = labels.shape[0] if labels.ndim == 3 else 1
         self.render(result, slice_index=slice_index)
-        notes: list[str] = list(loaded.notes)
+        notes += list(loaded.notes)
         try:
             result.table, result.feature_set = render.measurements_table(labels, image, feature_set)
         except RadsegError as exc:
@@ -143,8 +146,23 @@ class Service:
         shown = (f"; showing slice {result.slice_index + 1} of {result.slices}" if result.slices > 1 else "")
         names = ", ".join(r["name"] for r in result.legend) or "none"
         result.status = f"{display_name or upload.name}: {what}. Labels found: {names}{shown}." + \
-            "".join(f"\n\nNote: {n}" for n in notes)
+            "".join(f"\n\nWarning: {w}" for w in warnings) + "".join(f"\n\nNote: {n}" for n in notes)
         return result
+
+    def _model_notes(self, model: str, labels: Image) -> tuple[list[str], list[str]]:
+        """(warnings, notes): a failed quality check of the model is a warning; its intended use a note."""
+        from radseg.infer.quality import assess
+
+        manifest = self.models.get(model).bundle.manifest or {}
+        warnings, notes = [], []
+        quality = assess(labels, manifest.get("quality_check"))
+        if quality is not None and not quality.ok:
+            warnings.append("not plausible, do not trust these masks: " + "; ".join(quality.reasons))
+        elif quality is not None:
+            notes.append(f"quality check {quality.check}: plausible")
+        if manifest.get("intended_use"):
+            notes.append(f"intended use of {model}: {manifest['intended_use']}")
+        return warnings, notes
 
     def render(self, result: Analysis, *, slice_index: int | None = None) -> Analysis:
         """(Re)draw the overlay and legend of ``result`` (another slice of a volume, for example)."""

@@ -41,7 +41,7 @@ class TrainConfig:
     time_limit: float | None = None
     foreground_fraction: float = 0.5  # share of patches centred on a labelled voxel
     augment: bool = True
-    flip_lr: bool = True  # mirror left-right, swapping right/left labels
+    flip_lr: bool | None = None  # mirror left-right, swapping right/left labels (None: the preset's, else on)
     rotate_degrees: float = 12.0
     scale_range: tuple[float, float] = (0.85, 1.15)
     seed: int = 0
@@ -50,6 +50,9 @@ class TrainConfig:
     val_fraction: float = 0.2
     resume: bool = False
     save_zip: bool = False
+    #: A trained bundle (path or shipped name) whose weights start this run: fine-tuning, e.g.
+    #: at a higher resolution. Architecture, options and classes must match.
+    init: str | None = None
 
     def resolved(self, spatial_dims: int) -> "TrainConfig":
         """A copy with every unset option filled from the preset (default: by dimensionality)."""
@@ -70,6 +73,7 @@ class TrainConfig:
             batch_size=self.batch_size or train.get("batch_size", 4),
             lr=self.lr or train.get("lr", 3e-3),
             val_every=self.val_every or train.get("val_every", 2),
+            flip_lr=bool(train.get("flip_lr", True) if self.flip_lr is None else self.flip_lr),
             output=Path(self.output),
         )
 

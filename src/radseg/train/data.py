@@ -100,6 +100,10 @@ def _check_pair(case_id: str, image: Image, labels: Image, label_path: Path) -> 
     try:
         return align_axes(labels, image)
     except ValueError as exc:
+        if labels.shape == image.shape and not image.metadata.get("spacing_known", True):
+            # An 8-bit PNG image (no pixel size) beside labels that know theirs (the chest phantom's
+            # classes.json): same pixels, so the labels sit on the image as they are.
+            return Image(labels.array, affine=image.affine, metadata={**labels.metadata, "spacing_known": False})
         raise ReadError(label_path, f"labels are not on the image's grid ({exc})") from None
 
 

@@ -93,13 +93,17 @@ class Session:
         self.grid_train = [self._grid_case(c, self.pre, lut) for c in self.train_cases]
         self.grid_val = [self._grid_case(c, self.pre, lut) for c in self.val_cases]
         self.out_channels = len(self.class_values) + (0 if self.multilabel else 1)
-        self.pairs = mirror_pairs(dict(zip(self.class_values, self.class_names)))
+        # Left/right pairs only mean something to a model that saw mirrored images: without flips
+        # (a PA chest) there are none, and flip TTA is refused for the model (see Predictor).
+        self.pairs = mirror_pairs(dict(zip(self.class_values, self.class_names))) if cfg.flip_lr else []
         self.perm = mirror_permutation(self.pairs, self.class_values, background=not self.multilabel)
 
         torch.manual_seed(cfg.seed)
         self.net = build(cfg.architecture, spatial_dims=self.pre.spatial_dims, in_channels=1,
                          out_channels=self.out_channels, patch_size=self.pre.patch_size,
                          overrides=cfg.arch_kwargs).to(self.device)
+        if cfg.init and not state:
+            self._initialise(cfg.init)
         self.arch_kwargs = resolve_kwargs(cfg.architecture, spatial_dims=self.pre.spatial_dims,
                                           patch_size=self.pre.patch_size, overrides=cfg.arch_kwargs)
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -124,6 +128,19 @@ class Session:
         else:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_text_atomic(self.run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
+
+    def _initialise(self, source: str) -> None:
+        """Start from a trained bundle's weights (same network and classes), e.g. to fine-tune at a finer grid."""
+        from radseg.models.bundle import load_bundle
+
+        bundle = load_bundle(source)
+        if bundle.class_names != self.class_names or bundle.architecture != self.cfg.architecture:
+            raise RadsegError(f"--init {source}: {bundle.architecture} with classes {bundle.class_names} does not match "
+                              f"this run ({self.cfg.architecture}, classes {self.class_names})")
+        try:
+            self.net.load_state_dict(bundle.state_dict)
+        except RuntimeError as exc:
+            raise RadsegError(f"--init {source}: its weights do not fit this network ({str(exc).splitlines()[0]})") from None
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["model"])
