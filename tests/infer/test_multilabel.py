@@ -197,3 +197,17 @@ def test_quality_check_reads_the_side_from_patient_orientation():
     tagged = make_multilabel(stack[:, :, ::-1], NAMES, like=Image(np.zeros((96, 96), np.uint8),
                                                                    metadata={"patient_orientation": ["R", "F"]}))
     assert chest_pa(tagged).ok, chest_pa(tagged).reasons
+
+
+def test_quality_check_catches_a_largely_missed_clavicle():
+    _, truth = chest_like()
+    right, left = np.zeros((96, 96), bool), np.zeros((96, 96), bool)
+    right[8:12, 10:40] = True  # 120 px = 1.3% of the image
+    left[8:12, 56:86] = True
+    names = NAMES + ["right clavicle", "left clavicle"]
+    base = Image(np.zeros((96, 96), np.uint8))
+    whole = make_multilabel(np.stack([truth[n] for n in NAMES] + [right, left]), names, like=base)
+    assert chest_pa(whole).ok, chest_pa(whole).reasons
+    left[8:12, 66:86] = False  # a third of it left: 40 px vs 120 px
+    missed = make_multilabel(np.stack([truth[n] for n in NAMES] + [right, left]), names, like=base)
+    assert any("clavicles differ in size 0.33x" in r for r in chest_pa(missed).reasons)

@@ -70,8 +70,22 @@ class Predictor:
 
     @classmethod
     def load(cls, model_path: str | Path, **options: Any) -> "Predictor":
-        """Load (and verify) a model bundle folder or zip; options as for the constructor."""
-        return cls(load_bundle(model_path, weights=options.get("backend", "torch") == "torch"), **options)
+        """Load (and verify) a model bundle folder or zip; options as for the constructor.
+
+        A model shipped inside radseg carries no ONNX graph (it would double the package's size):
+        ``backend="onnx"`` exports one in memory from its weights (needs torch, a few seconds).
+        """
+        from radseg.models.bundle import SHIPPED_DIR
+
+        onnx = options.get("backend", "torch") == "onnx"
+        bundle = load_bundle(model_path, weights=not onnx)
+        if onnx and bundle.onnx_bytes is None and bundle.path is not None and \
+                bundle.path.resolve().parent == SHIPPED_DIR.resolve():
+            from radseg.infer.onnx import export_onnx
+
+            bundle = load_bundle(model_path)
+            bundle.onnx_bytes = export_onnx(bundle, store=False)
+        return cls(bundle, **options)
 
     @property
     def flips_allowed(self) -> bool:
