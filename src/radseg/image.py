@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["Image", "Case", "axis_codes", "align_axes", "LPS_TO_RAS"]
+__all__ = ["Image", "Case", "axis_codes", "align_axes", "to_grey", "LPS_TO_RAS"]
 
 #: Flip x and y: converts an LPS affine to RAS (and back: the matrix is its own inverse).
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -206,6 +206,17 @@ class Image:
             f"Image(shape={self.array.shape}, dtype={self.array.dtype}, spacing=({sp}) mm, "
             f"axes={self.axis_codes or '?'})"
         )
+
+
+def to_grey(image: Image) -> Image:
+    """One grey channel (ITU-R 601 luma, as PIL's "L"; equal channels stay exactly as they are), same dtype."""
+    if image.channels is None:
+        return image
+    array = np.asarray(image.array)
+    if array.shape[-1] < 3:  # grey + alpha
+        return Image(array[..., 0].copy(), affine=image.affine, metadata=dict(image.metadata))
+    grey = np.rint(array[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114]))
+    return Image(grey.astype(image.array.dtype), affine=image.affine, metadata=dict(image.metadata))
 
 
 def axis_codes(affine: np.ndarray) -> str:

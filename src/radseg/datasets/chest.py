@@ -24,8 +24,8 @@ import numpy as np
 
 from radseg.datasets.base import CaseRecord, DatasetReport, DatasetScan, Loaded, normalise_split
 from radseg.errors import ReadError
-from radseg.image import Image
-from radseg.io.atomic import strip_suffix
+from radseg.image import Image, to_grey
+from radseg.io.atomic import full_suffix, strip_suffix
 
 __all__ = ["SCR_CLASSES", "JSRT_SPACING_MM", "scan_jsrt_scr", "scan_shenzhen", "scan_cxas"]
 
@@ -41,12 +41,7 @@ def _grey(path: Path) -> Image:
     """A raster as one grey channel (Shenzhen JPEGs are stored as RGB with equal channels)."""
     from radseg.io import read
 
-    image = read(path)
-    if image.channels is not None:
-        array = np.asarray(image.array)
-        grey = array[..., :3].mean(axis=-1) if array.shape[-1] >= 3 else array[..., 0]
-        image = Image(np.round(grey).astype(array.dtype), affine=image.affine, metadata=dict(image.metadata))
-    return image
+    return to_grey(read(path))
 
 
 def _mask(path: Path, *, lossy: bool = False) -> np.ndarray:
@@ -171,13 +166,13 @@ def scan_cxas(root: Path, *, images: str = "images", masks: str | None = None,
         if not folder.is_dir():
             raise ReadError(folder, f"folder not found (option {option}=NAME picks another)")
     image_files = {strip_suffix(p): p for p in sorted(image_dir.iterdir())
-                   if not p.name.startswith(".") and (p.is_dir() or _suffix(p) in _IMAGE_SUFFIXES)}
-    from radseg.io.label_png import is_class_folder
+                   if not p.name.startswith(".") and (p.is_dir() or full_suffix(p) in _IMAGE_SUFFIXES)}
+    from radseg.io.label_png import class_folder_names, is_class_folder
 
     case_dirs = {p.name: p for p in sorted(mask_dir.iterdir()) if not p.name.startswith(".") and is_class_folder(p)}
     if not case_dirs:
         raise ReadError(mask_dir, "no <case>/<class>.png mask folders found")
-    class_names = _class_names(next(iter(case_dirs.values())))
+    class_names = class_folder_names(next(iter(case_dirs.values())))  # dataset order: the first case's
     table = _metadata(Path(metadata) if metadata else _default_metadata(root), report)
     report.found = {"images": len(image_files), "mask folders": len(case_dirs), "classes": len(class_names)}
     records = []
@@ -198,19 +193,6 @@ def scan_cxas(root: Path, *, images: str = "images", masks: str | None = None,
         name="cxas", records=records, label_names=dict(enumerate(class_names, start=1)), report=report,
         modality="XR", dims=2, preset="chest-xray", multilabel=True,
         description=f"chest radiographs with per-class masks ({len(class_names)} classes, CXAS layout)")
-
-
-def _suffix(path: Path) -> str:
-    from radseg.io.atomic import full_suffix
-
-    return full_suffix(path)
-
-
-def _class_names(case_dir: Path) -> list[str]:
-    """Class order of the dataset: radseg's classes.json when present, else the mask names sorted."""
-    from radseg.io.label_png import class_folder_names
-
-    return class_folder_names(case_dir)
 
 
 def _load_cxas(image_path: Path, case_dir: Path, class_names: list[str]) -> Loaded:

@@ -45,7 +45,7 @@ from radseg.datasets.export_common import (
 )
 from radseg.datasets.prepared import open_prepared
 from radseg.errors import RadsegError
-from radseg.image import Image
+from radseg.image import Image, to_grey
 from radseg.io.atomic import write_text_atomic
 
 __all__ = ["export"]
@@ -160,7 +160,7 @@ def _write_cases(dataset, folder: Path, result: ExportResult, label_map: Callabl
         tick(case.case_id)
         part = "Ts" if case.split == "test" else "Tr"
         try:
-            image = _grey(dataset.read_image(case))
+            image = to_grey(dataset.read_image(case))
             mapped = label_map(dataset.read_labels(case, like=image))
             write(image, folder / f"images{part}" / f"{case.case_id}_0000.nii.gz")
             write(mapped, folder / f"labels{part}" / f"{case.case_id}.nii.gz", kind="nifti")
@@ -172,9 +172,3 @@ def _write_cases(dataset, folder: Path, result: ExportResult, label_map: Callabl
             result.failed.append((case.case_id, f"{type(exc).__name__}: {exc}"))
     return written
 
-
-def _grey(image: Image) -> Image:
-    if image.channels is None:
-        return image
-    grey = np.rint(image.array[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114]))
-    return Image(grey.astype(np.uint8), affine=image.affine, metadata=image.metadata)
