@@ -85,8 +85,8 @@ def evaluate_test(predictor, prepared) -> dict:
 
     rows, ctr_pairs, flags = [], [], []
     for case in prepared.split("test"):
-        image = prepared.read_image(case)
-        truth = prepared.read_labels(case, like=image)
+        image = case.image
+        truth = case.label
         pred = predictor.predict(image)
         spacing = tuple(image.spacing)
         for c, name in enumerate(CLASSES):
@@ -97,6 +97,7 @@ def evaluate_test(predictor, prepared) -> dict:
         quality = assess(pred, "chest-pa")
         flags.append((case.case_id, quality.ok, "; ".join(quality.reasons),
                       min(pred.metadata["class_confidence"][n] for n in ("heart", "right lung", "left lung"))))
+        case.unload()
     return {"rows": rows, "ctr": ctr_pairs, "flags": flags}
 
 
@@ -107,12 +108,13 @@ def validation_dice(predictor, prepared) -> dict[str, float]:
     scores: dict[str, list[float]] = {n: [] for n in CLASSES}
     confidence = []
     for case in prepared.split("val"):
-        image = prepared.read_image(case)
-        truth = prepared.read_labels(case, like=image)
+        image = case.image
+        truth = case.label
         pred = predictor.predict(image)
         for c, name in enumerate(CLASSES):
             scores[name].append(dice(pred.array[..., c], truth.array[..., c]))
         confidence.append(min(pred.metadata["class_confidence"][n] for n in ("heart", "right lung", "left lung")))
+        case.unload()
     VAL_CONFIDENCE[predictor.bundle.digest] = float(min(confidence))
     return {n: float(np.mean(v)) for n, v in scores.items()}
 

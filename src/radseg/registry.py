@@ -15,6 +15,13 @@ class UnknownNameError(KeyError):
         return str(self.args[0])
 
 
+def unknown_name_message(kind: str, name: str, names: list[str]) -> str:
+    """``unknown KIND 'name'. Did you mean ...? Valid: a, b, c``: the one wording of a wrong choice."""
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return f"unknown {kind} {name!r}.{hint} Valid: {', '.join(names) or 'none'}"
+
+
 class Registry(Generic[T]):
     """A small ordered mapping from names to things, the single source of truth for CLI choices."""
 
@@ -35,10 +42,7 @@ class Registry(Generic[T]):
             raise UnknownNameError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        names = list(self._items)
-        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        return f"unknown {self.kind} {name!r}.{hint} Valid: {', '.join(names)}"
+        return unknown_name_message(self.kind, name, list(self._items))
 
     def __contains__(self, name: object) -> bool:
         return name in self._items

@@ -10,6 +10,7 @@ import pytest
 from scipy import ndimage
 
 from radseg.annotate.active_learning import merge_labels, rank_cases, slice_uncertainties, uncertainty, write_ranking
+from radseg.errors import WriteError
 from radseg.image import Image
 from radseg.io import read_labels, write
 from radseg.labels import make_label_map
@@ -72,6 +73,15 @@ def test_uncertainty_is_inverse_dice():
     assert score == 0.0 and value == pytest.approx(1e6)
     with pytest.raises(ValueError, match="shape"):
         uncertainty(a, a[:-1])
+
+
+def test_mean_dice_skips_labels_absent_from_both_maps():
+    pred = np.array([[1, 1, 0, 0], [2, 0, 0, 0]])
+    pseudo = np.array([[1, 0, 0, 0], [0, 0, 0, 0]])
+    # label 1: 2 * 1 / 3; label 2 only predicted: 0; label 7 in neither: skipped
+    assert uncertainty(pred, pseudo, labels=[1, 2, 7])[1] == pytest.approx((2 / 3 + 0.0) / 2)
+    assert uncertainty(pred, pseudo, labels=[7])[1] == 1.0  # nothing to compare counts as agreement
+    assert uncertainty(np.zeros((2, 2)), np.zeros((2, 2)))[1] == 1.0
 
 
 def test_corrupted_cases_rank_on_top(folders, tmp_path):
@@ -160,5 +170,5 @@ def test_merge_keeps_pseudo_label_when_correction_is_bad(folders, tmp_path):
     _save(np.zeros((8, 8, 8), np.uint8), corrected / "case03.nii.gz")  # wrong grid
     result = merge_labels(pseudo, corrected, tmp_path / "merged")
     assert [case for case, _ in result.failed] == ["case03"] and "case03" in result.pseudo
-    with pytest.raises(Exception, match="differ"):
+    with pytest.raises(WriteError, match="pseudo: the output folder must differ"):
         merge_labels(pseudo, corrected, pseudo)

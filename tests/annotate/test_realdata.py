@@ -7,7 +7,7 @@ import pytest
 
 from radseg.annotate.bone_extraction import extract_bone
 from radseg.annotate.hip_joint import segment_hip_joint
-from radseg.annotate.orient import canonical
+from radseg.orientation import canonical
 from radseg.io import read
 
 pytestmark = pytest.mark.realdata

@@ -79,8 +79,8 @@ def test_prepared_multilabel_dataset_round_trips(tmp_path):
     assert info["multilabel"] is True and info["cases"]["JPCNN002"]["labels"] == "labels/JPCNN002.npz"
     dataset = open_prepared(tmp_path / "prep")
     case = next(c for c in dataset.cases if c.case_id == "JPCNN002")
-    image = dataset.read_image(case)
-    labels = dataset.read_labels(case, like=image)
+    image = case.image
+    labels = case.label
     assert image.spacing == pytest.approx((JSRT_SPACING_MM,) * 2)
     assert labels.metadata["class_names"] == list(SCR_CLASSES)
     for channel, name in enumerate(SCR_CLASSES):

@@ -10,9 +10,11 @@ import pytest
 from radseg import datasets
 from radseg.datasets.polygons import polygon_mask
 from radseg.datasets.preparation import prepare
+from radseg.errors import WriteError
 from radseg.image import Image
 from radseg.io import read, read_labels, write
 from radseg.labels import make_label_map
+from radseg.registry import UnknownNameError
 
 from .trees import fracatlas_tree
 
@@ -179,14 +181,14 @@ def test_export_refuses_foreign_folders_and_replaces_only_on_request(fracatlas, 
     prepared, _, _ = fracatlas
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
-    with pytest.raises(Exception, match="not empty"):
+    with pytest.raises(WriteError, match="busy: folder is not empty"):
         datasets.export(prepared, tmp_path / "busy", to="yolo")
     datasets.export(prepared, tmp_path / "yolo", to="yolo")
-    with pytest.raises(Exception, match="holds an earlier export; use --overwrite"):
+    with pytest.raises(WriteError, match="yolo: holds an earlier export; use --overwrite"):
         datasets.export(prepared, tmp_path / "yolo", to="yolo")
     stale = tmp_path / "yolo" / "images" / "train" / "old.png"
     stale.write_bytes(b"x")
     datasets.export(prepared, tmp_path / "yolo", to="yolo", overwrite=True)
     assert not stale.exists() and (tmp_path / "yolo" / "images" / "train" / "IMG0000001.jpg").exists()
-    with pytest.raises(Exception, match="unknown export format 'yolov8'.*Did you mean 'yolo'"):
+    with pytest.raises(UnknownNameError, match="unknown export format 'yolov8'.*Did you mean 'yolo'"):
         datasets.export(prepared, tmp_path / "x", to="yolov8")

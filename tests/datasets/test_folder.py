@@ -14,6 +14,7 @@ from radseg.image import Image
 from radseg.io import read_labels, write
 from radseg.io.dicom_write import write_dicom_series
 from radseg.labels import make_label_map
+from radseg.registry import UnknownNameError
 
 
 def _png(path, array):
@@ -45,9 +46,9 @@ def test_binary_masks_metadata_patients_and_splits(tree, tmp_path):
     splits = {c.case_id: c.split for c in data.cases}
     assert splits == {"x0": "train", "x1": "train", "x2": "val", "x3": "test"}  # x3 has no split: generated
     for case in data.cases:
-        assert np.array_equal(read_labels(case.labels).array, (masks[case.case_id] > 0).astype(np.uint8))
+        assert np.array_equal(read_labels(case.sources["labels"]).array, (masks[case.case_id] > 0).astype(np.uint8))
         assert case.metadata["sex"] in ("F", "M")
-        assert case.image.read_bytes() == (root / "images" / f"{case.case_id}.png").read_bytes()
+        assert case.sources["image"].read_bytes() == (root / "images" / f"{case.case_id}.png").read_bytes()
 
 
 def test_without_a_table_the_labels_are_the_values_found(tree, tmp_path):
@@ -87,9 +88,9 @@ def test_dicom_series_folder_and_nifti_mask(tmp_path):
     report = prepare("folder", root, tmp_path / "out", options={"labels": "1=x"}, fractions=(1.0, 0.0, 0.0))
     assert report.failed == []
     data = open_prepared(tmp_path / "out")
-    read = data.read_image(data.cases[0])
+    read = data.cases[0].image
     assert np.array_equal(read.array, image.array) and np.allclose(read.affine, image.affine, atol=1e-4)
-    assert np.array_equal(read_labels(data.cases[0].labels).array, labels)
+    assert np.array_equal(read_labels(data.cases[0].sources["labels"]).array, labels)
 
 
 def test_bad_options_are_named(tree):
@@ -98,5 +99,5 @@ def test_bad_options_are_named(tree):
         scan_dataset("folder", root, labels="femur")
     with pytest.raises(ValueError, match="adapter 'folder' has no option colour"):
         scan_dataset("folder", root, colour="red")
-    with pytest.raises(Exception, match="unknown dataset adapter 'fracatlass'.*Did you mean 'fracatlas'"):
+    with pytest.raises(UnknownNameError, match="unknown dataset adapter 'fracatlass'.*Did you mean 'fracatlas'"):
         scan_dataset("fracatlass", root)

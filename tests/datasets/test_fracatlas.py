@@ -43,10 +43,10 @@ def test_prepared_masks_instances_metadata_and_split(tree, tmp_path):
     assert data.info["source"]["category_ids"] == {"0": 1}
     assert data.info["preset"] == "fracture-xray" and data.info["modality"] == "XR"
     for case in data.cases:
-        labels = read_labels(case.labels)
+        labels = read_labels(case.sources["labels"])
         assert np.array_equal(labels.array, expected[case.case_id]), case.case_id
         # the JPEG is copied byte for byte: no second lossy encoding
-        assert case.image.read_bytes() == next(root.glob(f"images/*/{case.case_id}.jpg")).read_bytes()
+        assert case.sources["image"].read_bytes() == next(root.glob(f"images/*/{case.case_id}.jpg")).read_bytes()
     instances = read_instances(out / "instances" / "IMG0000001.npz")
     assert [i.source_id for i in instances] == ["0", "1"] and [i.value for i in instances] == [1, 1]
     assert instances[0].mask.sum() == 32 and instances[1].mask.sum() == 100  # 8x4 and 10x10 pixels
@@ -97,7 +97,7 @@ def test_negatives_add_empty_masks_with_a_generated_split(tree, tmp_path):
                      fractions=(1.0, 0.0, 0.0))
     data = open_prepared(tmp_path / "out")
     negative = next(c for c in data.cases if c.case_id == "IMG0000004")
-    assert negative.split == "train" and read_labels(negative.labels).array.max() == 0
+    assert negative.split == "train" and read_labels(negative.sources["labels"]).array.max() == 0
     assert "given by the dataset where listed, else generated" in report.split_source
 
 
@@ -118,22 +118,22 @@ def test_exif_rotated_image_is_turned_like_the_annotators_saw_it(tmp_path):
     assert any("IMG0000005: EXIF orientation 8" in w for w in report.warnings)
     data = open_prepared(tmp_path / "out")
     case = next(c for c in data.cases if c.case_id == "IMG0000005")
-    assert case.image.suffix == ".png"
-    image = data.read_image(case)
+    assert case.sources["image"].suffix == ".png"
+    image = case.image
     assert np.array_equal(image.array, shown)
-    labels = read_labels(case.labels)
+    labels = read_labels(case.sources["labels"])
     assert labels.shape == (40, 60) and labels.array[20:30, 30:40].all() and labels.array.sum() == 100
 
 
 def test_prepared_folder_is_what_radseg_train_reads(tree, tmp_path):
-    data_module = pytest.importorskip("radseg.train.data")
+    from radseg.train import data as data_module
     root, expected = tree
     prepare("fracatlas", root, tmp_path / "out", allow_missing=True)
     train = data_module.load_prepared(tmp_path / "out")
     assert train.label_names == {1: "fractured"} and train.problems == []
     assert sorted(c.case_id for c in train.cases) == sorted(expected)
     for case in train.cases:
-        assert np.array_equal(case.labels.array, expected[case.case_id])
+        assert np.array_equal(case.label.array, expected[case.case_id])
     assert train.splits["val"] == ["IMG0000002"]
 
 
@@ -161,10 +161,10 @@ def test_fracture_phantom_layout(tmp_path):
     data = open_prepared(tmp_path / "out")
     assert len(data.cases) == 8
     for case in data.cases:
-        labels = read_labels(case.labels).array > 0
+        labels = read_labels(case.sources["labels"]).array > 0
         phantom = read_labels(tmp_path / "frac" / "labels" / f"{case.case_id}.png").array > 0
         anns = polygons.get(case.case_id, [])
-        instances = read_instances(case.instances)
+        instances = read_instances(case.sources["instances"])
         assert len(instances) == len(anns)
         for ann, instance in zip(anns, instances):
             reference = np.zeros(labels.shape, bool)

@@ -52,9 +52,9 @@ def test_scans_labels_and_splits(tree, tmp_path):
     assert data.label_names == {1: "hemorrhage"} and data.info["window"] == [12.0, 79.0]
     for case in data.cases:
         image, labels = expected[case.case_id]
-        read = data.read_image(case)
+        read = case.image
         assert np.array_equal(read.array, image.array) and np.allclose(read.affine, image.affine, atol=1e-4)
-        assert np.array_equal(read_labels(case.labels).array, labels)
+        assert np.array_equal(read_labels(case.sources["labels"]).array, labels)
     assert {c.case_id: c.patient for c in data.cases} == {"aa11": "ID_p1", "bb22": "ID_p2", "cc33": "ID_p3"}
 
 
@@ -144,6 +144,6 @@ def test_brain_ct_phantom_layout(tmp_path):
     for index in range(2):
         case = module.make_case(make_subject(index, seed=2, prefix=module.PREFIX))
         prepared = next(c for c in data.cases if c.case_id == case.params["scan_id"])
-        assert np.array_equal(read_labels(prepared.labels).array, case.labels.array)
-        image = data.read_image(prepared)
+        assert np.array_equal(read_labels(prepared.sources["labels"]).array, case.labels.array)
+        image = prepared.image
         assert np.array_equal(image.array, case.image.array) and np.allclose(image.affine, case.image.affine, atol=1e-3)

@@ -72,8 +72,8 @@ def test_real_layout_masks_land_on_the_dicom_grid(knee_tree, tmp_path):
     assert data.label_names[2] == "right femur" and data.label_names[7] == "left tibia" and len(data.label_names) == 8
     assert data.info["preset"] == "knee-xray"
     for case in data.cases:
-        labels = read_labels(case.labels)
-        image = data.read_image(case)
+        labels = read_labels(case.sources["labels"])
+        image = case.image
         assert np.array_equal(labels.array, masks[case.case_id]), case.case_id
         assert np.allclose(labels.spacing, [0.2, 0.2]) and np.allclose(image.spacing, [0.2, 0.2])
     meta = pd.read_csv(out / "metadata.csv", dtype={"case": str}).set_index("case")
@@ -136,8 +136,8 @@ def test_phantom_layout(tmp_path, anatomy):
     for index in range(2):
         case = module.make_case(make_subject(index, seed=5, prefix=module.PREFIX))
         prepared = next(c for c in data.cases if c.case_id == case.subject.case_id)
-        assert np.array_equal(read_labels(prepared.labels).array, case.labels.array)
-        image = data.read_image(prepared)
+        assert np.array_equal(read_labels(prepared.sources["labels"]).array, case.labels.array)
+        image = prepared.image
         assert np.array_equal(image.array, case.image.array)
         assert np.allclose(image.spacing, case.image.spacing, rtol=1e-5)
         assert prepared.metadata["sex"] == case.subject.sex and prepared.metadata["race"] == case.subject.race

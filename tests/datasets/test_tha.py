@@ -63,7 +63,7 @@ def test_halves_sides_and_slice_index(tree, tmp_path):
     case = data.cases[0]
     assert case.case_id == "PA1_ST0_SE0" and case.patient == "PA1"
     assert data.label_names == {1: "right acetabulum", 2: "left acetabulum", 3: "right femur", 4: "left femur"}
-    assert np.array_equal(read_labels(case.labels).array, expected)
+    assert np.array_equal(case.label.array, expected)
     position = prepare("tha", root, tmp_path / "position", options={"index_order": "position"})
     assert position.written == 1
     assert np.array_equal(read_labels(tmp_path / "position" / "labels" / "PA1_ST0_SE0.nii.gz").array, expected[::-1])

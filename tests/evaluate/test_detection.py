@@ -78,7 +78,9 @@ def test_perfect_instances_give_ap_one_and_a_false_positive_lowers_it():
     prob2 = prob.copy()
     prob2[40:50, 40:50] = 0.99
     worse = coco_instance_ap([[truth]], [instances_from_probability(prob2)])["AP50"]
-    assert worse < 0.6
+    # ranked: FP (precision 0), then the TP at recall 1 with precision 1/2; COCO's envelope makes
+    # precision 1/2 at every one of the 101 recall thresholds, so AP50 is exactly 0.5
+    assert worse == pytest.approx(0.5, abs=1e-12)
 
 
 def test_image_score_ignores_a_single_hot_pixel():

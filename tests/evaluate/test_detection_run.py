@@ -8,8 +8,9 @@ import torch
 
 from radseg.datasets import prepare
 from radseg.datasets.prepared import open_prepared
-from radseg.evaluate.detection_run import evaluate_detection, match_at_iou, write_detection
+from radseg.evaluate.detection_run import match_at_iou, write_detection
 from radseg.evaluate.instances import encode_mask
+from radseg.workflows.detection import evaluate_detection
 
 
 class _Grid:
@@ -48,8 +49,7 @@ def prepared(tmp_path_factory):
 def _truth_maps(data, cases):
     out = []
     for case in cases:
-        image = data.read_image(case)
-        out.append((data.read_labels(case, like=image).array > 0).astype(np.float32))
+        out.append((case.label.array > 0).astype(np.float32))
     return out
 
 

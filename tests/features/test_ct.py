@@ -57,7 +57,7 @@ def test_femoral_head_sphere_and_joint_space(hips):
 
 
 def test_hip_ct_phantom():
-    hip_ct = pytest.importorskip("radseg.synth.hip_ct")
+    from radseg.synth import hip_ct
     from radseg.synth.cohort import make_subject
 
     case = hip_ct.make_case(make_subject(2, seed=1, prefix=hip_ct.PREFIX), spacing=(3.0, 1.0, 1.0))

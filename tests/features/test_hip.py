@@ -65,7 +65,7 @@ def test_no_femur_at_all():
 
 def _hip_xray_errors(indices):
     """Per hip: (diameter error, centre error mm, NSA error deg vs the phantom's own projected angle, spacing, row)."""
-    hip_xray = pytest.importorskip("radseg.synth.hip_xray")
+    from radseg.synth import hip_xray
     from radseg.features.geometry import angle_deg
     from radseg.synth.cohort import make_subject
 

@@ -8,12 +8,12 @@ import pytest
 from radseg.features.geometry import (
     column_crossings,
     contours,
-    fit_sphere,
     min_gap,
     outline_length,
     ransac_circle,
 )
 from radseg.features.structures import Structures, as_2d, right_direction
+from radseg.geometry import fit_sphere
 from radseg.image import Image
 from radseg.labels import make_label_map, make_multilabel
 

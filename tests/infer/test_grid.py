@@ -1,4 +1,4 @@
-"""The network-grid engine shared by training validation and the predictor (radseg.infer.grid)."""
+"""The network-grid engine shared by training validation and the predictor (radseg.models.grid)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("monai")
 
-from radseg.infer.grid import grid_probabilities  # noqa: E402
+from radseg.models.grid import grid_probabilities  # noqa: E402
 
 
 def pointwise(x: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ pytest.importorskip("monai")
 from radseg.image import Image  # noqa: E402
 from radseg.infer.postprocess import fill_holes, largest_component  # noqa: E402
 from radseg.infer.predictor import Predictor  # noqa: E402
-from radseg.infer.tta import mirror_tta  # noqa: E402
+from radseg.models.tta import mirror_tta  # noqa: E402
 from radseg.models.bundle import ModelBundle  # noqa: E402
 from radseg.models.preprocess import Preprocessing  # noqa: E402
 from radseg.models.registry import build  # noqa: E402

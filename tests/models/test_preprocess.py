@@ -8,7 +8,8 @@ import pytest
 pytest.importorskip("torch")
 
 from radseg.image import Image  # noqa: E402
-from radseg.models.preprocess import Preprocessing, canonical_axes, plan_grid, prepare, prepare_labels  # noqa: E402
+from radseg.models.preprocess import Preprocessing, plan_grid, prepare, prepare_labels  # noqa: E402
+from radseg.orientation import canonical_axes  # noqa: E402
 
 
 def test_fit_keeps_the_aspect_ratio_and_centres_the_padding():

@@ -23,9 +23,11 @@ from radseg.io.dicom import read_series
 from radseg.io.dicom_scan import scan
 from radseg.synth import brain_ct
 from radseg.synth.brain_bleeds import Bleed, _ivh, draw_bleeds
-from radseg.synth.brain_phantom import HeadPhantom, render
-from radseg.synth.brain_shapes import Ellipsoid, Grid, Pose, rotation
+from radseg.synth.brain_phantom import HeadPhantom
+from radseg.synth.brain_render import render
+from radseg.synth.brain_shapes import Grid, Pose, rotation
 from radseg.synth.cohort import make_subject
+from radseg.synth.geometry import Ellipsoid
 from radseg.synth.run import synthesize
 
 # Whole head on coarse pixels: 96 x 2.6 mm = 250 mm field of view, 36 x 5 mm = 180 mm.

@@ -38,7 +38,7 @@ def test_rotated_ellipsoid_chord_and_shadow_area_match_brute_force():
     ell = proj.Ellipsoid((1.0, 2.0, -4.0), (30.0, 10.0, 15.0), rot)
     chord = proj.chord_length(ell, det)
     metric = rot @ np.diag(1 / np.array(ell.radii) ** 2) @ rot.T
-    centre = np.array(ell.center)
+    centre = np.array(ell.centre)
     inside = lambda p: np.einsum("ni,ij,nj->n", p - centre, metric, p - centre) <= 1
     for row, col in [(80, 80), (70, 100), (95, 55)]:
         assert chord[row, col] == pytest.approx(_march(inside, det.u()[col], det.v()[row]), abs=0.01)

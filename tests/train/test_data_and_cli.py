@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("monai")
 
 import radseg.io as rio  # noqa: E402
-from radseg.commands import models as model_commands  # noqa: E402
+from radseg.commands import train as train_commands  # noqa: E402
 from radseg.errors import ReadError  # noqa: E402
 from radseg.infer.predictor import Predictor  # noqa: E402
 from radseg.labels import is_multilabel, make_multilabel  # noqa: E402
@@ -48,7 +48,7 @@ def test_prepared_folder_contract(prepared):
     assert "no label file" in problems["orphan.nii.gz"] and "broken.nii.gz" in problems
     train_cases, val_cases = split_cases(data, val_fraction=0.5, seed=0)
     assert [c.case_id for c in val_cases] == ["case4"] and len(train_cases) == 4
-    assert data.cases[0].labels.same_geometry(data.cases[0].image)
+    assert data.cases[0].label.same_geometry(data.cases[0].image)
     with pytest.raises(ReadError, match="images/ and labels/"):
         load_prepared(prepared / "images")
 
@@ -58,14 +58,14 @@ def test_seeded_split_and_data_hash():
     data = from_pairs([disc_case(rng) for _ in range(10)])
     a, b = split_cases(data, val_fraction=0.2, seed=3), split_cases(data, val_fraction=0.2, seed=3)
     assert [c.case_id for c in a[1]] == [c.case_id for c in b[1]] and len(a[1]) == 2
-    changed = from_pairs([(c.image.with_array(c.image.array + 1), c.labels) for c in data.cases])
+    changed = from_pairs([(c.image.with_array(c.image.array + 1), c.label) for c in data.cases])
     assert data_hash(data.cases) != data_hash(changed.cases) and len(data_hash(data.cases)) == 64
 
 
 def test_train_cli_on_a_prepared_folder(prepared, tmp_path):
     app = typer.Typer()
     app.callback()(lambda: None)
-    model_commands.register(app)
+    train_commands.register(app)
     run = tmp_path / "run"
     args = ["train", "--data", prepared, "-o", run, "--size", "64,64", "--epochs", "2", "--iters-per-epoch", "3",
             "--batch-size", "2", "--model-args", '{"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 0}',
@@ -78,8 +78,11 @@ def test_train_cli_on_a_prepared_folder(prepared, tmp_path):
         assert (run / name).exists(), name
     again = CliRunner().invoke(app, [str(a) for a in args])
     assert again.exit_code == 1 and "--resume" in again.output
-    bad = CliRunner().invoke(app, ["train", "--data", str(prepared), "-o", str(tmp_path / "r2"), "--model", "unte"])
-    assert bad.exit_code == 1 and "Did you mean 'unet'" in bad.output
+    bad = CliRunner().invoke(app, ["train", "--data", str(prepared), "-o", str(tmp_path / "r2"), "--arch", "unte"])
+    assert bad.exit_code == 1 and "Did you mean 'unet'" in bad.output and "deprecated" not in bad.output
+    old = CliRunner().invoke(app, ["train", "--data", str(prepared), "-o", str(tmp_path / "r2"), "--model", "unte"])
+    assert old.exit_code == 1 and "Did you mean 'unet'" in old.output  # the old spelling still names the architecture
+    assert "--model is deprecated" in old.output and "use --arch" in old.output
 
 
 def test_3d_training_runs_and_predicts_on_the_input_grid(tmp_path):

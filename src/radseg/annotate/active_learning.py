@@ -25,6 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from radseg.errors import ReadError, WriteError
+from radseg.evaluate.overlap import dice
 from radseg.io.atomic import atomic_path, full_suffix, strip_suffix, write_text_atomic
 
 __all__ = ["uncertainty", "slice_uncertainties", "rank_cases", "write_ranking", "merge_labels",
@@ -35,12 +36,9 @@ EPS = 1e-6
 
 def _mean_dice(pred: np.ndarray, pseudo: np.ndarray, labels: Sequence[int] | None) -> float:
     values = labels if labels is not None else sorted((set(np.unique(pred)) | set(np.unique(pseudo))) - {0})
-    scores = []
-    for value in values:
-        a, b = pred == value, pseudo == value
-        total = int(a.sum()) + int(b.sum())
-        if total:
-            scores.append(2.0 * int(np.logical_and(a, b).sum()) / total)
+    # a label absent from both maps is NaN under the default policy and skipped; none left is agreement
+    scores = [dice(pred == value, pseudo == value, empty="nan") for value in values]
+    scores = [score for score in scores if not np.isnan(score)]
     return float(np.mean(scores)) if scores else 1.0
 
 
@@ -88,22 +86,26 @@ def rank_cases(pred_dir: str | Path, pseudo_dir: str | Path, *, labels: Sequence
     """Score every case present in both folders; most uncertain first. Unreadable pairs are reported, not fatal."""
     import pandas as pd
 
-    from radseg.evaluate.cases import load_pair, pair_cases
+    from radseg.evaluate.cases import pair_cases
 
     pairing = pair_cases(pred_dir, pseudo_dir)
     rows, slice_rows, failed = [], [], []
-    for case, pred_path, pseudo_path in pairing.pairs:
+    for case in pairing.cases():
         try:
-            pred, pseudo, _ = load_pair(pred_path, pseudo_path)
+            pred, pseudo = case.labels["prediction"], case.labels["truth"]
             value, score = uncertainty(pred.array, pseudo.array, labels=labels, eps=eps)
         except (ReadError, ValueError) as exc:
-            failed.append((case, str(exc)))
+            failed.append((case.case_id, str(exc)))
+            case.unload()
             continue
-        rows.append({"case": case, "dice": score, "uncertainty": value, "prediction": str(pred_path), "pseudo": str(pseudo_path)})
+        rows.append({"case": case.case_id, "dice": score, "uncertainty": value,
+                     "prediction": str(case.sources["prediction"]), "pseudo": str(case.sources["truth"])})
         if per_slice:
             axis = _axial_axis(pseudo)
             for index, s_value, s_score in slice_uncertainties(pred.array, pseudo.array, axis=axis, labels=labels, eps=eps):
-                slice_rows.append({"case": case, "axis": axis, "slice": index, "dice": s_score, "uncertainty": s_value})
+                slice_rows.append({"case": case.case_id, "axis": axis, "slice": index, "dice": s_score,
+                                   "uncertainty": s_value})
+        case.unload()
     table = pd.DataFrame(rows, columns=["case", "dice", "uncertainty", "prediction", "pseudo"])
     # ties (equal Dice) keep case-name order so a rerun ranks identically
     table = table.sort_values(["uncertainty", "case"], ascending=[False, True], kind="mergesort").reset_index(drop=True)

@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from radseg.annotate.orient import canonical
 from radseg.image import Image
 from radseg.labels import make_label_map
+from radseg.orientation import canonical
 
 __all__ = ["BoneExtraction", "extract_bone", "otsu_bone_threshold", "threshold_bone", "BONE_LABEL", "MODES"]
 
@@ -92,7 +92,7 @@ def otsu_bone_threshold(hu: np.ndarray, *, floor: float = TISSUE_FLOOR_HU, sampl
 
 def threshold_bone(ct: Image, *, sigma_mm: float = 0.5, threshold_hu: float | None = None) -> Image:
     """The plain baseline: Gaussian blur then the Otsu (or given) threshold, nothing else."""
-    work = canonical(ct)
+    work = canonical(ct, oblique="raise")
     blurred = ndimage.gaussian_filter(work.array.astype(np.float32), sigma=sigma_mm / work.spacing, truncate=3.0)
     t = otsu_bone_threshold(blurred)[0] if threshold_hu is None else float(threshold_hu)
     return make_label_map(work.back((blurred > t).astype(np.uint8)), {BONE_LABEL: "bone"}, like=ct)
@@ -129,7 +129,8 @@ def extract_bone(
         raise ValueError(f"seed_margin must be in [0, 1), got {seed_margin}")
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
-    work = canonical(ct)
+    # holes, joint spaces and "2d" cuts are per axial slice: an oblique volume has none, so it is refused
+    work = canonical(ct, oblique="raise")
     spacing = work.spacing
     blurred = ndimage.gaussian_filter(work.array.astype(np.float32), sigma=sigma_mm / spacing, truncate=3.0)
     seconds["blur"] = time.perf_counter() - clock

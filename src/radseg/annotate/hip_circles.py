@@ -1,7 +1,7 @@
 """The 2D steps of the femoral-head search on one axial slice (the THA paper's AFS).
 
 Coordinates are (row, col) in pixels of the slice, rows anterior->posterior, columns patient
-right->left (the working layout of :mod:`radseg.annotate.orient`); in-plane pixels are
+right->left (the working layout of :mod:`radseg.orientation`); in-plane pixels are
 assumed square (the caller resamples radii in mm).
 
 * :func:`rough_circle` - the rough anatomic circle through three convex-hull points.
@@ -21,7 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["Circle", "circle_through", "rough_circle", "ray_candidates", "select_circle", "snake_circle", "SHRINK"]
+from radseg.geometry import circles_through
+
+__all__ = ["Circle", "rough_circle", "ray_candidates", "select_circle", "snake_circle", "SHRINK"]
 
 #: The paper's factor between the anatomy radius and the rough circle (which must lie inside the head).
 SHRINK = 1.7
@@ -31,22 +33,12 @@ RAY_REACH = 2.55
 
 @dataclass(frozen=True)
 class Circle:
+    """A circle on one slice, in pixels (a Hough circle keeps its accumulator score)."""
+
     row: float
     col: float
     radius: float  # pixels
     score: float = 0.0
-
-
-def circle_through(p1, p2, p3) -> Circle | None:
-    """The circle through three (row, col) points, or None when they are (nearly) collinear."""
-    (a1, b1), (a2, b2), (a3, b3) = (np.asarray(p, float) for p in (p1, p2, p3))
-    det = 2.0 * ((a1 - a2) * (b2 - b3) - (a2 - a3) * (b1 - b2))
-    if abs(det) < 1e-6:
-        return None
-    s1, s2, s3 = a1 * a1 + b1 * b1, a2 * a2 + b2 * b2, a3 * a3 + b3 * b3
-    row = ((s1 - s2) * (b2 - b3) - (s2 - s3) * (b1 - b2)) / det
-    col = ((a1 - a2) * (s2 - s3) - (a2 - a3) * (s1 - s2)) / det
-    return Circle(row, col, float(np.hypot(row - a1, col - b1)))
 
 
 def rough_circle(mask: np.ndarray, *, medial: int) -> tuple[Circle, Circle] | None:
@@ -85,9 +77,11 @@ def rough_circle(mask: np.ndarray, *, medial: int) -> tuple[Circle, Circle] | No
         return None
     far = np.argmax(np.abs(rr[quadrant] - crow) + np.abs(cc[quadrant] - ccol))  # city-block, as released
     p_m = (rr[quadrant][far], cc[quadrant][far])
-    circle = circle_through(p_u, ((crow + p_r[0]) / 2, (ccol + p_r[1]) / 2), ((crow + p_m[0]) / 2, (ccol + p_m[1]) / 2))
-    if circle is None or circle.radius < 2:
+    centre, radius = circles_through(p_u, ((crow + p_r[0]) / 2, (ccol + p_r[1]) / 2),
+                                     ((crow + p_m[0]) / 2, (ccol + p_m[1]) / 2), min_det=1e-6)
+    if not radius >= 2:  # NaN: the three points are (nearly) collinear
         return None
+    circle = Circle(float(centre[0]), float(centre[1]), float(radius))
     return circle, Circle(circle.row, circle.col, circle.radius / SHRINK)
 
 

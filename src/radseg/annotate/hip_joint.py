@@ -39,10 +39,10 @@ from threadpoolctl import threadpool_limits
 from radseg.annotate.hip_circles import SHRINK, Circle, ray_candidates, rough_circle, select_circle, snake_circle
 from radseg.annotate.hip_seed import (MIN_HEAD_RADIUS_MM, Candidate, choose_seeds, head_candidates, is_filled, midline,
                                       neck_fraction, open_thin_gaps, sphere_coverage)
-from radseg.annotate.hip_split import Sphere, fit_head_surface, joint_space, split_sides
-from radseg.annotate.orient import canonical
+from radseg.annotate.hip_split import FemoralHead, fit_head_surface, joint_space, split_sides
 from radseg.image import Image
 from radseg.labels import make_label_map
+from radseg.orientation import canonical
 
 __all__ = ["HipSide", "HipJointResult", "segment_hip_joint", "LABELS", "SIDES"]
 
@@ -128,8 +128,9 @@ def segment_hip_joint(
         raise ValueError(f"sides must be among {', '.join(SIDES)}, got {', '.join(sorted(unknown))}")
     if bone is None:
         bone = extract_bone(ct).mask
-    work = canonical(ct)
-    mask = canonical(bone).array > 0
+    # patient sides and axial slices must be what they say: an oblique volume is refused, not guessed
+    work = canonical(ct, oblique="raise")
+    mask = canonical(bone, oblique="raise").array > 0
     if mask.shape != work.array.shape:
         raise ValueError(f"bone mask {bone.shape} is not on the CT's grid {ct.shape}")
     spacing = work.spacing
@@ -157,12 +158,12 @@ def segment_hip_joint(
         centre, radius = found
         info.reason = ""
         split = joint_space(mask, centre, radius, spacing) if refine else radius
-        spheres.append(Sphere(side=side, centre=centre, radius=radius, split=split))
+        spheres.append(FemoralHead(side=side, centre=centre, radius=radius, split=split))
         info.found = True
         info.centre_index = tuple(round(float(v), 2) for v in centre)
         info.radius_mm = round(float(radius), 2)
         info.split_radius_mm = round(float(split), 2)
-        info.centre_mm = tuple(round(float(v), 2) for v in ct.index_to_world(_to_image_index(work, centre)))
+        info.centre_mm = tuple(round(float(v), 2) for v in ct.index_to_world(work.image_index(centre)))
     for side, (head, acetabulum) in split_sides(mask, spheres, spacing, hu=hu).items():
         ace_value, head_value = _VALUES[side]
         labels[acetabulum & (labels == 1)] = ace_value
@@ -170,17 +171,6 @@ def segment_hip_joint(
     result.labels = make_label_map(work.back(labels), dict(LABELS), like=ct)
     result.labels.metadata.update(source="radseg annotate hip-joint")
     return result
-
-
-def _to_image_index(work, index) -> np.ndarray:
-    """A working-grid index mapped to the input image's index order."""
-    index = np.asarray(index, float).copy()
-    for axis, flip in enumerate(work.flips):
-        if flip:
-            index[axis] = work.array.shape[axis] - 1 - index[axis]
-    out = np.zeros(3)
-    out[list(work.perm)] = index
-    return out
 
 
 def _initial_slice(mask: np.ndarray, seed: np.ndarray, radius_px: float, *, lateral: int) -> int:

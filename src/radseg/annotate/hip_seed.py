@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from radseg.geometry import ball_box, box_distances, fit_sphere, sphere_directions
+
 __all__ = ["Candidate", "midline", "head_candidates", "choose_seeds", "sphere_coverage", "open_thin_gaps", "neck_fraction",
            "is_filled"]
 
@@ -108,12 +110,6 @@ def choose_seeds(candidates: dict[str, list[Candidate]], spacing: np.ndarray, ce
     return {side: [pair[side]] + [c for c in candidates[side] if c is not pair[side]] for side in sides}
 
 
-def _rays(count: int) -> np.ndarray:
-    k = np.arange(count) + 0.5
-    polar, azimuth = np.arccos(1 - 2 * k / count), np.pi * (1 + 5 ** 0.5) * k  # Fibonacci sphere
-    return np.stack([np.cos(polar), np.sin(polar) * np.sin(azimuth), np.sin(polar) * np.cos(azimuth)], axis=1)
-
-
 def _exits(mask, centre, radius, spacing, directions, socket_mm):
     """Where each ray from ``centre`` first leaves the bone (mm, inf if not within reach), and
     whether it meets bone again within ``socket_mm`` after that."""
@@ -134,16 +130,15 @@ def sphere_coverage(mask: np.ndarray, centre: np.ndarray, radius: float, spacing
     within 15 % of that sphere (a head is round everywhere but at its neck; a trochanter, a shaft
     or a pelvic column is not), ``socket`` the fraction that then meet bone again within
     ``socket_mm`` (the acetabulum across the joint space)."""
-    from radseg.annotate.hip_split import fit_sphere_points
-
-    directions = _rays(rays)
+    directions = sphere_directions(rays)
     centre = np.asarray(centre, float)
     for tolerance in np.linspace(0.4, 0.15, rounds) if rounds else []:
         exits, _ = _exits(mask, centre, radius, spacing, directions, socket_mm)
         near = np.abs(exits - radius) <= tolerance * radius
         if near.sum() < 12:
             break
-        fitted, new_radius = fit_sphere_points(directions[near] * exits[near, None])  # mm, relative to centre
+        fit = fit_sphere(directions[near] * exits[near, None], method="algebraic")  # mm, relative to centre
+        fitted, new_radius = fit.centre, fit.radius
         if not np.isfinite(new_radius) or new_radius <= 0 or np.linalg.norm(fitted) > radius:
             break
         centre, radius = centre + fitted / spacing, new_radius
@@ -159,25 +154,16 @@ def neck_fraction(mask: np.ndarray, centre: np.ndarray, radius: float, spacing: 
     across a thin joint (sacroiliac) does not, nor a ball at a cut."""
     lateral = -1.0 if side == "right" else 1.0  # patient right is at low columns
     neck = np.array([-np.sin(np.radians(40)), 0.0, lateral * np.cos(np.radians(40))])
-    directions = _rays(600)
+    directions = sphere_directions(600)
     directions = directions[directions @ neck >= np.cos(np.radians(45))]
     points = np.asarray(centre, float)[None, :] + directions * 1.2 * radius / spacing[None, :]
     inside = ndimage.map_coordinates(mask.astype(np.uint8), points.T, order=0, mode="constant")
     return float(inside.mean()) if inside.size else 0.0
 
 
-def _ball(shape, centre, radius_mm, spacing, *, pad: float = 0.0):
-    """Distances (mm) to ``centre`` on the bounding box of a ball, and that box."""
-    half = (radius_mm + pad) / spacing
-    lo = np.maximum(0, np.floor(centre - half)).astype(int)
-    hi = np.minimum(shape, np.ceil(centre + half) + 1).astype(int)
-    box = tuple(slice(a, b) for a, b in zip(lo, hi))
-    grids = np.meshgrid(*[(np.arange(a, b) - c) * s for a, b, c, s in zip(lo, hi, centre, spacing)], indexing="ij", sparse=True)
-    return np.sqrt(grids[0] ** 2 + grids[1] ** 2 + grids[2] ** 2), box
-
-
 def is_filled(mask, centre, radius, spacing) -> bool:
     """A femoral head is mostly bone (its cortex and its filled cancellous interior)."""
-    distance, box = _ball(mask.shape, centre, radius, spacing)
+    box = ball_box(mask.shape, centre, radius, spacing)
+    distance = box_distances(box, centre, spacing)
     inside = distance <= 0.9 * radius
     return inside.any() and float(mask[box][inside].mean()) >= 0.8

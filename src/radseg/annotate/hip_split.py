@@ -23,7 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["Sphere", "fit_head_surface", "joint_space", "split_sides"]
+from radseg.geometry import ball_box, box_distances, fit_sphere, sphere_directions
+
+__all__ = ["FemoralHead", "fit_head_surface", "joint_space", "split_sides"]
 
 CONTACT_MM = 3.0
 # a sphere's surface normal points at its centre; the neck, its fillet and osteophytes tilt away
@@ -35,34 +37,14 @@ NECK_RATIO = 0.68
 
 
 @dataclass
-class Sphere:
-    """One side's femoral head: centre (working index), head radius and split radius (mm)."""
+class FemoralHead:
+    """One side's femoral head as found: centre (working index), head radius and split radius (mm).
+    (Not a :class:`radseg.geometry.Sphere`: its centre is a grid index, its radii are mm.)"""
 
     side: str
     centre: np.ndarray
     radius: float  # the head's own surface
     split: float  # inside the joint space; bone within belongs to the femur's head
-
-
-def _distances(shape, centre, spacing, box) -> np.ndarray:
-    grids = np.meshgrid(*[(np.arange(s.start, s.stop) - c) * d for s, c, d in zip(box, centre, spacing)],
-                        indexing="ij", sparse=True)
-    return np.sqrt(grids[0] ** 2 + grids[1] ** 2 + grids[2] ** 2)
-
-
-def _box(shape, centre, radius_mm, spacing):
-    half = radius_mm / spacing
-    lo = np.maximum(0, np.floor(centre - half)).astype(int)
-    hi = np.minimum(shape, np.ceil(centre + half) + 1).astype(int)
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-
-
-def fit_sphere_points(points: np.ndarray) -> tuple[np.ndarray, float]:
-    """Least-squares sphere through points ``[n, 3]`` (mm): ``|p|^2 = 2 p.c + (r^2 - |c|^2)``."""
-    design = np.hstack([2 * points, np.ones((len(points), 1))])
-    solution, *_ = np.linalg.lstsq(design, np.sum(points ** 2, axis=1), rcond=None)
-    centre = solution[:3]
-    return centre, float(np.sqrt(max(solution[3] + centre @ centre, 0.0)))
 
 
 def fit_head_surface(mask: np.ndarray, centre: np.ndarray, radius: float, spacing: np.ndarray,
@@ -76,7 +58,7 @@ def fit_head_surface(mask: np.ndarray, centre: np.ndarray, radius: float, spacin
     are trimmed over a few rounds (residual beyond 1.5 mm or 2 pixels, plus half the voxel along the
     point's normal, then 2.5 robust spreads).
     """
-    box = _box(mask.shape, centre, 1.2 * radius, spacing)
+    box = ball_box(mask.shape, centre, 1.2 * radius, spacing)
     bone = mask[box]
     surface = bone & ~ndimage.binary_erosion(bone, structure=ndimage.generate_binary_structure(3, 1), border_value=1)
     origin = np.array([b.start for b in box])
@@ -101,7 +83,8 @@ def fit_head_surface(mask: np.ndarray, centre: np.ndarray, radius: float, spacin
     for _ in range(rounds):
         if keep.sum() < 50:
             return None
-        c, r = fit_sphere_points(points[keep])
+        fitted = fit_sphere(points[keep], method="algebraic")
+        c, r = fitted.centre, fitted.radius
         relative = points - c
         distance = np.linalg.norm(relative, axis=1)
         residual = distance - r
@@ -113,9 +96,7 @@ def fit_head_surface(mask: np.ndarray, centre: np.ndarray, radius: float, spacin
         tolerance = max(0.5 * float(spacing.min()), 2.5 * spread)
     if keep.sum() < 50:
         return None
-    from radseg.annotate.hip_seed import _rays
-
-    directions = _rays(200)
+    directions = sphere_directions(200)
     relative = points[keep] - c
     hit = np.argmax((relative / np.linalg.norm(relative, axis=1, keepdims=True)) @ directions.T, axis=1)
     return centre + c / spacing, r, float(np.unique(hit).size) / len(directions)
@@ -130,8 +111,8 @@ def joint_space(mask: np.ndarray, centre: np.ndarray, radius: float, spacing: np
     never drops below half (socket and head merged in the mask) the split is the head's surface.
     """
     step = 0.25 * float(spacing.min())
-    box = _box(mask.shape, centre, 1.3 * radius, spacing)
-    distance = _distances(mask.shape, centre, spacing, box)
+    box = ball_box(mask.shape, centre, 1.3 * radius, spacing)
+    distance = box_distances(box, centre, spacing)
     bone = mask[box].ravel().astype(float)
     edges = np.arange(0.85 * radius, 1.25 * radius + step, step)
     shell = np.digitize(distance.ravel(), edges)
@@ -160,7 +141,7 @@ def _lateral(side: str) -> float:
     return -1.0 if side == "right" else 1.0  # patient right is at low columns
 
 
-def split_sides(mask: np.ndarray, spheres: list[Sphere], spacing: np.ndarray,
+def split_sides(mask: np.ndarray, spheres: list[FemoralHead], spacing: np.ndarray,
                 hu: np.ndarray | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{side: (femoral head mask, acetabulum mask)}`` for each sphere (full-size boolean arrays).
 
@@ -221,8 +202,8 @@ def joint_gap(crop, hu, centre, radius, spacing, *, reach_mm: float = 6.0, windo
     """``(box, gap)``: bone-mask voxels just outside the head (up to ``reach_mm``) darker than the
     half maximum of a clear local edge (contrast over 30 % of the local maximum): a joint space
     that partial volume closed in the mask, which the image still shows."""
-    box = _box(crop.shape, centre, radius + reach_mm + window_mm, spacing)
-    distance = _distances(crop.shape, centre, spacing, box)
+    box = ball_box(crop.shape, centre, radius + reach_mm + window_mm, spacing)
+    distance = box_distances(box, centre, spacing)
     image = hu[box]
     size = tuple(int(v) for v in np.maximum(1, 2 * np.round(window_mm / 2 / spacing).astype(int) + 1))
     high, low = ndimage.maximum_filter(image, size=size), ndimage.minimum_filter(image, size=size)
@@ -237,8 +218,8 @@ def _components(crop, spheres, spacing, offset, gaps):
     left out of the connectivity, then given the label of the nearest labelled bone."""
     outside = crop.copy()
     for s in spheres:
-        box = _box(crop.shape, s.centre - offset, s.split, spacing)
-        outside[box] &= _distances(crop.shape, s.centre - offset, spacing, box) > s.split
+        box = ball_box(crop.shape, s.centre - offset, s.split, spacing)
+        outside[box] &= box_distances(box, s.centre - offset, spacing) > s.split
     labelled, count = ndimage.label(outside & ~gaps, structure=np.ones((3, 3, 3), bool))
     if gaps.any() and count:
         box = ndimage.find_objects(gaps.astype(np.uint8))[0]
@@ -251,8 +232,8 @@ def _components(crop, spheres, spacing, offset, gaps):
     for s in spheres:
         centre = s.centre - offset
         reach = s.split + CONTACT_MM
-        box = _box(crop.shape, centre, reach, spacing)
-        distance = _distances(crop.shape, centre, spacing, box)
+        box = ball_box(crop.shape, centre, reach, spacing)
+        distance = box_distances(box, centre, spacing)
         local = labelled[box]
         contact = (local > 0) & (distance <= reach)
         values = local[contact]
@@ -279,8 +260,8 @@ def _components(crop, spheres, spacing, offset, gaps):
 def _side_masks(crop, labelled, sphere, spacing, offset, femur, pelvis):
     """Femoral head and acetabulum of one side on the crop."""
     centre = sphere.centre - offset
-    box = _box(crop.shape, centre, sphere.split + CONTACT_MM + 1.0, spacing)
-    distance = _distances(crop.shape, centre, spacing, box)
+    box = ball_box(crop.shape, centre, sphere.split + CONTACT_MM + 1.0, spacing)
+    distance = box_distances(box, centre, spacing)
     bone = crop[box]
     local = labelled[box]
     femur_local = local == femur if femur else np.zeros_like(bone)

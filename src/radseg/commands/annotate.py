@@ -13,10 +13,7 @@ from typing import List, Optional
 
 import typer
 
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
+from radseg.commands.common import JsonOpt, Progress, QuietOpt, choice, fail, group, problems, warn
 
 
 def _case_name(path: Path) -> str:
@@ -30,21 +27,12 @@ def _outputs(inputs: List[Path], output: Path, suffix: str) -> list[Path]:
     if len(inputs) == 1 and output.name.lower().endswith((".nii", ".nii.gz")):
         return [output]
     if output.exists() and not output.is_dir():
-        _fail(f"{output}: several inputs need an output folder, not a file")
+        fail(f"{output}: several inputs need an output folder, not a file")
     names = [_case_name(p) for p in inputs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        _fail(f"several inputs share the case name {', '.join(duplicates)}; outputs would overwrite each other")
+        fail(f"several inputs share the case name {', '.join(duplicates)}; outputs would overwrite each other")
     return [output / f"{name}{suffix}" for name in names]
-
-
-def _progress(quiet: bool):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    console = Console(stderr=True)
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, disable=quiet or not console.is_terminal)
 
 
 def _for_each_ct(cts: List[Path], targets: List[Path], what: str, overwrite: bool, quiet: bool, as_json: bool,
@@ -55,10 +43,9 @@ def _for_each_ct(cts: List[Path], targets: List[Path], what: str, overwrite: boo
     from radseg.errors import RadsegError
 
     failed = []
-    with _progress(quiet) as progress:
-        task = progress.add_task(what, total=len(cts))
+    with Progress(what, len(cts), quiet=quiet) as progress:
         for ct_path, target in zip(cts, targets):
-            progress.update(task, description=f"{what} {ct_path.name[:30]}")
+            progress.describe(ct_path.name)
             if target.exists() and not overwrite:
                 typer.echo(f"kept {target} (use --overwrite to redo)")
             else:
@@ -74,16 +61,13 @@ def _for_each_ct(cts: List[Path], targets: List[Path], what: str, overwrite: boo
                         typer.echo(json.dumps({"input": str(ct_path), "output": str(target), **summary}))
                     else:
                         report(ct_path, target, summary)
-            progress.update(task, advance=1)
+            progress.advance(ct_path.name)
     if failed:
-        _fail(f"{len(failed)} of {len(cts)} CT(s) failed")
+        fail(f"{len(failed)} of {len(cts)} CT(s) failed")
 
 
 def register(app: typer.Typer) -> None:
-    annotate_app = typer.Typer(
-        help="Classical annotation synthesis on hip CT (bone, acetabulum / femoral head) and active-learning refinement.",
-        no_args_is_help=True,
-    )
+    annotate_app = group("Classical annotation synthesis on hip CT (bone, acetabulum / femoral head) and active-learning refinement.")
     app.add_typer(annotate_app, name="annotate")
 
     @annotate_app.command("bone")
@@ -98,15 +82,14 @@ def register(app: typer.Typer) -> None:
         max_hole_mm2: float = typer.Option(2500.0, "--max-hole-mm2", help="Fill holes in axial slices up to this area (0: no filling)."),
         min_component_mm3: float = typer.Option(500.0, "--min-component-mm3", help="Drop 3D components smaller than this (0: keep all)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that exist (default: keep them, so a rerun resumes)."),
-        as_json: bool = typer.Option(False, "--json", help="Print one JSON summary per case."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        as_json: bool = JsonOpt,
+        quiet: bool = QuietOpt,
     ) -> None:
         """Extract bone from CT: Gaussian blur, Otsu seeds, graph cut, hole filling, small-component removal."""
         from radseg.annotate.bone_extraction import MODES, extract_bone
         from radseg.io import read, write
 
-        if mode not in MODES:
-            _fail(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+        choice(MODES, mode, "graph-cut mode (--mode)")
         targets = _outputs(cts, output, "_bone.nii.gz")
 
         def run(ct_path: Path, target: Path):
@@ -130,8 +113,8 @@ def register(app: typer.Typer) -> None:
         lnms: bool = typer.Option(True, "--lnms/--no-lnms", help="Line non-maximum suppression: keep the outermost candidate of each run along a ray."),
         ahs: bool = typer.Option(True, "--ahs/--no-ahs", help="Anatomy Hough selection: the circle whose radius is closest to the anatomy radius (else the strongest)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that exist (default: keep them)."),
-        as_json: bool = typer.Option(False, "--json", help="Print one JSON summary per case."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        as_json: bool = JsonOpt,
+        quiet: bool = QuietOpt,
     ) -> None:
         """Split each hip into acetabulum and femoral head (labels as in the hip-ct phantom)."""
         from radseg.annotate.hip_joint import segment_hip_joint
@@ -139,7 +122,7 @@ def register(app: typer.Typer) -> None:
         from radseg.io import read, read_labels, write
 
         if bone_mask is not None and len(cts) != 1:
-            _fail("--bone goes with a single CT")
+            fail("--bone goes with a single CT")
         targets = _outputs(cts, output, "_hip.nii.gz")
 
         def run(ct_path: Path, target: Path):
@@ -156,7 +139,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"wrote {target}: {found or 'no hip joint found'}")
             for side, s in summary["sides"].items():
                 if not s["found"]:
-                    typer.secho(f"warning: {ct_path.name}: {side} hip not found ({s['reason']})", fg=typer.colors.YELLOW, err=True)
+                    warn(f"{ct_path.name}: {side} hip not found ({s['reason']})")
 
         _for_each_ct(cts, targets, "hip-joint", overwrite, quiet, as_json, run, report)
 
@@ -176,29 +159,25 @@ def register(app: typer.Typer) -> None:
         from radseg.errors import RadsegError
 
         if k < 1:
-            _fail(f"-k must be at least 1, got {k}")
+            fail(f"-k must be at least 1, got {k}")
         try:
             values = [int(v) for v in labels.split(",") if v.strip()] if labels else None
         except ValueError:
-            _fail(f"--labels {labels!r}: expected integers separated by commas, e.g. 1,2")
+            fail(f"--labels {labels!r}: expected integers separated by commas, e.g. 1,2")
         try:
             result = rank_cases(pred, pseudo, labels=values, per_slice=per_slice, eps=eps)
             paths = write_ranking(result, output, k=k, images_dir=images)
         except (RadsegError, ValueError) as exc:
-            _fail(str(exc))
-        for path in result.only_prediction:
-            typer.secho(f"warning: prediction without pseudo-label: {path}", fg=typer.colors.YELLOW, err=True)
-        for path in result.only_pseudo:
-            typer.secho(f"warning: pseudo-label without prediction: {path}", fg=typer.colors.YELLOW, err=True)
-        for case, problem in result.failed:
-            typer.secho(f"failed: {case}: {problem}", fg=typer.colors.RED, err=True)
+            fail(str(exc))
+        problems(result.failed, [*(("prediction without pseudo-label", p) for p in result.only_prediction),
+                                 *(("pseudo-label without prediction", p) for p in result.only_pseudo)])
         for row in result.top(k).itertuples():
             typer.echo(f"{row.rank:>4} {row.case:<30} dice {row.dice:.4f} uncertainty {row.uncertainty:.4f}")
         typer.echo(f"wrote {paths['ranking']}, {paths['topk']} and {min(k, len(result.cases))} case(s) to {paths['to_correct']}")
         if result.failed:
-            _fail(f"{len(result.failed)} case(s) could not be scored")
+            fail(f"{len(result.failed)} case(s) could not be scored")
         if result.cases.empty:
-            _fail(f"no case is in both {pred} and {pseudo}")
+            fail(f"no case is in both {pred} and {pseudo}")
 
     @annotate_app.command("merge")
     def merge(
@@ -213,10 +192,9 @@ def register(app: typer.Typer) -> None:
         try:
             result = merge_labels(pseudo, corrected, output)
         except (RadsegError, ValueError) as exc:
-            _fail(str(exc))
-        for case, problem in result.failed:
-            typer.secho(f"failed: {case}: {problem}", fg=typer.colors.RED, err=True)
+            fail(str(exc))
+        problems(result.failed)
         typer.echo(f"version {result.version}: {len(result.manual)} corrected, {len(result.pseudo)} pseudo-label(s) "
                    f"in {output / 'labels'}; provenance in {output / 'provenance.csv'}")
         if result.failed:
-            _fail(f"{len(result.failed)} correction(s) rejected")
+            fail(f"{len(result.failed)} correction(s) rejected")

@@ -7,25 +7,9 @@ from pathlib import Path
 
 import typer
 
+from radseg.commands.common import JsonOpt, Progress, QuietOpt, choice, fail, finish, group, listing, problems, warn
 
-def _fail(message: str, code: int = 1) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
-
-
-def _progress(quiet: bool):
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    console = Console(stderr=True)
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, disable=quiet or not console.is_terminal)
+SLICES = ("labelled", "all")
 
 
 def _options(pairs: list[str]) -> dict[str, str]:
@@ -33,7 +17,7 @@ def _options(pairs: list[str]) -> dict[str, str]:
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            _fail(f"--option {pair!r}: expected KEY=VALUE, e.g. anatomy=knee")
+            fail(f"--option {pair!r}: expected KEY=VALUE, e.g. anatomy=knee")
         options[key.strip().replace("-", "_")] = value.strip()
     return options
 
@@ -44,19 +28,18 @@ def _fractions(text: str) -> tuple[float, float, float]:
     except ValueError:
         values = ()
     if len(values) != 3:
-        _fail(f"--fractions {text!r}: expected three numbers, e.g. 0.7,0.15,0.15")
+        fail(f"--fractions {text!r}: expected three numbers, e.g. 0.7,0.15,0.15")
     return values  # type: ignore[return-value]
 
 
 def register(app: typer.Typer) -> None:
     from radseg.datasets import DATASETS, EXPORTERS
 
-    datasets_app = typer.Typer(help="Public dataset layouts -> prepared datasets; export to nnU-Net, COCO, YOLO.",
-                               no_args_is_help=True)
+    datasets_app = group("Public dataset layouts -> prepared datasets; export to nnU-Net, COCO, YOLO.")
     app.add_typer(datasets_app, name="datasets")
 
     @datasets_app.command("list")
-    def list_adapters(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    def list_adapters(as_json: bool = JsonOpt) -> None:
         """Show the dataset adapters, the layout each expects and its options."""
         if as_json:
             typer.echo(json.dumps({n: {"summary": a.summary, "expects": a.expects, "options": a.options}
@@ -68,11 +51,11 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"  expects: {adapter.expects}")
             for option, text in adapter.options.items():
                 typer.echo(f"  --option {option}=...  {text}")
-        typer.echo(f"export formats: {', '.join(EXPORTERS.names())}")
+        typer.echo(f"export formats: {listing(EXPORTERS)}")
 
     @datasets_app.command("prepare")
     def prepare_cmd(
-        name: str = typer.Argument(..., help=f"Adapter: {', '.join(DATASETS.names())}."),
+        name: str = typer.Argument(..., help=f"Adapter: {listing(DATASETS)}."),
         root: Path = typer.Option(..., "--root", help="The dataset's root folder, in its published layout."),
         output: Path = typer.Option(..., "-o", "--output", help="Prepared dataset folder (a rerun resumes)."),
         allow_missing: bool = typer.Option(False, "--allow-missing", help="Go on without listed files that are absent (they are reported by name)."),
@@ -82,79 +65,65 @@ def register(app: typer.Typer) -> None:
         allow_leakage: bool = typer.Option(False, "--allow-leakage", help="Keep a given split even when a patient is in two splits (reported)."),
         option: list[str] | None = typer.Option(None, "--option", help="Adapter option KEY=VALUE (repeatable; see `radseg datasets list`)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Rewrite cases already prepared."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        quiet: bool = QuietOpt,
     ) -> None:
         """Read dataset NAME at --root and write a prepared dataset (images, labels, dataset.json, metadata.csv)."""
         from radseg.datasets.base import LeakageError, MissingFilesError
         from radseg.datasets.preparation import prepare
         from radseg.errors import RadsegError
-        from radseg.registry import UnknownNameError
 
-        if name not in DATASETS:
-            _fail(str(UnknownNameError(DATASETS.unknown_message(name))))
+        choice(DATASETS, name)
         options = _options(option or [])
-        progress = _progress(quiet)
-        with progress:
-            task = progress.add_task(f"preparing {name}", total=None)
+        with Progress(f"preparing {name}", quiet=quiet) as progress:
             try:
                 report = prepare(name, root, output, allow_missing=allow_missing, split=split,
                                  fractions=_fractions(fractions), seed=seed, allow_leakage=allow_leakage,
                                  overwrite=overwrite, options=options,
-                                 jobs_total=lambda n: progress.update(task, total=n),
-                                 on_progress=lambda case: progress.update(task, advance=1, description=f"preparing {case[:30]}"))
+                                 jobs_total=progress.set_total, on_progress=progress.advance)
             except MissingFilesError as exc:
                 for file, why in exc.missing:
                     typer.secho(f"missing: {file} ({why})", fg=typer.colors.YELLOW, err=True)
-                _fail(str(exc))
+                fail(str(exc))
             except LeakageError as exc:
                 for problem in exc.problems:
                     typer.secho(f"leakage: {problem}", fg=typer.colors.RED, err=True)
-                _fail(f"{len(exc.problems)} leakage problem(s): use --split generate for a patient-level split, "
-                      "or --allow-leakage to keep the given one")
+                fail(f"{len(exc.problems)} leakage problem(s): use --split generate for a patient-level split, "
+                     "or --allow-leakage to keep the given one")
             except (RadsegError, ValueError) as exc:
-                _fail(str(exc))
+                fail(str(exc))
         typer.echo(report.format_text())
         typer.echo(f"wrote {report.written}, kept {report.kept} case(s) in {output}")
-        if report.failed:
-            _fail(f"{len(report.failed)} case(s) failed (listed above and in {output / 'report.json'})")
+        finish(report.failed, note=f" (listed above and in {output / 'report.json'})")
 
     @datasets_app.command("export")
     def export_cmd(
         prepared: Path = typer.Argument(..., help="A prepared dataset folder (from `radseg datasets prepare`)."),
-        to: str = typer.Option(..., "--to", help=f"Target layout: {', '.join(EXPORTERS.names())}."),
+        to: str = typer.Option(..., "--to", help=f"Target layout: {listing(EXPORTERS)}."),
         output: Path = typer.Option(..., "-o", "--output", help="Output folder."),
         dataset_id: int = typer.Option(501, "--dataset-id", help="nnU-Net dataset number (DatasetXXX_Name)."),
         dataset_name: str | None = typer.Option(None, "--name", help="nnU-Net dataset name (default: the prepared name)."),
         polygons: bool = typer.Option(False, "--polygons", help="COCO: polygons instead of RLE masks."),
-        slices: str = typer.Option("labelled", "--slices", help="COCO/YOLO of 3D data: axial slices to export, labelled or all."),
+        slices: str = typer.Option("labelled", "--slices", help=f"COCO/YOLO of 3D data: axial slices to export, {' or '.join(SLICES)}."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace files already exported."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        quiet: bool = QuietOpt,
     ) -> None:
         """Write a prepared dataset in nnU-Net v2 raw, COCO or YOLO-segmentation layout."""
         from radseg.datasets import export
         from radseg.errors import RadsegError
-        from radseg.registry import UnknownNameError
 
-        if to not in EXPORTERS:
-            _fail(str(UnknownNameError(EXPORTERS.unknown_message(to))))
-        if slices not in ("labelled", "all"):
-            _fail(f"--slices must be labelled or all, not {slices!r}")
+        choice(EXPORTERS, to)
+        choice(SLICES, slices, "slice selection (--slices)")
         options = {"nnunet": {"dataset_id": dataset_id, "name": dataset_name},
                    "coco": {"polygons": polygons, "slices": slices},
                    "yolo": {"slices": slices}}[to]
-        progress = _progress(quiet)
-        with progress:
-            task = progress.add_task(f"export {to}", total=None)
+        with Progress(f"export {to}", quiet=quiet) as progress:
             try:
                 result = export(prepared, output, to=to, overwrite=overwrite,
-                                jobs_total=lambda n: progress.update(task, total=n),
-                                on_progress=lambda case: progress.update(task, advance=1), **options)
+                                jobs_total=progress.set_total, on_progress=progress.advance, **options)
             except (RadsegError, ValueError) as exc:
-                _fail(str(exc))
-        for case, problem in result.failed:
-            typer.secho(f"failed: {case}: {problem}", fg=typer.colors.RED, err=True)
+                fail(str(exc))
+        problems(result.failed)
         for warning in result.warnings:
-            typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
+            warn(warning)
         typer.echo(f"{to}: wrote {result.written} case(s) to {result.root}")
-        if result.failed:
-            _fail(f"{len(result.failed)} case(s) failed")
+        finish(result.failed)

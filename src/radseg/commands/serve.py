@@ -6,11 +6,15 @@ from pathlib import Path
 
 import typer
 
+from radseg.commands.common import fail, model_help, warn
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
-        model: Path | None = typer.Option(None, "-m", "--model", envvar="RADSEG_MODEL", help="A model bundle (folder or .zip) or a folder of bundles; each is a choice on the page. Without it the page measures uploaded label maps."),
+        model: Path | None = typer.Option(None, "-m", "--model", envvar="RADSEG_MODEL", help=model_help(
+            "A trained model bundle (folder or .zip) or a folder of bundles, each a choice on the page (default: "
+            "$RADSEG_MODEL; without one the page measures uploaded label maps)")),
         host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default: only this machine can reach the page)."),
         port: int = typer.Option(7860, "--port", help="Port."),
         max_upload_mb: float = typer.Option(512.0, "--max-upload-mb", help="Largest upload accepted (MB); zips may unpack to 8x this."),
@@ -21,18 +25,14 @@ def register(app: typer.Typer) -> None:
         from radseg.errors import RadsegError
 
         if max_upload_mb <= 0:
-            typer.secho("error: --max-upload-mb must be positive", fg=typer.colors.RED, err=True)
-            raise typer.Exit(1)
+            fail("--max-upload-mb must be positive")
         if host not in ("127.0.0.1", "localhost", "::1"):
-            typer.secho(f"warning: binding to {host}: anyone who can reach this address can upload files and run models",
-                        fg=typer.colors.YELLOW, err=True)
+            warn(f"binding to {host}: anyone who can reach this address can upload files and run models")
         try:
             from radseg.serve.app import serve as run
 
             run(model, host=host, port=port, max_upload_mb=max_upload_mb, device=device, threads=threads)
         except RadsegError as exc:
-            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(1)
+            fail(str(exc))
         except OSError as exc:
-            typer.secho(f"error: cannot serve on {host}:{port} ({exc})", fg=typer.colors.RED, err=True)
-            raise typer.Exit(1)
+            fail(f"cannot serve on {host}:{port} ({exc})")

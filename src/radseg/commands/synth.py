@@ -7,50 +7,35 @@ from typing import Optional
 
 import typer
 
+from radseg.commands.common import Progress, QuietOpt, WorkersOpt, choice, fail, finish, listing, problems
+
 
 def register(app: typer.Typer) -> None:
     from radseg.synth import PHANTOMS
 
-    kinds = ", ".join(PHANTOMS.names())
-
     @app.command()
     def synth(
-        kind: str = typer.Argument(..., help=f"Phantom kind: {kinds}."),
+        kind: str = typer.Argument(..., help=f"Phantom kind: {listing(PHANTOMS)}."),
         n: int = typer.Option(10, "-n", help="Number of cases."),
         output: Path = typer.Option(..., "-o", "--output", help="Folder to write (a rerun with the same settings resumes)."),
         seed: int = typer.Option(0, "--seed", help="Run seed: same seed, byte-identical output."),
         shift: Optional[str] = typer.Option(None, "--shift", help="Plant a difficulty for one group: ATTRIBUTE=VALUE[:contrast|noise|size|none], e.g. race=Black:contrast."),
         preview: bool = typer.Option(False, "--preview", help="Also write overlay PNGs to OUTPUT/preview/."),
-        workers: Optional[int] = typer.Option(None, "--workers", help="Processes (default: all cores)."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        workers: Optional[int] = WorkersOpt,
+        quiet: bool = QuietOpt,
     ) -> None:
         """Make N phantom cases of KIND with exact labels and a cohort metadata.csv."""
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
         from radseg.errors import RadsegError
-        from radseg.registry import UnknownNameError
         from radseg.synth.run import synthesize
 
-        def fail(message: str) -> None:
-            typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(1)
-
-        if kind not in PHANTOMS:
-            fail(str(UnknownNameError(PHANTOMS.unknown_message(kind))))
-        console = Console(stderr=True)
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=console, disable=quiet or not console.is_terminal)
-        with progress:
-            task = progress.add_task(f"synth {kind}", total=n)
+        choice(PHANTOMS, kind)
+        with Progress(f"synth {kind}", n, quiet=quiet) as progress:
             try:
                 result = synthesize(kind, n, output, seed=seed, shift=shift, preview=preview, workers=workers,
-                                    on_progress=lambda case: progress.update(task, advance=1))
+                                    on_progress=progress.advance)
             except (RadsegError, ValueError) as exc:
                 fail(str(exc))
-        for case, problem in result.failed:
-            typer.secho(f"failed: {case}: {problem}", fg=typer.colors.RED, err=True)
+        problems(result.failed)
         typer.echo(f"{kind}: made {len(result.made)}, kept {len(result.skipped)} finished case(s) in {output}"
                    + (f"; previews in {output / 'preview'}" if preview else ""))
-        if result.failed:
-            fail(f"{len(result.failed)} case(s) failed")
+        finish(result.failed)

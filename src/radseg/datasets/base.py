@@ -19,6 +19,7 @@ import numpy as np
 
 from radseg.errors import RadsegError, ReadError
 from radseg.image import Image, align_axes
+from radseg.io.atomic import strip_suffix
 
 __all__ = [
     "SPLITS",
@@ -246,19 +247,27 @@ def check_leakage(records: Iterable[CaseRecord]) -> list[str]:
     return problems
 
 
-def labels_on_grid(labels: Image, image: Image, *, name: str) -> Image:
+def labels_on_grid(labels: Image, image: Image, *, name: str, strict: bool = False) -> Image:
     """``labels`` on ``image``'s grid: same grid, reordered axes, or same shape without spacing.
 
     A mask whose shape differs from its image is an error naming ``name`` (no resampling).
+    Same shape but other geometry (both with known spacing) is taken on the image's grid with
+    a ``grid_warning``; ``strict`` (training) refuses it instead, since a shifted mask
+    would teach the network the wrong boundary.
     """
     if labels.ndim == image.ndim and labels.same_geometry(image):
         return labels
+    if labels.shape == image.shape and not labels.metadata.get("spacing_known", True):
+        # A raster mask has no geometry of its own: its pixels are the image's, never flipped or reordered.
+        return Image(labels.array, affine=image.affine, metadata=labels.metadata)
     if labels.ndim == image.ndim:
         try:
             return align_axes(labels, image)
         except ValueError:
             pass
     if labels.shape == image.shape:
+        if strict and labels.ndim == image.ndim and image.metadata.get("spacing_known", True):
+            raise ReadError(name, "labels are not on the image's grid (same shape, different geometry)")
         # Raster masks and many NIfTI masks carry no trustworthy geometry: the image's rules.
         meta = dict(labels.metadata)
         if labels.ndim == image.ndim and meta.get("spacing_known", True):
@@ -278,3 +287,42 @@ def check_label_values(labels: Image, known: dict[int, str] | None, *, name: str
     if unknown:
         table = ", ".join(f"{k}={v}" for k, v in sorted(known.items()))
         raise ReadError(name, f"unknown label value(s) {', '.join(map(str, unknown))} (label table: 0=background, {table})")
+
+
+def option_bool(value: Any, name: str) -> bool:
+    """An adapter option given as text (true/false, yes/no, 1/0) or bool."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"option {name} must be true or false, not {value!r}")
+
+
+def default_metadata_path(root: Path) -> Path | None:
+    """The metadata table of a dataset root: its only CSV, else metadata.csv, else None."""
+    candidates = sorted(root.glob("*.csv"))
+    return candidates[0] if len(candidates) == 1 else (root / "metadata.csv" if (root / "metadata.csv").exists() else None)
+
+
+def read_metadata_table(path: Path | None) -> dict[str, dict[str, Any]]:
+    """case (file stem) -> row of a metadata CSV (all text; key column case, case_id, id or image)."""
+    if path is None:
+        return {}
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path, dtype=str)
+    except FileNotFoundError:
+        raise ReadError(path, "metadata file not found") from None
+    except Exception as exc:
+        raise ReadError(path, f"unreadable CSV ({exc})") from None
+    key = next((c for c in ("case", "case_id", "id", "image") if c in frame.columns), frame.columns[0])
+    frame = frame.astype(object).where(frame.notna(), None)
+    rows = {}
+    for row in frame.to_dict("records"):
+        case = str(row.pop(key))
+        rows[strip_suffix(case)] = row
+    return rows

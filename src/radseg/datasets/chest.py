@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from radseg.datasets.base import CaseRecord, DatasetReport, DatasetScan, Loaded, normalise_split
+from radseg.datasets.base import (CaseRecord, DatasetReport, DatasetScan, Loaded, default_metadata_path,
+                                 normalise_split, read_metadata_table)
 from radseg.errors import ReadError
 from radseg.image import Image, to_grey
 from radseg.io.atomic import full_suffix, strip_suffix
@@ -157,7 +158,6 @@ def _load_shenzhen(image_path: Path, mask_path: Path) -> Loaded:
 def scan_cxas(root: Path, *, images: str = "images", masks: str | None = None,
               metadata: str | None = None) -> DatasetScan:
     """Per-class mask folders; an optional metadata CSV (case, patient, split, subgroups) as for ``folder``."""
-    from radseg.datasets.folder import _default_metadata, _metadata
 
     report = DatasetReport(dataset="cxas", root=str(root))
     image_dir = root / images
@@ -173,7 +173,7 @@ def scan_cxas(root: Path, *, images: str = "images", masks: str | None = None,
     if not case_dirs:
         raise ReadError(mask_dir, "no <case>/<class>.png mask folders found")
     class_names = class_folder_names(next(iter(case_dirs.values())))  # dataset order: the first case's
-    table = _metadata(Path(metadata) if metadata else _default_metadata(root), report)
+    table = read_metadata_table(Path(metadata) if metadata else default_metadata_path(root))
     report.found = {"images": len(image_files), "mask folders": len(case_dirs), "classes": len(class_names)}
     records = []
     for stem, path in image_files.items():

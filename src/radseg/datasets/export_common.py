@@ -21,11 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from radseg.datasets.prepared import PreparedCase, PreparedDataset
+from radseg.case import Case
+from radseg.datasets.prepared import IMAGE, PreparedDataset
 from radseg.image import Image
 from radseg.io.atomic import atomic_path, full_suffix
 
-__all__ = ["ExportResult", "Item", "items", "objects", "progress_hooks", "write_8bit"]
+__all__ = ["ExportResult", "Item", "export_split", "items", "objects", "progress_hooks", "write_8bit"]
 
 
 @dataclass
@@ -57,16 +58,28 @@ class Item:
         return self.labels[..., value - 1] if self.multilabel else self.labels == value
 
 
-def items(dataset: PreparedDataset, case: PreparedCase, *, slices: str = "labelled") -> Iterator[Item]:
-    """The 2D items of one prepared case (see the module docstring)."""
-    image = dataset.read_image(case)
-    label_image = dataset.read_labels(case, like=image)
+def export_split(case: Case) -> str:
+    """The split a case is exported under: its own, or ``train`` for a case no split lists (hand-made folders)."""
+    return case.split or "train"
+
+
+def items(dataset: PreparedDataset, case: Case, *, slices: str = "labelled") -> Iterator[Item]:
+    """The 2D items of one prepared case (see the module docstring); its arrays are freed afterwards."""
+    try:
+        yield from _items(dataset, case, slices)
+    finally:
+        case.unload()
+
+
+def _items(dataset: PreparedDataset, case: Case, slices: str) -> Iterator[Item]:
+    image, label_image = case.image, case.label
     labels, multi = label_image.array, label_image.channels is not None
     found = dataset.read_instances(case)
     instances = [(i.value, i.mask) for i in found] if found is not None else None
     if image.ndim == 2:
-        copyable = full_suffix(case.image) in (".jpg", ".jpeg", ".png") and image.array.dtype == np.uint8
-        yield Item(case.case_id, case.split, image, labels, instances, case.image if copyable else None, multi)
+        source = case.sources[IMAGE]
+        copyable = full_suffix(source) in (".jpg", ".jpeg", ".png") and image.array.dtype == np.uint8
+        yield Item(case.case_id, export_split(case), image, labels, instances, source if copyable else None, multi)
         return
     window = _window(dataset, image.array)
     for k in range(image.shape[0]):
@@ -74,7 +87,7 @@ def items(dataset: PreparedDataset, case: PreparedCase, *, slices: str = "labell
             continue
         plane = Image(image.array[k], spacing=image.spacing[1:], metadata={"window": window})
         sliced = [(v, m[k]) for v, m in instances] if instances is not None else None
-        yield Item(f"{case.case_id}_s{k:04d}", case.split, plane, labels[k], sliced, None, multi)
+        yield Item(f"{case.case_id}_s{k:04d}", export_split(case), plane, labels[k], sliced, None, multi)
 
 
 def _window(dataset: PreparedDataset, array: np.ndarray) -> tuple[float, float]:

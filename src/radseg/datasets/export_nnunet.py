@@ -40,6 +40,7 @@ import numpy as np
 from radseg.datasets.export_common import (
     ExportResult,
     check_output,
+    export_split,
     progress_hooks,
     safe_name,
 )
@@ -160,15 +161,17 @@ def _write_cases(dataset, folder: Path, result: ExportResult, label_map: Callabl
         tick(case.case_id)
         part = "Ts" if case.split == "test" else "Tr"
         try:
-            image = to_grey(dataset.read_image(case))
-            mapped = label_map(dataset.read_labels(case, like=image))
+            image = to_grey(case.image)
+            mapped = label_map(case.label)
             write(image, folder / f"images{part}" / f"{case.case_id}_0000.nii.gz")
             write(mapped, folder / f"labels{part}" / f"{case.case_id}.nii.gz", kind="nifti")
-            written.setdefault(case.split, []).append(case.case_id)
+            written.setdefault(export_split(case), []).append(case.case_id)
             result.written += 1
         except RadsegError as exc:
             result.failed.append((case.case_id, str(exc)))
         except Exception as exc:  # keep the batch going
             result.failed.append((case.case_id, f"{type(exc).__name__}: {exc}"))
+        finally:
+            case.unload()
     return written
 

@@ -16,7 +16,6 @@ own patient. Images without a mask and masks without an image are reported.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -25,7 +24,10 @@ from radseg.datasets.base import (
     DatasetReport,
     DatasetScan,
     Loaded,
+    default_metadata_path,
     normalise_split,
+    option_bool,
+    read_metadata_table,
 )
 from radseg.errors import ReadError
 from radseg.io.atomic import strip_suffix
@@ -36,9 +38,7 @@ _SKIP_SUFFIXES = {".json", ".txt", ".csv", ".md", ".yaml", ".yml"}
 
 def scan(root: Path, *, images: str = "images", masks: str | None = None, metadata: str | None = None,
          labels: str | None = None, binary: bool | str = False, modality: str | None = None) -> DatasetScan:
-    from radseg.datasets.fracatlas import _as_bool
-
-    binary = _as_bool(binary, "binary")
+    binary = option_bool(binary, "binary")
     report = DatasetReport(dataset=NAME, root=str(root))
     image_dir = root / images
     if not image_dir.is_dir():
@@ -56,7 +56,7 @@ def scan(root: Path, *, images: str = "images", masks: str | None = None, metada
         return scan
     image_files = _entries(image_dir, report)
     mask_files = _entries(mask_dir, report)
-    table = _metadata(Path(metadata) if metadata else _default_metadata(root), report)
+    table = read_metadata_table(Path(metadata) if metadata else default_metadata_path(root))
     label_names = parse_label_table(labels) if labels else ({1: "foreground"} if binary else None)
     report.found = {"images": len(image_files), "masks": len(mask_files), "metadata rows": len(table)}
     for stem in sorted(set(mask_files) - set(image_files)):
@@ -116,31 +116,6 @@ def _entries(folder: Path, report: DatasetReport) -> dict[str, Path]:
             continue
         found[stem] = path
     return found
-
-
-def _default_metadata(root: Path) -> Path | None:
-    candidates = sorted(root.glob("*.csv"))
-    return candidates[0] if len(candidates) == 1 else (root / "metadata.csv" if (root / "metadata.csv").exists() else None)
-
-
-def _metadata(path: Path | None, report: DatasetReport) -> dict[str, dict[str, Any]]:
-    if path is None:
-        return {}
-    import pandas as pd
-
-    try:
-        frame = pd.read_csv(path, dtype=str)
-    except FileNotFoundError:
-        raise ReadError(path, "metadata file not found") from None
-    except Exception as exc:
-        raise ReadError(path, f"unreadable CSV ({exc})") from None
-    key = next((c for c in ("case", "case_id", "id", "image") if c in frame.columns), frame.columns[0])
-    frame = frame.astype(object).where(frame.notna(), None)
-    rows = {}
-    for row in frame.to_dict("records"):
-        case = str(row.pop(key))
-        rows[strip_suffix(case)] = row
-    return rows
 
 
 def _dims(records: list[CaseRecord], root: Path) -> int:

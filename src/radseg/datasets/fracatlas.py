@@ -33,6 +33,7 @@ from radseg.datasets.base import (
     Instance,
     Loaded,
     normalise_split,
+    option_bool,
 )
 from radseg.errors import ReadError
 
@@ -48,7 +49,7 @@ SPLIT_DIR = Path("Utilities") / "Fracture Split"
 def scan(root: Path, *, negatives: bool | str = False) -> DatasetScan:
     import pandas as pd
 
-    negatives = _as_bool(negatives, "negatives")
+    negatives = option_bool(negatives, "negatives")
     report = DatasetReport(dataset=NAME, root=str(root))
     if not (root / "images").is_dir():
         raise ReadError(root, "no images/ folder (images/Fractured, images/Non_fractured): is this the FracAtlas root?")
@@ -111,17 +112,6 @@ def scan(root: Path, *, negatives: bool | str = False) -> DatasetScan:
         description="FracAtlas musculoskeletal radiographs with fracture polygons (CC BY 4.0, Abedeen et al. 2023)",
         source={"category_ids": {str(k): v for k, v in value_of.items()}, "negatives": negatives},
     )
-
-
-def _as_bool(value: Any, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"option {name} must be true or false, not {value!r}")
 
 
 def _read_table(path: Path, pd) -> dict[str, dict[str, Any]]:

@@ -55,7 +55,7 @@ def prepare(
     jobs_total: Callable[[int], None] | None = None,
 ) -> DatasetReport:
     """Read dataset ``name`` at ``root`` with its adapter and write the prepared dataset to ``out``."""
-    from radseg.datasets import scan_dataset
+    from radseg.datasets.adapters import scan_dataset
 
     root = Path(root)
     if not root.exists():

@@ -1,4 +1,4 @@
-"""The prepared-dataset folder every adapter writes and every exporter (and ``radseg train``) reads.
+"""The prepared-dataset folder: every adapter writes it; this module is its only reader.
 
 ::
 
@@ -7,16 +7,28 @@
       metadata.csv     case, patient, split and the subgroup columns (sex, age_group, body_part ...)
       report.json      what the adapter found, skipped, missed and wrote
       images/<case>.<ext>    the image: the source JPEG/PNG unchanged, else NIfTI (.nii.gz, 2D or 3D)
-      labels/<case>.nii.gz   integer label map on the image grid (0 = background), names inside
+      labels/<case>.<ext>    label map on the image grid (0 = background, names inside), or a
+                             multi-label mask (``labels/<case>.npz``, ``dataset.json`` says ``multilabel``)
       instances/<case>.npz   per-object masks where the source has objects (masks [N, ...] bool,
                              values [N] label value, source_ids [N])
 
 ``dataset.json`` is nnU-Net-like (``labels`` name -> value, ``channel_names``, ``numTraining``,
 ``file_ending``) plus ``label_names`` (value -> name, authoritative), ``splits``, ``cases``
 (files of each case), ``modality`` (``XR`` or ``CT``), ``dims``, ``window``, ``preset`` and
-``source``. This is the contract :func:`radseg.train.data.load_prepared` reads (it pairs
-``images/`` and ``labels/`` by file stem and ignores ``instances/``), so ``radseg train
---data OUT`` works on it directly.
+``source``.
+
+Hand-made folders are read by the same rules: ``dataset.json`` is optional (without a
+``cases`` table, images and labels pair by file name without the format suffix, so
+``case.nii.gz`` with ``case.png`` is fine; nnU-Net's ``imagesTr``/``labelsTr`` and ``_0000``
+channel suffix are accepted; a DICOM series may be a sub-folder ``images/<case>/``); the
+label table is ``label_names`` (value -> name), else ``labels`` in either orientation
+(``{"1": "bone"}`` or nnU-Net v2's ``{"bone": 1}``). Cases listed in no split get
+``split=None``. Files without a partner land in :attr:`PreparedDataset.problems`.
+
+:func:`open_prepared` yields lazy :class:`radseg.case.Case` objects: role ``"image"``
+and ``"labels"`` are read on first access; labels are put on their image's grid by
+:func:`radseg.datasets.base.labels_on_grid` (same grid, reordered axes, or same shape
+without trustworthy geometry; anything else is an error naming the file).
 """
 
 from __future__ import annotations
@@ -28,101 +40,151 @@ from typing import Any
 
 import numpy as np
 
+from radseg.case import Case
 from radseg.errors import ReadError
 from radseg.image import Image
 from radseg.io.atomic import atomic_path, strip_suffix
 
-__all__ = ["FORMAT", "PreparedCase", "PreparedDataset", "open_prepared", "read_instances", "write_instances"]
+__all__ = ["FORMAT", "IMAGE", "LABELS", "PreparedDataset", "open_prepared", "parse_label_table",
+           "read_instances", "write_instances"]
 
 FORMAT = "radseg-prepared"
 FORMAT_VERSION = 1
+IMAGE, LABELS = "image", "labels"  # the roles of a prepared case's image and label map
 
-
-@dataclass
-class PreparedCase:
-    case_id: str
-    split: str
-    image: Path
-    labels: Path
-    instances: Path | None = None
-    patient: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
+_IMAGE_DIRS = ("images", "imagesTr")
+_LABEL_DIRS = ("labels", "labelsTr")
 
 
 @dataclass
 class PreparedDataset:
-    """A prepared folder, opened: its ``dataset.json`` (``info``), label table and cases."""
+    """A prepared folder, opened: its ``dataset.json`` (``info``), label table and lazy cases."""
 
     root: Path
     info: dict[str, Any]
     label_names: dict[int, str]
-    cases: list[PreparedCase]
+    cases: list[Case]
+    problems: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def dims(self) -> int:
         return int(self.info.get("dims", 2))
 
-    def split(self, name: str) -> list[PreparedCase]:
+    @property
+    def splits(self) -> dict[str, list[str]]:
+        return {k: [str(c) for c in v] for k, v in (self.info.get("splits") or {}).items()}
+
+    def split(self, name: str) -> list[Case]:
         return [case for case in self.cases if case.split == name]
 
-    def read_image(self, case: PreparedCase) -> Image:
+    def read_instances(self, case: Case):
+        path = case.sources.get("instances")
+        return read_instances(path) if path else None
+
+
+def open_prepared(path: str | Path, *, strict_grid: bool = False) -> PreparedDataset:
+    """Open a prepared dataset folder (error naming the folder or file when it is not one).
+
+    ``strict_grid``: a label map with the image's shape but another geometry is an error
+    when loaded (training's rule) instead of being taken on the image's grid with a warning.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise ReadError(root, "no such dataset folder")
+    spec = root / "dataset.json"
+    info: dict[str, Any] = {}
+    if spec.exists():
+        try:
+            info = json.loads(spec.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ReadError(spec, f"unreadable dataset.json ({exc})") from None
+    label_names = parse_label_table(info.get("label_names"), info.get("labels"))
+    files, problems = _case_files(root, info)
+    split_of = {str(c): split for split, ids in (info.get("splits") or {}).items() for c in ids}
+    listed = [c for c in split_of if c in files]
+    missing = [c for c in split_of if c not in files]
+    if missing and info.get("cases"):
+        raise ReadError(spec, f"splits name cases without files: {', '.join(missing[:5])}")
+    meta = _metadata_rows(root / "metadata.csv")
+    order = listed + [c for c in files if c not in split_of]
+    cases = [_lazy_case(case_id, split_of.get(case_id), files[case_id], meta.get(case_id, {}), label_names,
+                        strict_grid) for case_id in order]
+    if not cases:
+        detail = "; ".join(f"{Path(p).name}: {m}" for p, m in problems[:3])
+        raise ReadError(root, "no image/label pair found; make a dataset with `radseg datasets prepare`"
+                        + (f" ({detail})" if detail else ""))
+    return PreparedDataset(root=root, info=info, label_names=label_names, cases=cases, problems=problems)
+
+
+def parse_label_table(label_names: Any = None, labels: Any = None) -> dict[int, str]:
+    """value -> name from ``label_names`` (authoritative), else ``labels`` in either orientation."""
+    if label_names:
+        return {int(k): str(v) for k, v in dict(label_names).items() if int(k) != 0}
+    table = {}
+    for key, value in dict(labels or {}).items():
+        if isinstance(value, (int, float)) and not str(key).lstrip("-").isdigit():
+            key, value = value, key  # nnU-Net v2: {"name": value}
+        if int(key) != 0:
+            table[int(key)] = str(value)
+    return table
+
+
+def _lazy_case(case_id: str, split: str | None, files: dict[str, Path], row: dict[str, Any],
+               label_names: dict[int, str], strict_grid: bool) -> Case:
+    from radseg.datasets.base import labels_on_grid
+
+    def image() -> Image:
         from radseg.io import read
 
-        return read(case.image)
+        return read(files[IMAGE])
 
-    def read_labels(self, case: PreparedCase, *, like: Image | None = None) -> Image:
-        """The label map; with ``like`` (its image) it takes the image's geometry when the shapes agree."""
-        from radseg.datasets.base import labels_on_grid
+    case = Case(case_id, split=split, label_names=label_names, sources=dict(files),
+                subject={"patient": row.get("patient")},
+                metadata={k: v for k, v in row.items() if k not in ("case", "patient", "split")})
+
+    def labels() -> Image:
         from radseg.io import read_labels
 
-        labels = read_labels(case.labels)
-        return labels_on_grid(labels, like, name=str(case.labels)) if like is not None else labels
+        return labels_on_grid(read_labels(files[LABELS]), case.image, name=str(files[LABELS]), strict=strict_grid)
 
-    def read_instances(self, case: PreparedCase):
-        return read_instances(case.instances) if case.instances else None
-
-
-def open_prepared(path: str | Path) -> PreparedDataset:
-    """Open a prepared dataset folder (error naming the file when it is not one)."""
-    root = Path(path)
-    spec = root / "dataset.json"
-    try:
-        info = json.loads(spec.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReadError(root, "not a prepared dataset (no dataset.json); make one with `radseg datasets prepare`") from None
-    except (OSError, ValueError) as exc:
-        raise ReadError(spec, f"unreadable dataset.json ({exc})") from None
-    names = info.get("label_names")
-    if names is None:  # nnU-Net style only: name -> value
-        names = {v: k for k, v in (info.get("labels") or {}).items() if int(v) != 0}
-    label_names = {int(k): str(v) for k, v in names.items()}
-    meta = _metadata_rows(root / "metadata.csv")
-    files = info.get("cases") or {}
-    cases = []
-    for split, ids in (info.get("splits") or {}).items():
-        for case_id in ids:
-            entry = files.get(case_id) or _find_files(root, case_id)
-            instances = entry.get("instances")
-            row = meta.get(case_id, {})
-            cases.append(PreparedCase(
-                case_id=case_id, split=split, image=root / entry["image"], labels=root / entry["labels"],
-                instances=root / instances if instances else None, patient=row.get("patient"),
-                metadata={k: v for k, v in row.items() if k not in ("case", "patient", "split")}))
-    if not cases:
-        raise ReadError(spec, "no cases listed in splits")
-    return PreparedDataset(root=root, info=info, label_names=label_names, cases=cases)
+    case.images[IMAGE] = image
+    case.labels[LABELS] = labels
+    return case
 
 
-def _find_files(root: Path, case_id: str) -> dict[str, str]:
-    """Files of a case by stem, for a dataset.json without a ``cases`` table."""
-    found = {}
-    for key, folder in (("image", "images"), ("labels", "labels"), ("instances", "instances")):
-        matches = [p for p in (root / folder).glob(f"{case_id}.*") if strip_suffix(p) == case_id]
-        if matches:
-            found[key] = str(matches[0].relative_to(root))
-    if "image" not in found or "labels" not in found:
-        raise ReadError(root, f"case {case_id}: no images/{case_id}.* or labels/{case_id}.* file")
-    return found
+def _stem(path: Path) -> str:
+    name = strip_suffix(path) if path.is_file() else path.name
+    return name[:-5] if name.endswith("_0000") else name
+
+
+def _listing(root: Path, names: tuple[str, ...]) -> dict[str, Path]:
+    folder = next((root / d for d in names if (root / d).is_dir()), None)
+    if folder is None:
+        return {}
+    return {_stem(p): p for p in sorted(folder.iterdir()) if not p.name.startswith(".")}
+
+
+def _case_files(root: Path, info: dict[str, Any]) -> tuple[dict[str, dict[str, Path]], list[tuple[str, str]]]:
+    """case -> {"image", "labels"[, "instances"]} paths, from the ``cases`` table or by file name."""
+    table = info.get("cases") or {}
+    if table:
+        return {str(c): {k: root / v for k, v in entry.items() if v} for c, entry in table.items()}, []
+    images, labels = _listing(root, _IMAGE_DIRS), _listing(root, _LABEL_DIRS)
+    if not images or not labels:
+        what = "a prepared dataset needs images/ and labels/ folders" if info else \
+            "not a prepared dataset (no dataset.json) and no images/ and labels/ folders to pair"
+        raise ReadError(root, f"{what}; make one with `radseg datasets prepare`")
+    instances = _listing(root, ("instances",))
+    files, problems = {}, []
+    for case_id, path in images.items():
+        if case_id not in labels:
+            problems.append((str(path), "no label file with the same name in labels/"))
+            continue
+        files[case_id] = {IMAGE: path, LABELS: labels[case_id]}
+        if case_id in instances:
+            files[case_id]["instances"] = instances[case_id]
+    problems += [(str(p), "no image with the same name in images/") for c, p in labels.items() if c not in images]
+    return files, problems
 
 
 def _metadata_rows(path: Path) -> dict[str, dict[str, Any]]:

@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from radseg.case import Case
 from radseg.demo.stages import StageLog
 from radseg.io.atomic import write_text_atomic
 
@@ -153,13 +154,15 @@ def _thumbnail(path: Path, width: int = 420) -> bytes:
     return buffer.getvalue()
 
 
-def _read_xray(xray_dir: Path, row) -> tuple[Any, Any]:
+def _read_xray(xray_dir: Path, case_id: str, row) -> Case:
+    """One phantom radiograph as a Case: image, label map and the subject columns of the cohort table."""
     import radseg.io as rio
     from radseg.labels import make_label_map
 
     image = rio.read(xray_dir / row["image_path"], invert_monochrome1=True)
     labels = make_label_map(rio.read_labels(xray_dir / row["mask_path"]))
-    return image, labels
+    subject = {k: row[k] for k in ("sex", "race", "age", "age_group", "shifted") if k in row}
+    return Case(case_id, images={"image": image}, labels={"labels": labels}, subject=subject)
 
 
 def _stage_annotate(record, state, *, outdir: Path, size: DemoSize, seed: int, workers) -> None:
@@ -184,12 +187,12 @@ def _stage_train(record, state, *, outdir: Path, size: DemoSize, seed: int, work
 
     shutil.rmtree(outdir / "train", ignore_errors=True)  # a rerun trains afresh (phantoms are kept: synth resumes)
     rows = state["xray_rows"].set_index("case_id")
-    pairs = [_read_xray(state["xray_dir"], rows.loc[case]) for case in state["train_ids"]]
-    data = from_pairs(pairs, case_ids=state["train_ids"])
+    cases = [_read_xray(state["xray_dir"], case, rows.loc[case]) for case in state["train_ids"]]
+    data = from_pairs(cases)
     config = TrainConfig(output=outdir / "train", preset="hip-xray", epochs=size.train_epochs,
                          time_limit=size.train_seconds, seed=seed, val_fraction=0.15)
     result = train(config, data)
-    state.update(model_path=result.model_path, train_pairs=dict(zip(state["train_ids"], pairs)))
+    state.update(model_path=result.model_path, train_cases=cases)
     record.note = f"stopped: {result.stopped}; {result.epochs_done} epoch(s); best validation Dice " + (f"{result.best_dice:.3f}" if result.best_dice is not None else "n/a")
     if result.stopped == "time-limit":
         record.note += (f" (the {size.train_seconds:.0f} s safety limit cut training short on this machine, "
@@ -216,10 +219,10 @@ def _stage_rank(record, state, *, outdir: Path, size: DemoSize, seed: int, worke
 
     predictor = _predictor(state)
     rows = []
-    for case, (image, labels) in state["train_pairs"].items():
-        prediction = predictor.predict(image)
-        score, dice = uncertainty(prediction.array, labels.array)
-        rows.append({"case": case, "dice_vs_label": dice, "uncertainty": score})
+    for case in state["train_cases"]:
+        prediction = predictor.predict(case.image)
+        score, dice = uncertainty(prediction.array, case.label.array)
+        rows.append({"case": case.case_id, "dice_vs_label": dice, "uncertainty": score})
     table = pd.DataFrame(rows).sort_values("uncertainty", ascending=False, kind="stable")
     write_text_atomic(outdir / "rank" / "ranking.csv", table.to_csv(index=False))
     record.results["tables"] = {f"Top {size.rank_k} cases to send for manual correction": table.head(size.rank_k)}
@@ -237,7 +240,8 @@ def _stage_evaluate(record, state, *, outdir: Path, size: DemoSize, seed: int, w
     pred_dir, truth_dir = outdir / "predictions" / "nifti", outdir / "evaluate" / "truth"
     predictions = {}
     for case in state["test_ids"]:
-        image, labels = _read_xray(state["xray_dir"], rows.loc[case])
+        loaded = _read_xray(state["xray_dir"], case, rows.loc[case])
+        image, labels = loaded.image, loaded.label
         predictions[case] = (image, predictor.predict(image), labels)
         rio.write(predictions[case][1], pred_dir / f"{case}.nii.gz", kind="nifti")
         rio.write(labels, truth_dir / f"{case}.nii.gz", kind="nifti")

@@ -1,4 +1,5 @@
-"""Segmentation metrics: overlap and volume (:mod:`.overlap`), surface distances (:mod:`.surface`).
+"""Segmentation metrics: overlap and volume (:mod:`.overlap`), surface distances (:mod:`.surface`),
+all of them per mask pair or label map (:mod:`.metrics`).
 
 Plain functions on boolean masks (2D ``[row, col]`` or 3D ``[slice, row, col]``), spacing in mm
 per array axis, keyword-only options, one empty-mask policy (:class:`EmptyPolicy`, ``empty=``)
@@ -14,52 +15,20 @@ Many cases: :class:`MetricAccumulator`; statistics: :func:`bootstrap_ci` and
 :func:`evaluate_folders` (what ``radseg evaluate`` runs).
 """
 
+from radseg.evaluate import metrics, overlap, surface
 from radseg.evaluate.accumulate import MetricAccumulator
 from radseg.evaluate.bootstrap import bootstrap_ci, hemseg_protocol_ci
 from radseg.evaluate.fairness import age_group, fairness_report, fairness_table
 from radseg.evaluate.instances import coco_instance_ap
-from radseg.evaluate.overlap import (
-    EmptyPolicy,
-    dice,
-    empty_policy,
-    iou,
-    overlap_metrics,
-    precision,
-    relative_volume_difference,
-    sensitivity,
-    volume_difference,
-)
-from radseg.evaluate.surface import (
-    SurfaceDistances,
-    assd,
-    hausdorff,
-    hd95,
-    nsd,
-    per_label_metrics,
-    segmentation_metrics,
-    surface_distances,
-    surface_metrics,
-)
+# the metric modules' own __all__ lists are the package's metric API (one list each, not two)
+from radseg.evaluate.metrics import *  # noqa: F401,F403
+from radseg.evaluate.overlap import *  # noqa: F401,F403
+from radseg.evaluate.surface import *  # noqa: F401,F403
 
 __all__ = [
-    "EmptyPolicy",
-    "empty_policy",
-    "dice",
-    "iou",
-    "precision",
-    "sensitivity",
-    "volume_difference",
-    "relative_volume_difference",
-    "overlap_metrics",
-    "SurfaceDistances",
-    "surface_distances",
-    "hausdorff",
-    "hd95",
-    "assd",
-    "nsd",
-    "surface_metrics",
-    "segmentation_metrics",
-    "per_label_metrics",
+    *overlap.__all__,
+    *surface.__all__,
+    *metrics.__all__,
     "MetricAccumulator",
     "bootstrap_ci",
     "hemseg_protocol_ci",

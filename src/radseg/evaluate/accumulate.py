@@ -15,11 +15,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from radseg.evaluate.metrics import ID_COLUMNS, label_rows
 from radseg.image import Image
 
 
 class MetricAccumulator:
-    """Per-case metrics of label maps (see :func:`radseg.evaluate.surface.per_label_metrics`)."""
+    """Per-case metrics of label maps (see :func:`radseg.evaluate.metrics.per_label_metrics`)."""
 
     def __init__(self, *, labels: Mapping[int, str] | Sequence[int] | None = None, nsd_tolerance: float | None = None,
                  hd_percentile: float = 95.0, empty: Any = "nan", hd_variant: str = "max",
@@ -33,8 +34,6 @@ class MetricAccumulator:
     def add(self, case: str, pred: Image | np.ndarray, truth: Image | np.ndarray, *,
             spacing: Sequence[float] | None = None) -> dict[int, dict[str, float]]:
         """Score one pair; spacing (mm per array axis) defaults to the truth Image's."""
-        from radseg.evaluate.surface import per_label_metrics
-
         if isinstance(truth, Image):
             spacing = tuple(truth.spacing) if spacing is None else spacing
             names = truth.metadata.get("label_names", {})
@@ -42,16 +41,10 @@ class MetricAccumulator:
             names = {}
         pred_array = pred.array if isinstance(pred, Image) else np.asarray(pred)
         truth_array = truth.array if isinstance(truth, Image) else np.asarray(truth)
-        if self.labels is not None:
-            values = sorted(self.labels)
-        else:
-            values = sorted((set(np.unique(pred_array).tolist()) | set(np.unique(truth_array).tolist())) - {0})
-        metrics = per_label_metrics(pred_array, truth_array, labels=values, spacing=spacing, **self.options)
-        names = {**names, **(self.labels or {})}
-        for value in values:
-            self.rows.append({"case": str(case), "label": int(value),
-                              "label_name": names.get(value, f"label_{value}"), **metrics[value]})
-        return metrics
+        rows = label_rows(case, pred_array, truth_array, labels=self.labels, names=names, spacing=spacing,
+                          **self.options)
+        self.rows.extend(rows)
+        return {row["label"]: {k: v for k, v in row.items() if k not in ID_COLUMNS} for row in rows}
 
     def __len__(self) -> int:
         return len({row["case"] for row in self.rows})

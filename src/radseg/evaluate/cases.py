@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from radseg.case import Case
 from radseg.errors import ReadError
 from radseg.image import Image, align_axes
 from radseg.io.atomic import full_suffix, strip_suffix
@@ -24,6 +25,27 @@ class Pairing:
     pairs: list[tuple[str, Path, Path]] = field(default_factory=list)  # (case, prediction, truth)
     only_prediction: list[Path] = field(default_factory=list)
     only_truth: list[Path] = field(default_factory=list)
+
+    def cases(self) -> list[Case]:
+        """One lazy Case per pair: label roles ``prediction`` and ``truth``, both on the truth's grid
+        (read together, by :func:`load_pair`, on first access); load warnings in ``metadata["warnings"]``."""
+        return [_paired_case(*pair) for pair in self.pairs]
+
+
+def _paired_case(name: str, prediction: Path, truth: Path) -> Case:
+    case = Case(name, sources={"prediction": prediction, "truth": truth})
+
+    def role(key: str):
+        def load() -> Image:  # both files are read together, so both roles are filled (and freed) together
+            pred, ref, warnings = load_pair(prediction, truth)
+            case.metadata["warnings"] = warnings
+            case.labels.cache("prediction", pred)
+            case.labels.cache("truth", ref)
+            return pred if key == "prediction" else ref
+        return load
+
+    case.labels["prediction"], case.labels["truth"] = role("prediction"), role("truth")
+    return case
 
 
 def _cases(folder: Path) -> dict[str, Path]:

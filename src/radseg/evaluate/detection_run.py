@@ -1,8 +1,9 @@
-"""``radseg evaluate-detection``: a segmentation model as a detector and screener on a prepared split.
+"""Scoring a segmentation model as a detector and screener: per image, then over a split.
 
-For every case of the split (a prepared dataset from ``radseg datasets prepare``, e.g.
-FracAtlas with ``--option negatives=true``): the model's foreground probability on the
-image grid; its connected components as scored instances
+:func:`score_image` takes one image's foreground probability (on the image grid) and its
+true objects; the workflow that runs the model over a prepared split is
+:func:`radseg.workflows.detection.evaluate_detection`. Per image: the probability's
+connected components as scored instances
 (:func:`~radseg.evaluate.detection.instances_from_probability`); one image score
 (:func:`~radseg.evaluate.detection.image_score`); the thresholded mask for Dice. Then:
 
@@ -21,18 +22,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from radseg.evaluate.detection import image_score, instances_from_probability, roc_auc_ci
 from radseg.evaluate.instances import coco_instance_ap, encode_mask
 
-__all__ = ["DetectionResult", "evaluate_detection", "match_at_iou"]
+__all__ = ["DetectionResult", "ScoredImage", "match_at_iou", "score_image", "summarise", "write_detection"]
 
 
 @dataclass
-class _Case:
+class ScoredImage:
+    """One image's truths and detections (RLE), image score and Dice (None without a finding)."""
+
     case_id: str
     truths: list[dict]
     detections: list[tuple[dict, float]]
@@ -66,31 +69,28 @@ def match_at_iou(truths: Sequence[dict], detections: Sequence[tuple[dict, float]
     return hits
 
 
-def _dice(pred: np.ndarray, truth: np.ndarray) -> float | None:
-    total = pred.sum() + truth.sum()
-    return None if total == 0 else float(2.0 * np.logical_and(pred, truth).sum() / total)
+def score_image(case_id: str, probability: np.ndarray, foreground: np.ndarray, truth_masks: Sequence[np.ndarray] | None,
+                *, threshold: float, min_pixels: int, window: int, metadata: dict[str, Any] | None = None
+                ) -> ScoredImage:
+    """Detections, image score and Dice of one image (masks RLE-encoded, so memory stays flat).
 
+    ``foreground`` is the true label mask; ``truth_masks`` its objects (None: its connected
+    components). Dice is None on an image without a finding.
+    """
+    from radseg.evaluate.overlap import dice
 
-def _score_case(predictor, dataset, case, *, threshold: float, min_pixels: int, window: int) -> _Case:
-    image = dataset.read_image(case)
-    labels = dataset.read_labels(case, like=image)
-    probs, grid = predictor.probabilities(image)
-    probability = grid.restore_channel(probs[1]) if probs.shape[0] > 1 else grid.restore_channel(probs[0])
-    found = instances_from_probability(probability, threshold=threshold, min_pixels=min_pixels)
-    truth_masks = [i.mask for i in (dataset.read_instances(case) or [])]
-    if not truth_masks and np.any(labels.array):  # no instance file: components of the label map
+    if truth_masks is None:
         from scipy import ndimage
 
-        components, n = ndimage.label(labels.array > 0, structure=np.ones((3, 3), bool))
+        components, n = ndimage.label(foreground, structure=np.ones((3,) * foreground.ndim, bool))
         truth_masks = [components == k for k in range(1, n + 1)]
-    has_finding = bool(truth_masks)
-    dice = _dice(probability >= threshold, labels.array > 0) if has_finding else None
-    return _Case(case.case_id, [encode_mask(m) for m in truth_masks],
-                 [(encode_mask(m), s) for m, s in found], image_score(probability, window=window), dice,
-                 dict(case.metadata))
+    found = instances_from_probability(probability, threshold=threshold, min_pixels=min_pixels)
+    value = dice(probability >= threshold, foreground) if len(truth_masks) else None
+    return ScoredImage(case_id, [encode_mask(m) for m in truth_masks], [(encode_mask(m), s) for m, s in found],
+                       image_score(probability, window=window), value, dict(metadata or {}))
 
 
-def _metrics(cases: list[_Case], *, resamples: int, seed: int) -> dict[str, Any]:
+def _metrics(cases: list[ScoredImage], *, resamples: int, seed: int) -> dict[str, Any]:
     from radseg.evaluate.bootstrap import bootstrap_ci
 
     out: dict[str, Any] = {"images": len(cases), "with_finding": sum(bool(c.truths) for c in cases)}
@@ -114,35 +114,18 @@ def _metrics(cases: list[_Case], *, resamples: int, seed: int) -> dict[str, Any]
     return out
 
 
-def evaluate_detection(predictor, prepared: str | Path, *, split: str = "val", by: Sequence[str] = (),
-                       threshold: float = 0.5, min_pixels: int = 10, window: int = 5, resamples: int = 2000,
-                       seed: int = 0, on_case: Callable[[str], None] | None = None) -> DetectionResult:
-    """Score ``predictor`` (a :class:`radseg.infer.predictor.Predictor`) on ``split`` of ``prepared``."""
+def summarise(cases: list[ScoredImage], *, by: Sequence[str] = (), resamples: int = 2000, seed: int = 0,
+              failed: list[dict] | None = None, settings: dict[str, Any] | None = None) -> DetectionResult:
+    """Per-image table, overall metrics and one row of metrics per subgroup of each ``by`` column."""
     import pandas as pd
 
-    from radseg.datasets.prepared import open_prepared
     from radseg.errors import RadsegError
 
-    dataset = open_prepared(prepared)
-    chosen = dataset.split(split)
-    if not chosen:
-        raise RadsegError(f"{prepared}: split {split!r} has no cases (splits: {', '.join(dataset.info.get('splits', {}))})")
-    cases, failed = [], []
-    for case in chosen:
-        try:
-            cases.append(_score_case(predictor, dataset, case, threshold=threshold, min_pixels=min_pixels,
-                                     window=window))
-        except (RadsegError, ValueError, OSError) as exc:
-            failed.append({"case": case.case_id, "error": str(exc)})
-        if on_case:
-            on_case(case.case_id)
-    if not cases:
-        raise RadsegError(f"{prepared}: no case of split {split!r} could be scored ({failed[0]['error']})")
     per_case = pd.DataFrame([{
         "case": c.case_id, "finding": bool(c.truths), "truth_instances": len(c.truths),
         "detections": len(c.detections), "top_detection_score": max((s for _, s in c.detections), default=0.0),
         "image_score": c.score, "dice": c.dice, **c.metadata} for c in cases])
-    summary = {**_metrics(cases, resamples=resamples, seed=seed), "failed": failed}
+    summary = {**_metrics(cases, resamples=resamples, seed=seed), "failed": list(failed or [])}
     rows = []
     for column in by:
         if column not in per_case.columns:
@@ -150,9 +133,7 @@ def evaluate_detection(predictor, prepared: str | Path, *, split: str = "val", b
         for value, members in per_case.groupby(column, dropna=False):
             subset = [cases[i] for i in members.index]
             rows.append({"attribute": column, "group": value, **_metrics(subset, resamples=resamples, seed=seed)})
-    settings = {"split": split, "threshold": threshold, "min_pixels": min_pixels, "window": window,
-                "resamples": resamples, "seed": seed}
-    return DetectionResult(per_case=per_case, summary=summary, groups=pd.DataFrame(rows), settings=settings)
+    return DetectionResult(per_case=per_case, summary=summary, groups=pd.DataFrame(rows), settings=dict(settings or {}))
 
 
 def write_detection(result: DetectionResult, out: str | Path) -> list[Path]:

@@ -16,9 +16,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from radseg.errors import ReadError, RadsegError
+from radseg.evaluate.metrics import ID_COLUMNS, label_rows, per_label_metrics
 
 ProgressCallback = Callable[[str], None]
-ID_COLUMNS = ("case", "label", "label_name")
 
 
 @dataclass
@@ -55,7 +55,6 @@ def parse_labels(text: str | None) -> dict[int, str]:
 def _evaluate_case(job: tuple[str, Path, Path, dict[int, str], dict[str, Any]]) -> dict[str, Any]:
     """Worker: metrics for one case, or its error (never raises, so one bad case cannot stop a batch)."""
     from radseg.evaluate.cases import read_pair
-    from radseg.evaluate.surface import per_label_metrics
 
     case, prediction, truth, labels, options = job
     options = dict(options)
@@ -74,13 +73,9 @@ def _evaluate_case(job: tuple[str, Path, Path, dict[int, str], dict[str, Any]]) 
             return {"case": case, "rows": rows, "warnings": [],
                     "spacing_known": bool(ref.metadata.get("spacing_known", True))}
         pred, ref, warnings = read
-        names = {**ref.metadata.get("label_names", {}), **pred.metadata.get("label_names", {}), **labels}
-        values = sorted(labels) if labels else sorted(
-            set(int(v) for v in np.unique(ref.array)) | set(int(v) for v in np.unique(pred.array)) - {0})
-        values = [v for v in values if v != 0]
-        metrics = per_label_metrics(pred.array, ref.array, labels=values, spacing=tuple(ref.spacing),
-                                    workers=threads, **options)
-        rows = [{"case": case, "label": v, "label_name": names.get(v, f"label_{v}"), **metrics[v]} for v in values]
+        names = {**ref.metadata.get("label_names", {}), **pred.metadata.get("label_names", {})}
+        rows = label_rows(case, pred.array, ref.array, labels=labels or None, names=names, spacing=tuple(ref.spacing),
+                          workers=threads, **options)
         return {"case": case, "rows": rows, "warnings": warnings,
                 "spacing_known": bool(ref.metadata.get("spacing_known", True))}
     except RadsegError as exc:

@@ -20,8 +20,9 @@ from __future__ import annotations
 import numpy as np
 
 from radseg.features.base import Measurement, circle, line
-from radseg.features.geometry import fit_sphere, min_surface_gap, surface
+from radseg.features.geometry import min_surface_gap, surface
 from radseg.features.structures import Structures, normalise
+from radseg.geometry import fit_sphere
 from radseg.image import Image
 from radseg.labels import iter_classes
 

@@ -1,4 +1,4 @@
-"""Geometry on masks in millimetres: sub-pixel contours, circle/sphere/line fits, closest points.
+"""Geometry on masks in millimetres: sub-pixel contours, RANSAC circles, line fits, closest points.
 
 Contours are traced at level 0.5 between pixel centres (marching squares / cubes), so on a
 binary mask they run along the pixel edges: the distance between two structures' contours is
@@ -6,25 +6,23 @@ the edge-to-edge gap (a 3-pixel gap measures 3 pixels, not the 4 between pixel c
 circle fitted to a digital disc recovers its radius to a fraction of a pixel.
 
 All coordinates are plane mm (array index times spacing, see :mod:`radseg.features.base`).
+Circle and sphere fits are the core ones (:mod:`radseg.geometry`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-from scipy import optimize
 from scipy.spatial import cKDTree
 
+from radseg.geometry import Sphere, circles_through, fit_sphere
+
 __all__ = [
-    "Sphere",
     "angle_deg",
     "boundary_points",
     "closest_pair",
     "column_crossings",
     "contours",
     "fit_line",
-    "fit_sphere",
     "min_gap",
     "min_surface_gap",
     "outline_length",
@@ -82,60 +80,6 @@ def surface(mask: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray]:
     return verts - np.asarray(spacing), faces
 
 
-@dataclass
-class Sphere:
-    """A fitted circle (2D) or sphere (3D): centre in plane mm, radius in mm, RMS residual in mm."""
-
-    centre: np.ndarray
-    radius: float
-    rms: float
-    inliers: np.ndarray  # bool per input point
-
-    @property
-    def diameter(self) -> float:
-        return 2.0 * self.radius
-
-
-def _algebraic(points: np.ndarray) -> tuple[np.ndarray, float]:
-    # |p|^2 = 2 c.p + (r^2 - |c|^2): linear in (c, k) (Kasa's fit)
-    design = np.hstack([2.0 * points, np.ones((len(points), 1))])
-    target = np.sum(points**2, axis=1)
-    solution, *_ = np.linalg.lstsq(design, target, rcond=None)
-    centre = solution[:-1]
-    return centre, float(np.sqrt(max(solution[-1] + centre @ centre, 0.0)))
-
-
-def fit_sphere(points: np.ndarray, *, loss: str = "linear", scale: float = 1.0,
-               start: tuple[np.ndarray, float] | None = None) -> Sphere:
-    """Least-squares circle (2D points) or sphere (3D points): algebraic start, geometric refinement.
-
-    ``loss="soft_l1"`` with ``scale`` (mm) down-weights points off the sphere (a flat cut face).
-    """
-    points = np.asarray(points, dtype=float)
-    if len(points) < points.shape[1] + 1:
-        raise ValueError(f"need at least {points.shape[1] + 1} points, got {len(points)}")
-    centre, radius = start if start is not None else _algebraic(points)
-
-    def residuals(params):
-        return np.linalg.norm(points - params[:-1], axis=1) - params[-1]
-
-    result = optimize.least_squares(residuals, np.append(centre, radius), loss=loss, f_scale=scale)
-    centre, radius = result.x[:-1], abs(float(result.x[-1]))
-    distances = np.abs(np.linalg.norm(points - centre, axis=1) - radius)
-    return Sphere(centre, radius, float(np.sqrt(np.mean(distances**2))), distances <= 3 * scale)
-
-
-def _circles_through(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centres and radii of the circles through point triples (vectorised; degenerate -> nan)."""
-    ax, ay, bx, by, cx, cy = a[:, 0], a[:, 1], b[:, 0], b[:, 1], c[:, 0], c[:, 1]
-    d = 2.0 * (ax * (by - cy) + bx * (cy - ay) + cx * (ay - by))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ux = ((ax**2 + ay**2) * (by - cy) + (bx**2 + by**2) * (cy - ay) + (cx**2 + cy**2) * (ay - by)) / d
-        uy = ((ax**2 + ay**2) * (cx - bx) + (bx**2 + by**2) * (ax - cx) + (cx**2 + cy**2) * (bx - ax)) / d
-    centres = np.stack([ux, uy], axis=1)
-    return centres, np.linalg.norm(centres - a, axis=1)
-
-
 def ransac_circle(points: np.ndarray, *, radius_range: tuple[float, float], tolerance: float,
                   trials: int = 3000, seed: int = 0) -> Sphere | None:
     """The circle with the most contour points within ``tolerance`` mm, refined by least squares.
@@ -149,7 +93,7 @@ def ransac_circle(points: np.ndarray, *, radius_range: tuple[float, float], tole
         return None
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(points), size=(trials, 3))
-    centres, radii = _circles_through(points[picks[:, 0]], points[picks[:, 1]], points[picks[:, 2]])
+    centres, radii = circles_through(points[picks[:, 0]], points[picks[:, 1]], points[picks[:, 2]])
     valid = np.isfinite(radii) & (radii >= radius_range[0]) & (radii <= radius_range[1])
     if not valid.any():
         return None

@@ -20,24 +20,13 @@ import numpy as np
 from radseg.errors import RadsegError
 from radseg.image import Image
 from radseg.models.bundle import ModelBundle, load_bundle
+from radseg.models.cpu import resolve_device
 from radseg.models.mirror import LR_AXIS, mirror_permutation
 from radseg.models.preprocess import prepare
 
-__all__ = ["Predictor", "resolve_device"]
+__all__ = ["Predictor"]
 
 BACKENDS = ("torch", "onnx")
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RadsegError("--device cuda: no CUDA device is available (this torch build or machine has none)")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise RadsegError(f"device must be cpu, cuda or auto, got {device!r}")
-    return device
 
 
 class Predictor:
@@ -110,7 +99,7 @@ class Predictor:
         """``(probabilities [C, *grid] tensor, GridMap)`` on the network grid."""
         import torch
 
-        from radseg.infer.grid import grid_probabilities
+        from radseg.models.grid import grid_probabilities
 
         pre = self.bundle.preprocessing
         if self.tta and not self.flips_allowed:

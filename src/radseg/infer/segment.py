@@ -47,13 +47,20 @@ from radseg.errors import ReadError, RadsegError
 from radseg.image import Image
 from radseg.infer.quality import assess
 from radseg.io.atomic import strip_suffix, write_text_atomic
+from radseg.io.label_formats import LABEL_WRITERS
+from radseg.registry import Registry
 
 __all__ = ["segment", "SegmentReport", "OUTPUT_TYPES", "list_inputs"]
 
-OUTPUT_TYPES = {"png": (".png", "png"), "png-classes": ("", "png-classes"), "jpg": (".jpg", "jpg"),
-                "overlay": (".jpg", "overlay"),
-                "npy": (".npy", "npy"), "npz": (".npz", "npz"), "json": (".json", "coco"),
-                "nifti": (".nii.gz", "nifti"), "dicom-seg": (".dcm", "dicom-seg")}
+#: ``segment -ot`` name -> (file suffix, label writer kind in :data:`LABEL_WRITERS`).
+OUTPUT_TYPES: Registry[tuple[str, str]] = Registry("output type")
+for _name, _suffix, _kind in (("png", ".png", "png"), ("png-classes", "", "png-classes"), ("jpg", ".jpg", "jpg"),
+                              ("overlay", ".jpg", "overlay"), ("npy", ".npy", "npy"), ("npz", ".npz", "npz"),
+                              ("json", ".json", "coco"), ("nifti", ".nii.gz", "nifti"),
+                              ("dicom-seg", ".dcm", "dicom-seg")):
+    if _kind not in LABEL_WRITERS:
+        raise ValueError(LABEL_WRITERS.unknown_message(_kind))
+    OUTPUT_TYPES.register(_name, (_suffix, _kind))
 STATE_DIR = ".radseg-segment"
 
 
@@ -170,7 +177,7 @@ def segment(source: str | Path, output: str | Path, *, predictor, output_type: s
             jobs_total: Callable[[int], None] | None = None) -> SegmentReport:
     """Run ``predictor`` (a loaded :class:`~radseg.infer.predictor.Predictor`) over ``source``."""
     if output_type not in OUTPUT_TYPES:
-        raise RadsegError(f"unknown output type {output_type!r}; valid: {', '.join(OUTPUT_TYPES)}")
+        raise RadsegError(OUTPUT_TYPES.unknown_message(output_type))
     source, out = Path(source), Path(output)
     if out.exists() and not out.is_dir():
         raise RadsegError(f"{out}: the output must be a folder (it is a file)")

@@ -1,4 +1,9 @@
-"""CPU threading that survives a shared machine: OpenMP threads sleep instead of spinning.
+"""Device choice for training and inference, and CPU threading that survives a shared machine.
+
+:func:`resolve_device` turns ``auto``/``cpu``/``cuda[:N]`` into the device both ``radseg train``
+and ``radseg segment`` use (a clear error when CUDA is asked for and absent).
+
+OpenMP threads sleep instead of spinning:
 
 PyTorch's CPU kernels run on OpenMP (libgomp), whose idle threads by default busy-wait for
 the next parallel region. On a machine where other jobs keep every core busy, a spinning
@@ -19,7 +24,22 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["passive_openmp"]
+__all__ = ["passive_openmp", "resolve_device"]
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available else ``cpu``; ``cuda`` without a GPU is an error."""
+    import torch
+
+    from radseg.errors import RadsegError
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RadsegError("--device cuda: no CUDA device is available (this torch build or machine has none)")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise RadsegError(f"device must be cpu, cuda or auto, got {device!r}")
+    return device
 
 
 def passive_openmp() -> bool:

@@ -8,8 +8,9 @@ transform images the same way. Geometry steps, in order:
    inverted so bone is bright in every input.
 2. **canonical axes** (3D): axes are permuted and flipped (no interpolation) so array
    axes run superior, posterior, left (``SPL``: the default radseg layout), whatever
-   order the file stored. Side-specific labels (right/left) then always sit on the same
-   side of the network's input.
+   order the file stored (:func:`radseg.orientation.canonical_axes`; a strongly oblique
+   volume gets the nearest order and an ``ObliqueWarning``). Side-specific labels
+   (right/left) then always sit on the same side of the network's input.
 3. **resample** with linear interpolation (labels: nearest), pixel edges kept aligned
    (``align_corners=False``), so the inverse maps exactly back:
 
@@ -35,8 +36,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from radseg.image import Image
+from radseg.orientation import canonical_axes, from_canonical, to_canonical
 
-__all__ = ["Preprocessing", "GridMap", "prepare", "prepare_labels", "canonical_axes"]
+__all__ = ["Preprocessing", "GridMap", "prepare", "prepare_labels"]
 
 INTENSITY_MODES = ("percentile", "window", "zscore")
 
@@ -104,30 +106,6 @@ class Preprocessing:
         return cls(**known)
 
 
-def canonical_axes(affine: np.ndarray) -> tuple[tuple[int, ...], tuple[bool, ...]]:
-    """(permutation, flips) that bring a 3D LPS image's axes to S, P, L order.
-
-    ``np.flip(np.transpose(array, perm), axes where flips)`` is the canonical array.
-    """
-    direction = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
-    world_of_axis = np.argmax(np.abs(direction), axis=0)  # world axis (x=0, y=1, z=2) of each array axis
-    if sorted(world_of_axis) != [0, 1, 2]:
-        # Strongly oblique: two axes closest to one world axis. Fall back to a greedy match.
-        world_of_axis = _greedy_match(np.abs(direction))
-    perm = tuple(int(np.where(world_of_axis == w)[0][0]) for w in (2, 1, 0))
-    flips = tuple(bool(direction[w, a] < 0) for w, a in zip((2, 1, 0), perm))
-    return perm, flips
-
-
-def _greedy_match(weights: np.ndarray) -> np.ndarray:
-    out = np.full(3, -1)
-    for _ in range(3):
-        masked = np.where((out[None, :] >= 0) | np.isin(np.arange(3), out[out >= 0])[:, None], -1, weights)
-        world, axis = np.unravel_index(np.argmax(masked), masked.shape)
-        out[axis] = world
-    return out
-
-
 @dataclass
 class GridMap:
     """The geometric steps applied to one image, to undo them on network outputs."""
@@ -153,31 +131,19 @@ class GridMap:
         tensor = torch.as_tensor(np.asarray(channel) if not torch.is_tensor(channel) else channel)
         tensor = self.crop(tensor).float()
         out = _resize(tensor, self.canonical_shape, mode=mode)
-        return _uncanonical(out.numpy(), self.perm, self.flips)
+        return from_canonical(out.numpy(), self.perm, self.flips)
 
     def to_grid(self, array: np.ndarray, *, mode: str, pad_value: float = 0.0) -> np.ndarray:
         """Any array on the original grid (spatial axes only) onto the network grid."""
         import torch
 
-        canon = np.ascontiguousarray(_canonical(array, self.perm, self.flips))
+        canon = np.ascontiguousarray(to_canonical(array, self.perm, self.flips))
         resized = _resize(torch.from_numpy(canon.astype(np.float32, copy=False)), self.resized_shape, mode=mode).numpy()
         if self.resized_shape == self.grid_shape:
             return resized
         out = np.full(self.grid_shape, pad_value, np.float32)
         out[tuple(slice(p, p + s) for p, s in zip(self.pad_before, self.resized_shape))] = resized
         return out
-
-
-def _canonical(array: np.ndarray, perm: Sequence[int], flips: Sequence[bool]) -> np.ndarray:
-    out = np.transpose(array, perm)
-    axes = tuple(i for i, f in enumerate(flips) if f)
-    return np.flip(out, axes) if axes else out
-
-
-def _uncanonical(array: np.ndarray, perm: Sequence[int], flips: Sequence[bool]) -> np.ndarray:
-    axes = tuple(i for i, f in enumerate(flips) if f)
-    out = np.flip(array, axes) if axes else array
-    return np.ascontiguousarray(np.transpose(out, np.argsort(perm)))
 
 
 def _resize(tensor, shape: Sequence[int], *, mode: str):

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from radseg.synth.brain_phantom import Context, HeadPhantom
-from radseg.synth.brain_shapes import Ellipsoid, Plane, Pose, WaveField, rotation
+from radseg.synth.brain_phantom import HeadPhantom
+from radseg.synth.brain_shapes import Context, Plane, Pose, WaveField, rotation
+from radseg.synth.geometry import Ellipsoid
 
 # site: (weight, model-frame centre for the left side, volume range mL in the canonical head)
 IPH_SITES = {
@@ -62,7 +63,7 @@ class Bleed:
             return self._paint_ivh(plane, out, ctx)
         dist = np.full(out.shape, np.inf, np.float32)
         for lobe in self.lobes:
-            size = float(np.prod(lobe.axes)) ** (1 / 3)
+            size = float(np.prod(lobe.radii)) ** (1 / 3)
             dist = np.minimum(dist, (np.sqrt(plane.radius2(lobe)) - 1.0) * size)
         if self.rough is not None:
             dist += self.rough_mm * plane.waves(self.rough)

@@ -61,7 +61,8 @@ import numpy as np
 from radseg.image import Image
 from radseg.labels import make_label_map
 from radseg.synth.brain_bleeds import draw_bleeds
-from radseg.synth.brain_phantom import HeadPhantom, render
+from radseg.synth.brain_phantom import HeadPhantom
+from radseg.synth.brain_render import render
 from radseg.synth.brain_shapes import Grid, Pose, rotation
 from radseg.synth.cohort import Subject
 from radseg.synth.common import SynthCase, case_uid_seed, patient_attributes

@@ -7,52 +7,22 @@ world LPS millimetres to the model frame (rotation, translation and the size fac
 plane of the CT grid becomes ``q = W @ (x_i, y_j, z) + t``: each model coordinate is
 ``a * x_i + b * y_j + c``, a broadcast sum of two 1D vectors. Ellipsoid coordinates and
 plane waves are affine in ``q`` too, so nothing here ever builds a 3D coordinate array.
+Ellipsoids are :class:`radseg.synth.geometry.Ellipsoid` (``centre``, semi-axes ``radii``, ``rotation``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
+
+from radseg.synth.geometry import Ellipsoid, euler_rotation
 
 
 def rotation(yaw_deg: float = 0.0, pitch_deg: float = 0.0, roll_deg: float = 0.0) -> np.ndarray:
     """Rotation about z (yaw), then x (pitch, nodding), then y (roll, tilting to a shoulder)."""
-    y, p, r = np.radians([yaw_deg, pitch_deg, roll_deg])
-    rz = np.array([[np.cos(y), -np.sin(y), 0], [np.sin(y), np.cos(y), 0], [0, 0, 1]])
-    rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
-    ry = np.array([[np.cos(r), 0, np.sin(r)], [0, 1, 0], [-np.sin(r), 0, np.cos(r)]])
-    return rz @ rx @ ry
-
-
-@dataclass(frozen=True)
-class Ellipsoid:
-    """An ellipsoid of the model frame: ``centre``, semi-axes ``axes`` (mm) and ``rotation``
-    (columns are the ellipsoid's axes in the model frame)."""
-
-    centre: tuple[float, float, float]
-    axes: tuple[float, float, float]
-    rotation: np.ndarray | None = None
-
-    def linear(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(L, o)`` with ``u = L @ q + o`` the unit-sphere coordinates of a model point ``q``."""
-        return self._linear
-
-    @cached_property
-    def _linear(self) -> tuple[np.ndarray, np.ndarray]:
-        rot = np.eye(3) if self.rotation is None else np.asarray(self.rotation, float)
-        lin = (rot.T / np.asarray(self.axes, float)[:, None])
-        return lin, -lin @ np.asarray(self.centre, float)
-
-    def scaled(self, factor: float) -> Ellipsoid:
-        return Ellipsoid(self.centre, tuple(a * factor for a in self.axes), self.rotation)
-
-    def extent(self) -> np.ndarray:
-        """Half-size of the axis-aligned box around the ellipsoid, in the model frame."""
-        rot = np.eye(3) if self.rotation is None else np.asarray(self.rotation, float)
-        return np.sqrt(((rot * np.asarray(self.axes, float)[None, :]) ** 2).sum(axis=1))
+    return euler_rotation("zxy", (yaw_deg, pitch_deg, roll_deg))
 
 
 @dataclass(frozen=True)

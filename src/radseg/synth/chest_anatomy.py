@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from radseg.synth import shapes2d as sh
+import radseg.synth.shapes2d as sh
 from radseg.synth.chest_bones import (
     SIDES,
     render_ribs,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from radseg.synth import shapes2d as sh
+import radseg.synth.shapes2d as sh
 
 SIDES = {"right": -1.0, "left": 1.0}  # sign of u on the patient's side
 

@@ -49,10 +49,10 @@ from pathlib import Path
 
 import numpy as np
 
+import radseg.synth.chest_anatomy as anatomy
+import radseg.synth.projection as projection
 from radseg.image import Image
 from radseg.labels import make_multilabel
-from radseg.synth import chest_anatomy as anatomy
-from radseg.synth import projection
 from radseg.synth.chest_bones import ordinal
 from radseg.synth.common import SynthCase, case_uid_seed, patient_attributes
 from radseg.synth.dx_processing import equalise

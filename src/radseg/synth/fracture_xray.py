@@ -36,11 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
+import radseg.synth.limb_anatomy as limb
+import radseg.synth.projection as projection
+import radseg.synth.shapes2d as sh
 from radseg.image import Image
 from radseg.labels import make_label_map
-from radseg.synth import limb_anatomy as limb
-from radseg.synth import projection
-from radseg.synth import shapes2d as sh
 from radseg.synth.common import SynthCase
 from radseg.synth.dx_processing import equalise
 

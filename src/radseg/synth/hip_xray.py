@@ -45,16 +45,15 @@ from typing import Any
 
 import numpy as np
 
+import radseg.synth.hip_phantom as hp
+import radseg.synth.projection as proj
 from radseg.image import Image
-from radseg.labels import make_label_map
-from radseg.synth import hip_phantom as hp
-from radseg.synth import projection as proj
 from radseg.synth.cohort import Subject
 from radseg.synth.common import SynthCase
 from radseg.synth.knee_xray import (
-    IMAGE_ORIENTATION_PATIENT,
     dicom_exact_spacing,
     display_png,
+    radiograph_images,
     write_hexai_metadata,
     write_radiograph_case,
 )
@@ -220,14 +219,11 @@ def make_case(subject: Subject, *, shape: tuple[int, int] = DEFAULT_SHAPE, photo
                             reference_counts=d["counts"], noise_factor=subject.difficulty["noise"],
                             blur_mm=d["blur_mm"], scatter_fraction=d["scatter_fraction"], center_on=soft,
                             equalize=d["equalize"], equalize_mm=40.0)
-    meta = {"photometric": photometric, "bits_stored": bits, "modality": modality,
-            "patient_orientation": ["L", "F"], "image_orientation_patient": IMAGE_ORIENTATION_PATIENT,
-            "image_position_patient": [float(detector.origin[0]), 0.0, float(-detector.origin[1])]}
-    image = Image(stored, spacing=(d["spacing"], d["spacing"]), metadata=meta)
     label_array = np.zeros(shape, np.uint8)
     for value in PAINT_ORDER:
         label_array[masks[value]] = value
-    labels = make_label_map(label_array, LABELS, like=Image(label_array, spacing=(d["spacing"],) * 2))
+    image, labels = radiograph_images(stored, label_array, LABELS, detector, d["spacing"],
+                                      photometric=photometric, bits=bits, modality=modality)
     params = {**hp.hip_record(p), **_imaging(d, detector, photometric=photometric, bits=bits, modality=modality)}
     for side in p.sides():
         x, _, z = side.head_centre

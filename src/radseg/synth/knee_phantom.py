@@ -32,7 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from radseg.synth.projection import Ellipsoid, Loft, rotation_matrix
+from radseg.synth.geometry import Ellipsoid
+from radseg.synth.projection import rotation_matrix
+from radseg.synth.projection_solids import Loft
 
 BONES = ("patella", "femur", "tibia", "fibula")
 SIDES = ("right", "left")
@@ -63,7 +65,7 @@ def _place(solid, q: np.ndarray, t: np.ndarray):
     """Map a solid defined in the local frame through ``x -> q x + t`` (q orthogonal)."""
     if isinstance(solid, Ellipsoid):
         rot = np.eye(3) if solid.rotation is None else np.asarray(solid.rotation)
-        return Ellipsoid(tuple(q @ np.asarray(solid.center) + t), solid.radii, q @ rot)
+        return Ellipsoid(tuple(q @ np.asarray(solid.centre) + t), solid.radii, q @ rot)
     if isinstance(solid, Loft):  # q keeps w (a rotation about the beam, a mirror in u): still across the beam
         return Loft(tuple(q @ np.asarray(solid.p0) + t), tuple(q @ np.asarray(solid.p1) + t), solid.nodes)
     return type(solid)(tuple(q @ np.asarray(solid.p0) + t), tuple(q @ np.asarray(solid.p1) + t), solid.radius)

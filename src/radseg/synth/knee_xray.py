@@ -37,9 +37,9 @@ from typing import Any
 
 import numpy as np
 
+import radseg.synth.projection as proj
 from radseg.image import Image
 from radseg.labels import make_label_map, make_multilabel
-from radseg.synth import projection as proj
 from radseg.synth.cohort import Subject
 from radseg.synth.common import SynthCase, case_uid_seed, patient_attributes
 from radseg.synth.knee_phantom import BONES, SIDES, Knee, build_knee, sample_knee
@@ -113,20 +113,28 @@ def make_case(subject: Subject, *, shape: tuple[int, int] = DEFAULT_SHAPE, photo
                             width=0.22, bits=bits, invert=photometric == "MONOCHROME1", photons=d["photons"],
                             noise_factor=subject.difficulty["noise"], blur_mm=d["blur_mm"],
                             scatter_fraction=d["scatter_fraction"], center_on=soft)
-    meta = {"photometric": photometric, "bits_stored": bits, "modality": modality,
-            "patient_orientation": ["L", "F"], "image_orientation_patient": IMAGE_ORIENTATION_PATIENT,
-            "image_position_patient": [float(detector.origin[0]), 0.0, float(-detector.origin[1])]}
-    image = Image(stored, spacing=(d["spacing"], d["spacing"]), metadata=meta)
     label_array = np.zeros(shape, np.uint8)
     for bone in PAINT_ORDER:
         for side in SIDES:
             label_array[masks[(side, bone)]] = VALUES[(side, bone)]
-    labels = make_label_map(label_array, LABELS, like=Image(label_array, spacing=(d["spacing"],) * 2))
+    image, labels = radiograph_images(stored, label_array, LABELS, detector, d["spacing"],
+                                      photometric=photometric, bits=bits, modality=modality)
     params = _params(knees, detector, d, photometric=photometric, bits=bits, modality=modality)
     extras = {"line_integral": line.astype(np.float32), "masks": masks, "knees": knees, "detector": detector,
               "compartment_cols": {(side, name): tuple(float(c) for c in detector.to_pixel(knees[side].compartment_u(name), 0.0)[1])
                                    for side in SIDES for name in ("medial", "lateral")}}
     return SynthCase(subject=subject, image=image, labels=labels, params=params, extras=extras)
+
+
+def radiograph_images(stored: np.ndarray, label_array: np.ndarray, labels: dict, detector: proj.Detector,
+                      spacing: float, *, photometric: str, bits: int, modality: str) -> tuple[Image, Image]:
+    """The stored radiograph with its DICOM-facing metadata (PA/AP display: columns to the patient's
+    left, rows to the feet), and its label map on the same pixels. Shared with ``hip-xray``."""
+    meta = {"photometric": photometric, "bits_stored": bits, "modality": modality,
+            "patient_orientation": ["L", "F"], "image_orientation_patient": IMAGE_ORIENTATION_PATIENT,
+            "image_position_patient": [float(detector.origin[0]), 0.0, float(-detector.origin[1])]}
+    image = Image(stored, spacing=(spacing, spacing), metadata=meta)
+    return image, make_label_map(label_array, labels, like=Image(label_array, spacing=(spacing,) * 2))
 
 
 def _line_integral(knees: dict[str, Knee], detector: proj.Detector, mu: dict[str, float]):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from radseg.synth import shapes2d as sh
+import radseg.synth.shapes2d as sh
 
 SPACING_MM = {"leg": 0.6, "hand": 0.3, "hip": 0.6, "shoulder": 0.5}
 

@@ -18,6 +18,7 @@ Solids (:class:`Ellipsoid`, :class:`Capsule`, :class:`Cylinder`, :class:`Loft`)
     :func:`chord_length` gives the length of the **union** of several solids along every ray
     (overlapping pieces of one bone are not counted twice), computed on their bounding box only.
     A cortical shell is ``chord(outer) - chord(inner)`` with the inner solids ``shrunk``.
+    (Defined in :mod:`radseg.synth.geometry` and :mod:`radseg.synth.projection_solids`.)
 Materials
     :data:`MU_PER_MM`: linear attenuation coefficients (1/mm) at an effective energy of
     :data:`EFFECTIVE_ENERGY_KEV` = 65 keV (a ~70-80 kVp beam after filtration), from NIST XCOM
@@ -47,9 +48,12 @@ Image chain (:func:`render`)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
+
+from radseg.synth.geometry import Ellipsoid, euler_rotation
+from radseg.synth.projection_solids import Capsule, Cylinder, Loft
 
 __all__ = [
     "EFFECTIVE_ENERGY_KEV",
@@ -138,214 +142,7 @@ class Detector:
 
 def rotation_matrix(*, about_u: float = 0.0, about_v: float = 0.0, about_w: float = 0.0) -> np.ndarray:
     """Rotation (degrees) applied about w, then v, then u; columns are the rotated body axes."""
-    a, b, c = np.deg2rad([about_u, about_v, about_w])
-    ru = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
-    rv = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
-    rw = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
-    return ru @ rv @ rw
-
-
-def _solve(qa, qb, qc) -> tuple[np.ndarray, np.ndarray]:
-    """Roots ``t_in <= t_out`` of ``qa t^2 + 2 qb t + qc = 0`` (NaN where no real root)."""
-    disc = qb * qb - qa * qc
-    with np.errstate(invalid="ignore", divide="ignore"):
-        root = np.sqrt(np.where(disc > 0, disc, np.nan))
-        return (-qb - root) / qa, (-qb + root) / qa
-
-
-@dataclass(frozen=True)
-class Ellipsoid:
-    """Ellipsoid: ``center`` (u, v, w) mm, semi-axes ``radii`` (mm) along the columns of ``rotation``."""
-
-    center: tuple[float, float, float]
-    radii: tuple[float, float, float]
-    rotation: np.ndarray | None = None
-
-    def _metric(self) -> np.ndarray:
-        """``M`` with the solid = ``{x : (x - c)^T M (x - c) <= 1}``."""
-        rot = np.eye(3) if self.rotation is None else np.asarray(self.rotation, float)
-        return rot @ np.diag(1.0 / np.asarray(self.radii, float) ** 2) @ rot.T
-
-    def bbox(self) -> tuple[float, float, float, float]:
-        rot = np.eye(3) if self.rotation is None else np.asarray(self.rotation, float)
-        half = np.sqrt(((rot * np.asarray(self.radii, float)[None, :]) ** 2).sum(axis=1))
-        c = self.center
-        return c[0] - half[0], c[0] + half[0], c[1] - half[1], c[1] + half[1]
-
-    def intervals(self, u, v) -> tuple[np.ndarray, np.ndarray]:
-        m = self._metric()
-        du, dv = np.asarray(u, float) - self.center[0], np.asarray(v, float) - self.center[1]
-        # |A (x - c)|^2 = 1 along x = (u, v, w): a quadratic in s = w - c_w.
-        qa = m[2, 2]
-        qb = m[0, 2] * du + m[1, 2] * dv
-        qc = m[0, 0] * du * du + 2 * m[0, 1] * du * dv + m[1, 1] * dv * dv - 1.0
-        t0, t1 = _solve(qa, qb, qc)
-        return t0 + self.center[2], t1 + self.center[2]
-
-    def shadow(self) -> np.ndarray:
-        """2x2 ``S``: the shadow is the ellipse ``{p : (p - c_uv)^T S (p - c_uv) <= 1}`` (Schur complement)."""
-        m = self._metric()
-        return m[:2, :2] - np.outer(m[:2, 2], m[2, :2]) / m[2, 2]
-
-    def shadow_area(self) -> float:
-        """Area (mm^2) of the shadow: parallel projection keeps sizes."""
-        return float(np.pi / np.sqrt(np.linalg.det(self.shadow())))
-
-    def v_bounds(self, u) -> tuple[np.ndarray, np.ndarray]:
-        """Top and bottom ``v`` of the shadow at each ``u`` (NaN outside)."""
-        s = self.shadow()
-        du = np.asarray(u, float) - self.center[0]
-        t0, t1 = _solve(s[1, 1], s[0, 1] * du, s[0, 0] * du * du - 1.0)
-        return t0 + self.center[1], t1 + self.center[1]
-
-    def shrunk(self, by: float) -> Ellipsoid:
-        """Same ellipsoid with every semi-axis ``by`` mm shorter (an inner cancellous core)."""
-        return replace(self, radii=tuple(max(r - by, 1e-3) for r in self.radii))
-
-    def moved(self, du: float = 0.0, dv: float = 0.0, dw: float = 0.0) -> Ellipsoid:
-        c = self.center
-        return replace(self, center=(c[0] + du, c[1] + dv, c[2] + dw))
-
-
-@dataclass(frozen=True)
-class Capsule:
-    """All points within ``radius`` mm of the segment ``p0``-``p1`` (a shaft with rounded ends)."""
-
-    p0: tuple[float, float, float]
-    p1: tuple[float, float, float]
-    radius: float
-
-    def bbox(self) -> tuple[float, float, float, float]:
-        (a, b), r = np.array([self.p0, self.p1], float).T[:2], self.radius
-        return min(a) - r, max(a) + r, min(b) - r, max(b) + r
-
-    def intervals(self, u, v) -> tuple[np.ndarray, np.ndarray]:
-        tube = _tube(self.p0, self.p1, self.radius, u, v, capped=True)
-        caps = [Ellipsoid(tuple(p), (self.radius,) * 3).intervals(u, v) for p in (self.p0, self.p1)]
-        # a line meets a convex set in one interval: the union of the three pieces' intervals
-        starts = np.stack([tube[0], caps[0][0], caps[1][0]])
-        ends = np.stack([tube[1], caps[0][1], caps[1][1]])
-        with np.errstate(invalid="ignore"):
-            return np.fmin.reduce(starts), np.fmax.reduce(ends)
-
-    def shrunk(self, by: float) -> Capsule:
-        return replace(self, radius=max(self.radius - by, 1e-3))
-
-
-@dataclass(frozen=True)
-class Cylinder:
-    """A right circular cylinder with flat ends: axis ``p0``-``p1``, ``radius`` mm."""
-
-    p0: tuple[float, float, float]
-    p1: tuple[float, float, float]
-    radius: float
-
-    def bbox(self) -> tuple[float, float, float, float]:
-        return Capsule(self.p0, self.p1, self.radius).bbox()  # a capsule contains the cylinder
-
-    def intervals(self, u, v) -> tuple[np.ndarray, np.ndarray]:
-        return _tube(self.p0, self.p1, self.radius, u, v, capped=True)
-
-    def shrunk(self, by: float) -> Cylinder:
-        """Thinner by ``by`` mm and shortened by ``by`` at each end."""
-        p0, p1 = np.asarray(self.p0, float), np.asarray(self.p1, float)
-        axis = (p1 - p0) / np.linalg.norm(p1 - p0)
-        return Cylinder(tuple(p0 + by * axis), tuple(p1 - by * axis), max(self.radius - by, 1e-3))
-
-
-@dataclass(frozen=True)
-class Loft:
-    """Elliptic cross-sections lofted along an axis ``p0``-``p1`` that lies across the beam (same ``w``).
-
-    At axial distance ``s`` (mm from ``p0``) the section is an ellipse with in-plane semi-axis
-    ``a(s)`` and depth semi-axis ``b(s)``, interpolated between ``nodes`` (``(s_mm, a_mm, b_mm)``
-    rows) with a cosine ease (zero slope at every node, so flares are smooth). Every ray lies in
-    one cross-section, so its chord is ``2 b(s) sqrt(1 - (x / a(s))^2)`` exactly: long bones
-    (shaft + metaphyseal flare) in one piece, without the seams a union of ellipsoids shows.
-    """
-
-    p0: tuple[float, float, float]
-    p1: tuple[float, float, float]
-    nodes: tuple[tuple[float, float, float], ...]
-
-    def __post_init__(self):
-        if abs(self.p0[2] - self.p1[2]) > 1e-9:
-            raise ValueError("a Loft's axis must lie across the beam (p0 and p1 at the same w)")
-
-    def _frame(self, u, v):
-        p0, p1 = np.asarray(self.p0[:2], float), np.asarray(self.p1[:2], float)
-        length = float(np.linalg.norm(p1 - p0))
-        d = (p1 - p0) / length
-        du, dv = np.asarray(u, float) - p0[0], np.asarray(v, float) - p0[1]
-        return du * d[0] + dv * d[1], du * d[1] - dv * d[0], length
-
-    def radii(self, s) -> tuple[np.ndarray, np.ndarray]:
-        """``a(s), b(s)`` (NaN outside the axis)."""
-        nodes = np.asarray(self.nodes, float)
-        s = np.asarray(s, float)
-        i = np.clip(np.searchsorted(nodes[:, 0], s, side="right") - 1, 0, len(nodes) - 2)
-        s0, s1 = nodes[i, 0], nodes[i + 1, 0]
-        f = np.clip((s - s0) / (s1 - s0), 0.0, 1.0)
-        ease = 0.5 - 0.5 * np.cos(np.pi * f)
-        a = nodes[i, 1] + (nodes[i + 1, 1] - nodes[i, 1]) * ease
-        b = nodes[i, 2] + (nodes[i + 1, 2] - nodes[i, 2]) * ease
-        outside = (s < nodes[0, 0]) | (s > nodes[-1, 0])
-        return np.where(outside, np.nan, a), np.where(outside, np.nan, b)
-
-    def bbox(self) -> tuple[float, float, float, float]:
-        r = float(np.max(np.asarray(self.nodes)[:, 1]))
-        (a, b) = np.array([self.p0, self.p1], float).T[:2]
-        return min(a) - r, max(a) + r, min(b) - r, max(b) + r
-
-    def intervals(self, u, v) -> tuple[np.ndarray, np.ndarray]:
-        s, x, _ = self._frame(u, v)
-        a, b = self.radii(s)
-        with np.errstate(invalid="ignore"):
-            inside = 1.0 - (x / a) ** 2
-            half = b * np.sqrt(np.where(inside > 0, inside, np.nan))
-        return self.p0[2] - half, self.p0[2] + half
-
-    def shrunk(self, by: float) -> Loft:
-        """Thinner by ``by`` mm, and ``by`` mm shorter at each end."""
-        nodes = np.asarray(self.nodes, float).copy()
-        nodes[:, 1:] = np.maximum(nodes[:, 1:] - by, 1e-3)
-        nodes[0, 0] += by
-        nodes[-1, 0] -= by
-        return Loft(self.p0, self.p1, tuple(map(tuple, nodes)))
-
-
-def _tube(p0, p1, radius, u, v, *, capped: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Ray interval through the infinite cylinder around p0-p1, clipped to the slab between its ends."""
-    p0, p1 = np.asarray(p0, float), np.asarray(p1, float)
-    length = float(np.linalg.norm(p1 - p0))
-    d = (p1 - p0) / length
-    du, dv = np.asarray(u, float) - p0[0], np.asarray(v, float) - p0[1]
-    dw = -p0[2]
-    # ray x(t) = (u, v, t); m = x(0) - p0, e = (0, 0, 1)
-    m_axial = d[0] * du + d[1] * dv + d[2] * dw
-    e_axial = d[2]
-    mp = [c - m_axial * dc for c, dc in ((du, d[0]), (dv, d[1]), (dw, d[2]))]  # perpendicular part of m
-    ep = np.array([0.0, 0.0, 1.0]) - e_axial * d
-    qa = float(ep @ ep)
-    if qa < 1e-12:  # axis along the rays: the tube is a disc in the shadow, the chord is the length
-        inside = mp[0] ** 2 + mp[1] ** 2 + mp[2] ** 2 <= radius ** 2
-        t_start = -m_axial / e_axial
-        t_end = (length - m_axial) / e_axial
-        lo, hi = np.minimum(t_start, t_end), np.maximum(t_start, t_end)
-        return np.where(inside, lo, np.nan), np.where(inside, hi, np.nan)
-    qb = mp[0] * ep[0] + mp[1] * ep[1] + mp[2] * ep[2]
-    qc = mp[0] ** 2 + mp[1] ** 2 + mp[2] ** 2 - radius ** 2
-    t0, t1 = _solve(qa, qb, qc)
-    if not capped:
-        return t0, t1
-    if abs(e_axial) < 1e-12:  # axis across the rays: the slab is a band of (u, v)
-        keep = (m_axial >= 0) & (m_axial <= length)
-        return np.where(keep, t0, np.nan), np.where(keep, t1, np.nan)
-    s0, s1 = (0.0 - m_axial) / e_axial, (length - m_axial) / e_axial
-    lo, hi = np.maximum(t0, np.minimum(s0, s1)), np.minimum(t1, np.maximum(s0, s1))
-    with np.errstate(invalid="ignore"):
-        hit = hi > lo
-    return np.where(hit, lo, np.nan), np.where(hit, hi, np.nan)
+    return euler_rotation("xyz", (about_u, about_v, about_w))  # u, v, w are the frame's x, y, z
 
 
 def _as_list(solids) -> list:

@@ -19,6 +19,7 @@ from typing import Any, Callable
 from radseg.errors import RadsegError, WriteError
 from radseg.io.atomic import write_text_atomic
 from radseg.synth.cohort import Shift, Subject, make_cohort
+from radseg.synth.kinds import phantom_kind
 
 STATE_DIR = ".radseg-synth"
 
@@ -48,8 +49,6 @@ def _check_run(outdir: Path, settings: dict[str, Any]) -> None:
 
 def _make_one(job: tuple[str, Subject, str, dict[str, Any], bool]) -> dict[str, Any]:
     """Worker: make and write one case; returns its metadata row or its error (never raises)."""
-    from radseg.synth import phantom_kind
-
     name, subject, outdir_text, options, preview = job
     outdir = Path(outdir_text)
     try:
@@ -102,8 +101,6 @@ def synthesize(
 ) -> SynthResult:
     """Make ``n`` cases of phantom ``kind`` in ``outdir`` (resuming a run with the same settings)."""
     import pandas as pd
-
-    from radseg.synth import phantom_kind
 
     module = phantom_kind(kind)
     if n < 1:

@@ -22,36 +22,20 @@ end-of-epoch checkpoint stays intact.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import math
-import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import numpy as np
-
 from radseg.errors import RadsegError
-from radseg.io.atomic import atomic_path, write_text_atomic
 from radseg.train.config import TrainConfig
-from radseg.train.data import TrainCase, TrainData, data_hash, from_pairs, load_prepared
+from radseg.train.data import TrainData, from_pairs, load_prepared
+from radseg.train.records import TrainResult, cosine_lr
+from radseg.train.session import Session
 
-__all__ = ["train", "TrainResult"]
+__all__ = ["train", "TrainResult", "cosine_lr"]
 
 Event = dict[str, Any]
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    model_path: Path
-    best_dice: float | None
-    epochs_done: int
-    stopped: str  # "completed", "early-stopping", "time-limit", "interrupted"
-    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 def train(config: TrainConfig, cases: TrainData | Iterable | None = None, *, data: str | Path | None = None,
@@ -61,8 +45,6 @@ def train(config: TrainConfig, cases: TrainData | Iterable | None = None, *, dat
     Data: ``cases`` (a :class:`TrainData`, or ``(image, labels)`` pairs) or ``data`` (a
     prepared dataset folder, see :mod:`radseg.train.data`).
     """
-    from radseg.train.session import Session
-
     clock_start = time.perf_counter()  # the time limit covers reading and preprocessing too
     if cases is None and data is None:
         raise ValueError("give the training data: cases=... or data=FOLDER")
@@ -96,13 +78,9 @@ def _resolve(config: TrainConfig, dataset: TrainData) -> TrainConfig:
     if info.get("window") and "window" not in updates:
         updates["window"] = tuple(info["window"])
     preset = config.preset or info.get("preset")
-    if data_multilabel(dataset) and config.head != "multilabel":
+    if dataset.multilabel and config.head != "multilabel":
         config = _with(config, head="multilabel")
     return _with(config, preset=preset, preprocessing=updates).resolved(dataset.spatial_dims)
-
-
-def data_multilabel(dataset: TrainData) -> bool:
-    return dataset.multilabel
 
 
 def _with(config: TrainConfig, **changes) -> TrainConfig:
@@ -111,87 +89,3 @@ def _with(config: TrainConfig, **changes) -> TrainConfig:
     return replace(config, **changes)
 
 
-def write_metrics(run: Path, history: list[dict[str, Any]]) -> None:
-    """metrics.csv (atomically) and learning_curve.png from the per-epoch history."""
-    if not history:
-        return
-    columns: list[str] = []
-    for row in history:
-        columns += [k for k in row if k not in columns]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
-    write_text_atomic(run / "metrics.csv", buffer.getvalue())
-    _plot(run / "learning_curve.png", history)
-
-
-def _plot(path: Path, history: list[dict[str, Any]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [row["epoch"] for row in history]
-    fig, loss_axis = plt.subplots(figsize=(7, 4), dpi=100)
-    loss_axis.plot(epochs, [row["train_loss"] for row in history], color="tab:blue", label="training loss")
-    loss_axis.set_xlabel("epoch")
-    loss_axis.set_ylabel("Dice + CE loss", color="tab:blue")
-    dice_axis = loss_axis.twinx()
-    val = [(row["epoch"], row["val_dice"]) for row in history if row.get("val_dice") is not None]
-    if val:
-        dice_axis.plot(*zip(*val), "o-", color="tab:orange", label="validation Dice")
-    dice_axis.set_ylabel("mean validation Dice", color="tab:orange")
-    dice_axis.set_ylim(0, 1)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-
-
-def environment() -> dict[str, Any]:
-    import platform
-
-    import monai
-    import torch
-
-    from radseg import __version__
-
-    return {"radseg": __version__, "torch": torch.__version__, "monai": monai.__version__,
-            "numpy": np.__version__, "python": platform.python_version(), "platform": platform.platform(),
-            "cpu_count": os.cpu_count()}
-
-
-def mean_dice(pred: np.ndarray, truth: np.ndarray, channels: int) -> list[float | None]:
-    """Dice per class channel 1..channels-1 of two channel-index maps (None: absent in both)."""
-    out = []
-    for c in range(1, channels):
-        p, t = pred == c, truth == c
-        total = int(p.sum()) + int(t.sum())
-        out.append(None if total == 0 else 2.0 * int((p & t).sum()) / total)
-    return out
-
-
-def cosine_lr(base: float, progress: float, warmup: float) -> float:
-    """Linear warm-up over the first ``warmup`` fraction, then cosine decay to 1% of ``base``."""
-    progress = min(max(progress, 0.0), 1.0)
-    if warmup > 0 and progress < warmup:
-        return base * (0.1 + 0.9 * progress / warmup)
-    t = (progress - warmup) / max(1e-9, 1.0 - warmup)
-    return base * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * t)))
-
-
-def seconds(start: float) -> float:
-    return time.perf_counter() - start
-
-
-def case_list(cases: list[TrainCase]) -> list[str]:
-    return [c.case_id for c in cases]
-
-
-def dataset_summary(dataset: TrainData, train_cases, val_cases) -> dict[str, Any]:
-    return {"data_hash": data_hash(dataset.cases), "n_train": len(train_cases), "n_val": len(val_cases),
-            "train_cases": case_list(train_cases), "val_cases": case_list(val_cases),
-            "source": str(dataset.root) if dataset.root else "in-memory cases",
-            "problems": [list(p) for p in dataset.problems]}

@@ -21,9 +21,10 @@ from radseg.models.bundle import ModelBundle
 from radseg.models.mirror import LR_AXIS, mirror_pairs, mirror_permutation
 from radseg.models.preprocess import Preprocessing, prepare, prepare_labels
 from radseg.models.registry import build, check_patch_size, count_parameters, resolve_kwargs
-from radseg.train import loop
+from radseg.train import records
 from radseg.train.config import TrainConfig
-from radseg.train.data import TrainCase, TrainData, split_cases
+from radseg.case import Case
+from radseg.train.data import TrainData, split_cases
 from radseg.train.sampler import GridCase, PatchSampler
 
 
@@ -41,7 +42,7 @@ class Session:
         names = dict(self.dataset.label_names)
         if not self.multilabel:
             for case in self.dataset.cases:
-                for value in np.unique(case.labels.array):
+                for value in np.unique(case.label.array):
                     if value != 0 and int(value) not in names:
                         names[int(value)] = f"label_{int(value)}"
         values = sorted(names)
@@ -49,7 +50,7 @@ class Session:
             raise RadsegError("the training labels are all background: nothing to learn")
         return values, [names[v] for v in values]
 
-    def _preprocessing(self, train_cases: list[TrainCase]) -> Preprocessing:
+    def _preprocessing(self, train_cases: list[Case]) -> Preprocessing:
         pre = Preprocessing.from_dict(self.cfg.preprocessing)
         if pre.intensity == "window" and pre.mean is None:
             # Dataset statistics inside the window over labelled voxels (nnU-Net's CT scheme).
@@ -58,16 +59,16 @@ class Session:
             rng = np.random.default_rng(self.cfg.seed)
             for case in train_cases:
                 values = np.asarray(case.image.array, np.float32)
-                mask = case.labels.array.any(axis=-1) if self.multilabel else case.labels.array > 0
+                mask = case.label.array.any(axis=-1) if self.multilabel else case.label.array > 0
                 chosen = values[mask] if mask.any() else values.ravel()
                 samples.append(rng.choice(np.clip(chosen, low, high), min(len(chosen), 50000), replace=False))
             pooled = np.concatenate(samples)
             pre.mean, pre.std = float(pooled.mean()), float(max(pooled.std(), 1e-3))
         return pre
 
-    def _grid_case(self, case: TrainCase, pre: Preprocessing, lut: np.ndarray | None) -> GridCase:
+    def _grid_case(self, case: Case, pre: Preprocessing, lut: np.ndarray | None) -> GridCase:
         x, grid = prepare(case.image, pre)
-        target = prepare_labels(case.labels, grid)
+        target = prepare_labels(case.label, grid)
         if lut is not None:
             target = lut[np.clip(target.astype(np.int64), 0, len(lut) - 1)].astype(np.uint8)
         else:
@@ -77,7 +78,7 @@ class Session:
     def _setup(self) -> None:
         cfg = self.cfg
         torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-        from radseg.infer.predictor import resolve_device
+        from radseg.models.cpu import resolve_device
 
         self.device = resolve_device(cfg.device)
         self.train_cases, self.val_cases = split_cases(self.dataset, val_fraction=cfg.val_fraction, seed=cfg.seed)
@@ -162,11 +163,11 @@ class Session:
         total = self.cfg.epochs * self.cfg.iters_per_epoch
         fraction = self.iteration / max(1, total)
         if self.cfg.time_limit:
-            fraction = max(fraction, (self.elapsed_before + loop.seconds(start)) / self.cfg.time_limit)
+            fraction = max(fraction, (self.elapsed_before + records.seconds(start)) / self.cfg.time_limit)
         return fraction
 
     def _step(self, start: float) -> float:
-        lr = loop.cosine_lr(self.cfg.lr, self._progress(start), self.cfg.warmup_fraction)
+        lr = records.cosine_lr(self.cfg.lr, self._progress(start), self.cfg.warmup_fraction)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         images, targets = self.sampler.batch(self.cfg.batch_size)
@@ -184,7 +185,7 @@ class Session:
         return float(loss.detach())
 
     def validate(self) -> tuple[float | None, list[float | None]]:
-        from radseg.infer.grid import grid_probabilities
+        from radseg.models.grid import grid_probabilities
 
         self.net.eval()
         per_case = []
@@ -195,9 +196,9 @@ class Session:
                                        sw_batch_size=max(1, self.cfg.batch_size))[0].cpu()
             if self.multilabel:
                 pred = (probs > 0.5).numpy()
-                per_case.append([_dice(pred[c], case.target[c] > 0) for c in range(self.out_channels)])
+                per_case.append([records.class_dice(pred[c], case.target[c] > 0) for c in range(self.out_channels)])
             else:
-                per_case.append(loop.mean_dice(probs.argmax(0).numpy(), case.target, self.out_channels))
+                per_case.append(records.mean_dice(probs.argmax(0).numpy(), case.target, self.out_channels))
         per_class = []
         for values in zip(*per_case):
             finite = [v for v in values if v is not None]
@@ -215,7 +216,7 @@ class Session:
             torch.save(state, tmp)
 
     # --- run -------------------------------------------------------------------------------
-    def run(self) -> loop.TrainResult:
+    def run(self) -> records.TrainResult:
         self._setup()
         cfg, start = self.cfg, self.clock_start
         self.emit({"kind": "start", "epochs": cfg.epochs, "iters_per_epoch": cfg.iters_per_epoch,
@@ -229,12 +230,12 @@ class Session:
                     losses.append(self._step(start))
                     self.emit({"kind": "iteration", "epoch": self.epoch, "iteration": self.iteration, "loss": losses[-1]})
                     # stop early enough for the last validation and writing the bundle (a few seconds)
-                    if cfg.time_limit and self.elapsed_before + loop.seconds(start) + 1.2 * val_seconds + 3.0 >= cfg.time_limit:
+                    if cfg.time_limit and self.elapsed_before + records.seconds(start) + 1.2 * val_seconds + 3.0 >= cfg.time_limit:
                         stopped = "time-limit"
                         break
                 self.epoch += 1
                 row = {"epoch": self.epoch, "iteration": self.iteration,
-                       "time_s": round(self.elapsed_before + loop.seconds(start), 2),
+                       "time_s": round(self.elapsed_before + records.seconds(start), 2),
                        "lr": self.optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(losses)),
                        "val_dice": None}
                 last_epoch = self.epoch >= cfg.epochs or stopped != "completed"
@@ -246,8 +247,8 @@ class Session:
                     row.update({f"dice_{n}": d for n, d in zip(self.class_names, per_class)})
                     self._track_best(dice, per_class)
                 self.history.append(row)
-                self._checkpoint(self.elapsed_before + loop.seconds(start))
-                loop.write_metrics(self.run_dir, self.history)
+                self._checkpoint(self.elapsed_before + records.seconds(start))
+                records.write_metrics(self.run_dir, self.history)
                 self.emit({"kind": "epoch", **row, "best": self.best})
                 if stopped != "completed":
                     break
@@ -267,17 +268,17 @@ class Session:
         else:
             self.stale += 1
 
-    def _finish(self, stopped: str, start: float) -> loop.TrainResult:
+    def _finish(self, stopped: str, start: float) -> records.TrainResult:
         weights = self.best_state
         if weights is None:
             last = self.ckpt_dir / "last.pt"
             if not last.exists():
                 raise RadsegError(f"{self.run_dir}: stopped ({stopped}) before the first epoch ended; no model written")
             weights = torch.load(last, map_location="cpu", weights_only=True)["model"]
-        elapsed = self.elapsed_before + loop.seconds(start)
+        elapsed = self.elapsed_before + records.seconds(start)
         manifest = {
-            "created_by": "radseg train", "environment": loop.environment(), "config": self.cfg.to_dict(),
-            "data": loop.dataset_summary(self.dataset, self.train_cases, self.val_cases),
+            "created_by": "radseg train", "environment": records.environment(), "config": self.cfg.to_dict(),
+            "data": records.dataset_summary(self.dataset, self.train_cases, self.val_cases),
             "metrics": {"best_val_dice": self.best, "best_epoch": self.best_epoch,
                         "best_val_dice_per_class": dict(zip(self.class_names, self.best_per_class or [])),
                         "epochs_done": self.epoch, "iterations": self.iteration, "train_seconds": round(elapsed, 1),
@@ -291,13 +292,9 @@ class Session:
         model_path = bundle.save(self.run_dir / "model")
         if self.cfg.save_zip:
             bundle.save(self.run_dir / "model.zip")
-        loop.write_metrics(self.run_dir, self.history)
-        result = loop.TrainResult(self.run_dir, model_path, self.best, self.epoch, stopped, list(self.history))
+        records.write_metrics(self.run_dir, self.history)
+        result = records.TrainResult(self.run_dir, model_path, self.best, self.epoch, stopped, list(self.history))
         self.emit({"kind": "end", "stopped": stopped, "best": self.best, "model": str(model_path),
                    "seconds": round(elapsed, 1)})
         return result
 
-
-def _dice(pred: np.ndarray, truth: np.ndarray) -> float | None:
-    total = int(pred.sum()) + int(truth.sum())
-    return None if total == 0 else 2.0 * int((pred & truth).sum()) / total

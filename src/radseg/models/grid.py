@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from radseg.infer.tta import mirror_tta
+from radseg.models.tta import mirror_tta
 
 __all__ = ["grid_probabilities"]
 

@@ -1,0 +1,110 @@
+"""``radseg evaluate`` (predictions against ground truth) and ``radseg evaluate-detection`` (a model as detector)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from radseg.commands.common import Progress, QuietOpt, WorkersOpt, choice, csv_words, fail, finish, model_help, problems
+
+CI_METHODS = ("percentile", "bca")
+
+
+def _report_evaluation(result, output: Path, written) -> None:
+    for path in result.unmatched_predictions:
+        typer.secho(f"unmatched prediction (no ground truth): {path}", fg=typer.colors.YELLOW, err=True)
+    for path in result.unmatched_truths:
+        typer.secho(f"unmatched ground truth (no prediction): {path}", fg=typer.colors.YELLOW, err=True)
+    problems(result.failed, result.warnings)
+    if not result.summary.empty and "metric" in result.summary.columns:
+        for row in result.summary[result.summary["metric"].isin(["dice", "hd95"])].itertuples():
+            if getattr(row, "n", 0):
+                typer.echo(f"{row.label_name:>20} {row.metric:>5}: {row.mean:.4f} [{row.ci_low:.4f}, {row.ci_high:.4f}] (n={row.n})")
+    typer.echo(f"wrote {', '.join(p.name for p in written)} to {output}")
+    finish(result.failed)
+
+
+def _report_detection(result, output: Path, written) -> None:
+    s = result.summary
+    for key in ("mask_AP50", "mask_AP50_95", "box_AP50", "box_AP50_95", "precision", "recall"):
+        typer.echo(f"{key:>14}: {s[key]:.4f}")
+    for key in ("dice", "auc"):
+        if key in s:
+            typer.echo(f"{key:>14}: {s[key]:.4f} [{s[key + '_ci_low']:.4f}, {s[key + '_ci_high']:.4f}]")
+    problems((failure["case"], failure["error"]) for failure in s["failed"])
+    typer.echo(f"wrote {', '.join(p.name for p in written)} to {output}")
+    finish(s["failed"])
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def evaluate(
+        pred: Path = typer.Option(..., "--pred", help="Folder of predicted label maps (any readable label format)."),
+        truth: Path = typer.Option(..., "--truth", help="Folder of ground-truth label maps; cases pair by file name."),
+        output: Path = typer.Option(..., "-o", "--output", help="Folder for per_case.csv, summary.csv, fairness.csv, summary.json, report.html."),
+        labels: Optional[str] = typer.Option(None, "--labels", help="Labels to evaluate, e.g. 1=femur,2=tibia (default: every label present)."),
+        metadata: Optional[Path] = typer.Option(None, "--metadata", help="CSV/XLSX of subject metadata keyed by case name."),
+        by: Optional[str] = typer.Option(None, "--by", help="Metadata columns for the fairness audit, e.g. sex,race,age_group."),
+        bootstrap: int = typer.Option(10000, "--bootstrap", help="Bootstrap resamples for the 95% confidence intervals."),
+        ci_method: str = typer.Option("percentile", "--ci", help=f"Confidence interval: {' or '.join(CI_METHODS)}."),
+        nsd_tolerance: Optional[float] = typer.Option(None, "--nsd-tolerance", help="Tolerance (mm) of the normalised surface Dice."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and permutation tests."),
+        workers: Optional[int] = WorkersOpt,
+        quiet: bool = QuietOpt,
+    ) -> None:
+        """Score predictions against ground truth: metrics per case, CIs, fairness by subgroup, an HTML report."""
+        from radseg.errors import RadsegError
+        from radseg.evaluate.report import write_outputs
+        from radseg.evaluate.run import evaluate_folders, parse_labels
+
+        choice(CI_METHODS, ci_method, "confidence interval (--ci)")
+        if by and metadata is None:
+            fail("--by needs --metadata (the table with those columns)")
+        try:
+            label_table = parse_labels(labels)
+        except ValueError as exc:
+            fail(str(exc))
+        with Progress("evaluating", quiet=quiet) as progress:
+            try:
+                result = evaluate_folders(pred, truth, labels=label_table, metadata=metadata, by=csv_words(by),
+                                          resamples=bootstrap, ci_method=ci_method, nsd_tolerance=nsd_tolerance,
+                                          seed=seed, workers=workers, jobs_total=progress.set_total,
+                                          on_progress=progress.advance)
+                written = write_outputs(result, output)
+            except RadsegError as exc:
+                fail(str(exc))
+        _report_evaluation(result, output, written)
+
+    @app.command("evaluate-detection")
+    def evaluate_detection_command(
+        model: Path = typer.Option(..., "-m", "--model", help=model_help("A segmentation model bundle (folder or .zip)")),
+        data: Path = typer.Option(..., "--data", help="Prepared dataset (radseg datasets prepare), e.g. FracAtlas with negatives."),
+        output: Path = typer.Option(..., "-o", "--output", help="Folder for per_case.csv, groups.csv, summary.json."),
+        split: str = typer.Option("val", "--split", help="Split to score: train, val or test."),
+        by: Optional[str] = typer.Option(None, "--by", help="Metadata columns for subgroups, e.g. body_part,hardware."),
+        threshold: float = typer.Option(0.5, "--threshold", help="Probability that makes a pixel part of a detection."),
+        min_pixels: int = typer.Option(10, "--min-pixels", help="Smallest detection kept (pixels of the input image)."),
+        bootstrap: int = typer.Option(2000, "--bootstrap", help="Bootstrap resamples for the CIs of Dice and AUC."),
+        tta: bool = typer.Option(False, "--tta", help="Left-right flip test-time augmentation."),
+        device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+        quiet: bool = QuietOpt,
+    ) -> None:
+        """A segmentation model as detector and screener: mask/box AP, P/R, Dice, image ROC AUC with CIs, subgroups."""
+        from radseg.errors import RadsegError
+        from radseg.evaluate.detection_run import write_detection
+        from radseg.infer.predictor import Predictor
+        from radseg.workflows.detection import evaluate_detection
+
+        try:
+            predictor = Predictor.load(model, device=device, tta=tta)
+            with Progress("scoring", quiet=quiet) as progress:
+                result = evaluate_detection(predictor, data, split=split, by=csv_words(by), threshold=threshold,
+                                            min_pixels=min_pixels, resamples=bootstrap, seed=seed,
+                                            on_case=progress.advance)
+            written = write_detection(result, output)
+        except RadsegError as exc:
+            fail(str(exc))
+        _report_detection(result, output, written)

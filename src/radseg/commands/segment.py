@@ -1,0 +1,102 @@
+"""``radseg segment`` (a trained model over files and folders, CXAS-style -i/-o/-ot) and ``radseg export-onnx``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from radseg.commands.common import Progress, QuietOpt, choice, csv_words, fail, finish, listing, model_help, problems
+
+BACKENDS = ("torch", "onnx")
+CLEANUPS = ("lcc", "fill", "none")
+
+
+def _postprocess(text: Optional[str]) -> Optional[dict]:
+    if text is None:
+        return None
+    words = set(csv_words(text))
+    for word in words:
+        choice(CLEANUPS, word, "clean-up (--postprocess)")
+    return {"largest_component": "lcc" in words, "fill_holes": "fill" in words}
+
+
+def _report(report, source: Path, output: Path) -> None:
+    typer.echo(f"wrote {len(report.written)} file(s) to {output}"
+               + (f"; kept {len(report.kept)} finished case(s) (use --overwrite to redo)" if report.kept else ""))
+    for case, why in report.flagged:
+        typer.secho(f"not plausible: {case}: {why} (see {output}/quality.csv; do not trust these masks)",
+                    fg=typer.colors.YELLOW, err=True)
+    problems(report.failed)
+    finish(report.failed, noun="item(s)", done=bool(report.written or report.kept), nothing=f"{source}: no readable image found")
+
+
+def register(app: typer.Typer) -> None:
+    from radseg.infer.segment import OUTPUT_TYPES
+
+    @app.command()
+    def segment(
+        input: Path = typer.Option(..., "-i", "--input", help="A file, a DICOM series folder, or a folder of images/series."),
+        output: Path = typer.Option(..., "-o", "--output", help="Output folder."),
+        model: Optional[Path] = typer.Option(None, "-m", "--model", envvar="RADSEG_MODEL",
+                                             help=model_help("A trained model bundle (folder or .zip; default: $RADSEG_MODEL)")),
+        output_type: str = typer.Option("png", "-ot", "--output-type",
+                                        help=f"Output type: {listing(OUTPUT_TYPES)}. A multi-label model (CXAS-like) writes "
+                                        "png/jpg as one image per class: <out>/<case>/<class>.png."),
+        device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+        backend: str = typer.Option("torch", "--backend", help=f"{' or '.join(BACKENDS)} (onnx needs `radseg export-onnx MODEL` first)."),
+        tta: bool = typer.Option(False, "--tta", help="Left-right flip test-time augmentation (right/left labels swapped back)."),
+        overlap: float = typer.Option(0.5, "--overlap", help="Sliding-window overlap (3D / tiled images)."),
+        postprocess: Optional[str] = typer.Option(None, "--postprocess", help="Clean-ups: 'lcc' (largest component per label), 'fill' (holes), both 'lcc,fill', or 'none' (default: the model's)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Redo finished cases (default: a rerun resumes)."),
+        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
+        quiet: bool = QuietOpt,
+    ) -> None:
+        """Segment a file or every image/series of a folder with a trained model (CXAS-style -i/-o/-ot)."""
+        from radseg.errors import RadsegError
+        from radseg.infer.predictor import Predictor
+        from radseg.infer.segment import segment as run_segment
+
+        if model is None:
+            fail("no model: pass -m MODEL (a bundle folder or .zip from `radseg train`) or set RADSEG_MODEL")
+        choice(OUTPUT_TYPES, output_type)
+        choice(BACKENDS, backend, "backend")
+        clean = _postprocess(postprocess)
+        try:
+            predictor = Predictor.load(model, device=device, backend=backend, tta=tta, overlap=overlap,
+                                       postprocess=clean, threads=threads)
+        except RadsegError as exc:
+            fail(str(exc))
+        with Progress("segmenting", quiet=quiet) as progress:
+            try:
+                report = run_segment(input, output, predictor=predictor, output_type=output_type, overwrite=overwrite,
+                                     jobs_total=progress.set_total, on_progress=progress.advance)
+            except RadsegError as exc:
+                fail(str(exc))
+        _report(report, input, output)
+
+    @app.command("export-onnx")
+    def export_onnx_cmd(
+        model: Path = typer.Argument(..., help="Model bundle folder or .zip; model.onnx is added to it."),
+    ) -> None:
+        """Export a model's network to ONNX (stored in the bundle) and check it against torch."""
+        import numpy as np
+        import torch
+
+        from radseg.errors import RadsegError
+        from radseg.infer.onnx import OnnxForward, export_onnx
+        from radseg.models.bundle import load_bundle
+
+        try:
+            bundle = load_bundle(model)
+            export_onnx(bundle)
+            x = torch.from_numpy(np.random.default_rng(0).normal(size=(2, bundle.in_channels, *bundle.preprocessing.patch_size)).astype(np.float32))
+            with torch.inference_mode():
+                expected = bundle.build_network()(x)
+            got = OnnxForward(bundle.onnx_bytes)(x)
+        except RadsegError as exc:
+            fail(str(exc))
+        diff = float((expected - got).abs().max())
+        agree = float((expected.argmax(1) == got.argmax(1)).float().mean())
+        typer.echo(f"wrote {bundle.path} (model.onnx); max logit difference vs torch {diff:.2e}, same argmax on {agree:.4%} of pixels")

@@ -1,0 +1,128 @@
+"""``radseg train``: a prepared dataset -> a trained model bundle (``--arch`` names the network)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from radseg.commands.common import Progress, QuietOpt, choice, fail, listing, model_help
+
+
+def _numbers(text: Optional[str], kind=float, what: str = "value") -> Optional[tuple]:
+    if text is None:
+        return None
+    try:
+        return tuple(kind(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        fail(f"{what}: expected comma-separated numbers, got {text!r}")
+
+
+def _preprocessing(size, spacing, patch_size, window) -> dict:
+    pre = {}
+    for key, value in (("size", _numbers(size, int, "--size")), ("spacing", _numbers(spacing, float, "--spacing")),
+                       ("patch_size", _numbers(patch_size, int, "--patch-size")), ("window", _numbers(window, float, "--window"))):
+        if value is not None:
+            pre[key] = value
+    if "spacing" in pre:
+        pre["mode"] = "spacing"
+    if "window" in pre:
+        pre["intensity"] = "window"
+    return pre
+
+
+def _architecture(arch: Optional[str], old_model: Optional[str]) -> Optional[str]:
+    """``--arch``, or the deprecated ``--model`` spelling (``-m/--model`` means a trained bundle elsewhere)."""
+    if old_model is None:
+        return arch
+    typer.secho("note: --model is deprecated for the architecture; use --arch "
+                "(-m/--model names a trained bundle in the other commands)", fg=typer.colors.YELLOW, err=True)
+    if arch is not None and arch != old_model:
+        fail(f"--arch {arch} and --model {old_model} disagree; give --arch only")
+    return old_model
+
+
+def _on_event(progress: Progress, quiet: bool):
+    """The training loop's events -> the progress display, and one line per epoch off a terminal."""
+    state = {"best": None}
+
+    def on_event(event: dict) -> None:
+        kind = event["kind"]
+        if kind == "start":
+            progress.set_total(event["epochs"] * event["iters_per_epoch"])
+            progress.update(event["epoch"] * event["iters_per_epoch"])
+            typer.echo(f"training on {event['n_train']} case(s), validating on {event['n_val']}, "
+                       f"{event['parameters']:,} parameters, device {event['device']}", err=True)
+        elif kind == "iteration":
+            best = f" best Dice {state['best']:.3f}" if state["best"] is not None else ""
+            progress.update(event["iteration"], f"epoch {event['epoch'] + 1} loss {event['loss']:.3f}{best}")
+        elif kind == "epoch":
+            state["best"] = event.get("best")
+            if quiet or not progress.live:
+                dice = f" val Dice {event['val_dice']:.4f}" if event.get("val_dice") is not None else ""
+                typer.echo(f"epoch {event['epoch']}: loss {event['train_loss']:.4f}{dice}", err=True)
+
+    return on_event
+
+
+def register(app: typer.Typer) -> None:
+    from radseg.models.presets import PRESETS
+    from radseg.models.registry import ARCHITECTURES
+
+    @app.command()
+    def train(
+        data: Path = typer.Option(..., "--data", help="Prepared dataset folder: images/, labels/, optional dataset.json."),
+        output: Path = typer.Option(..., "-o", "--output", help="Run folder (checkpoints, metrics.csv, learning_curve.png, model/)."),
+        arch: Optional[str] = typer.Option(None, "--arch", help=f"Architecture: {listing(ARCHITECTURES)} (default: the preset's)."),
+        old_model: Optional[str] = typer.Option(None, "--model", hidden=True, help="Deprecated spelling of --arch."),
+        preset: Optional[str] = typer.Option(None, "--preset", help=f"Task preset: {listing(PRESETS)} (default: dataset.json's, else by 2D/3D)."),
+        model_args: Optional[str] = typer.Option(None, "--model-args", help='Network options as JSON, e.g. \'{"channels": [8, 16, 32, 64], "strides": [2, 2, 2]}\'.'),
+        epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs."),
+        iters: Optional[int] = typer.Option(None, "--iters-per-epoch", help="Batches per epoch."),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Patches per batch."),
+        lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (AdamW, warm-up then cosine)."),
+        size: Optional[str] = typer.Option(None, "--size", help="2D fit size rows,cols (e.g. 256,256)."),
+        spacing: Optional[str] = typer.Option(None, "--spacing", help="Resample to this spacing in mm (per axis, comma-separated)."),
+        patch_size: Optional[str] = typer.Option(None, "--patch-size", help="Training / sliding-window patch, e.g. 64,64,64."),
+        window: Optional[str] = typer.Option(None, "--window", help="Intensity window low,high (e.g. HU -200,1500)."),
+        val_every: Optional[int] = typer.Option(None, "--val-every", help="Validate every k epochs."),
+        patience: Optional[int] = typer.Option(None, "--patience", help="Stop after this many validations without improvement."),
+        time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop after this many seconds (the schedule anneals within it)."),
+        seed: int = typer.Option(0, "--seed", help="Seed: same seed and data, same model."),
+        device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
+        no_augment: bool = typer.Option(False, "--no-augment", help="Turn augmentation off."),
+        resume: bool = typer.Option(False, "--resume", help="Continue the run in OUTPUT from its last checkpoint."),
+        init: Optional[str] = typer.Option(None, "--init", help=model_help("Start from this trained bundle's weights (fine-tuning; "
+                                                                           "same network and classes): a folder or .zip")),
+        save_zip: bool = typer.Option(False, "--zip", help="Also write the model as OUTPUT/model.zip."),
+        quiet: bool = QuietOpt,
+    ) -> None:
+        """Train a segmentation model on a prepared dataset; writes a model bundle to OUTPUT/model."""
+        architecture = choice(ARCHITECTURES, _architecture(arch, old_model))
+        choice(PRESETS, preset)
+        pre = _preprocessing(size, spacing, patch_size, window)
+        try:
+            kwargs = json.loads(model_args) if model_args else {}
+        except ValueError as exc:
+            fail(f"--model-args is not JSON ({exc})")
+
+        from radseg.errors import RadsegError
+        from radseg.train.config import TrainConfig
+        from radseg.train.loop import train as run_train
+
+        config = TrainConfig(output=output, preset=preset, architecture=architecture, arch_kwargs=kwargs, preprocessing=pre,
+                             epochs=epochs, iters_per_epoch=iters, batch_size=batch_size, lr=lr, val_every=val_every,
+                             patience=patience, time_limit=time_limit, seed=seed, device=device, threads=threads,
+                             augment=not no_augment, resume=resume, save_zip=save_zip, init=init)
+        with Progress("training", quiet=quiet) as progress:
+            try:
+                result = run_train(config, data=data, on_event=_on_event(progress, quiet))
+            except (RadsegError, ValueError) as exc:
+                fail(str(exc))
+        best = f"{result.best_dice:.4f}" if result.best_dice is not None else "n/a"
+        typer.echo(f"{result.stopped} after {result.epochs_done} epoch(s); best validation Dice {best}; model {result.model_path}")
+        if result.stopped == "interrupted":
+            raise typer.Exit(130)
