@@ -149,7 +149,7 @@ def test_training_and_exports_read_prepared_data_through_the_one_reader(monkeypa
     class Sentinel(Exception):
         pass
 
-    def refuse(path):
+    def refuse(path, **options):
         raise Sentinel(str(path))
 
     for module in (train_data, coco, nnunet, yolo, detection):

@@ -9,8 +9,11 @@
   ``ID_<slice>.dcm`` that make it; each scan becomes ``OUT/<scan>.nii.gz``.
 
 Batch rules: a bad item is reported and the rest still convert; an output that already
-exists is kept (resume) unless ``overwrite``; every file is written atomically, the image
-last, so an existing image always has its sidecar.
+exists is kept (resume) unless ``overwrite``; every file is written atomically. The image is
+written first and its sidecar second, so a sidecar never describes a missing image; an
+image whose sidecar is missing (a run killed between the two) is redone on resume, and the
+hidden ``.partial`` files a killed run left beside an output are removed before it is written.
+Files that are not regular files (FIFOs, devices) are never opened: they are named as warnings.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any, Callable, Iterator
 from radseg.errors import ReadError, RadsegError
 from radseg.image import Image
 from radseg.io import IMAGE_WRITERS, detect_format, read, write
-from radseg.io.atomic import full_suffix, write_text_atomic
+from radseg.io.atomic import full_suffix, remove_stale_partials, write_text_atomic
 
 ProgressCallback = Callable[[str], None]
 
@@ -52,6 +55,7 @@ class _Job:
     name: str
     output: Path
     load: Callable[[], Image]
+    dicom: bool = False  # a DICOM item gets a JSON sidecar
 
 
 def convert(
@@ -78,26 +82,31 @@ def convert(
     if select is not None:
         jobs = list(_select_jobs(source, target, Path(select), suffix, report, read_options))
     elif full_suffix(target) in IMAGE_WRITERS:
-        jobs = [_Job(source.name, target, lambda: read(source, **_options_for(source, read_options)))]
+        jobs = [_Job(source.name, target, lambda: read(source, **_options_for(source, read_options)), _is_dicom(source))]
     elif source.is_dir():
         jobs = list(_folder_jobs(source, target, suffix, report, read_options))
     else:
         name = _safe_name(source.name.split(".")[0]) + suffix
-        jobs = [_Job(source.name, target / name, lambda: read(source, **_options_for(source, read_options)))]
+        jobs = [_Job(source.name, target / name, lambda: read(source, **_options_for(source, read_options)),
+                     _is_dicom(source))]
     _check_suffix(jobs, suffix)
     if jobs_total:
         jobs_total(len(jobs))
     for job in jobs:
         if on_progress:
             on_progress(job.name)
-        if job.output.exists() and not overwrite:
+        for output in (job.output, sidecar_path(job.output)):
+            for stale in remove_stale_partials(output):
+                report.warnings.append((job.name, f"removed {stale.name}, left by an interrupted run"))
+        complete = job.output.exists() and (not (sidecar and job.dicom) or sidecar_path(job.output).exists())
+        if complete and not overwrite:
             report.kept.append(job.output)
             continue
         try:
             image = job.load()
+            write(image, job.output)
             if sidecar and image.metadata.get("format") == "dicom":
                 write_text_atomic(sidecar_path(job.output), json.dumps(sidecar_content(image), indent=2))
-            write(image, job.output)
             report.written.append(job.output)
             for problem in image.metadata.get("problems", []):
                 report.warnings.append((job.name, problem))
@@ -115,6 +124,13 @@ def _check_suffix(jobs: list[_Job], suffix: str) -> None:
         from radseg.errors import WriteError
 
         raise WriteError(suffix, IMAGE_WRITERS.unknown_message(suffix))
+
+
+def _is_dicom(path: Path) -> bool:
+    try:
+        return detect_format(path) == "dicom"
+    except RadsegError:
+        return False
 
 
 def _options_for(path: Path, options: dict[str, Any]) -> dict[str, Any]:
@@ -153,8 +169,13 @@ def _folder_jobs(source: Path, target: Path, suffix: str, report: ConvertReport,
     from radseg.io.dicom_scan import scan
 
     found = scan(source, include_derived=read_options.get("include_derived", False))
+    in_series = {path for series in found.series for path, _ in series.broken}
     for path, problem in found.unreadable:
-        report.failed.append((str(path), problem))
+        if path not in in_series:  # a broken file of a series is reported with its series
+            report.failed.append((str(path), problem))
+    for path, reason in found.skipped:
+        if reason.startswith("not a regular file"):
+            report.warnings.append((str(path), reason))
     dicom_options = {k: v for k, v in read_options.items() if k in ("on_gap", "tilt", "invert_monochrome1")}
     selector = read_options.get("series")
     used: set[Path] = set()
@@ -168,7 +189,7 @@ def _folder_jobs(source: Path, target: Path, suffix: str, report: ConvertReport,
             stem = series.files[0].name.split(".")[0]
         output = _unique(target / relative / f"{_safe_name(stem)}_{_short_hash(series.key)}{suffix}", used)
         yield _Job(f"{series.files[0] if len(series.files) == 1 else series.files[0].parent} [series {series.key}]",
-                   output, lambda s=series: read_series(s, **dicom_options))
+                   output, lambda s=series: read_series(s, **dicom_options), dicom=True)
     if selector:
         return
     for path in found.non_dicom:
@@ -212,7 +233,7 @@ def _select_jobs(source: Path, target: Path, select: Path, suffix: str, report: 
                 raise ReadError(path, problem)
             return read_series(found.select(None, origin=label), **dicom_options)
 
-        yield _Job(label, target / f"{_safe_name(scan_name)}{suffix}", load)
+        yield _Job(label, target / f"{_safe_name(scan_name)}{suffix}", load, dicom=True)
 
 
 def read_selection(path: Path) -> Iterator[tuple[int, str, list[str]]]:

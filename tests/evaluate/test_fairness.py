@@ -1,4 +1,4 @@
-"""Fairness measures (HexAI-KneeHipBoneSeg): SER, gap, SD of group means, permutation test, reporting."""
+"""Fairness measures: the signed reference comparison (CI, permutation test), HexAI's SER and SD, reporting."""
 
 from __future__ import annotations
 
@@ -19,13 +19,15 @@ def small():
     return pd.DataFrame(rows, columns=["case_id", "site", "dice"])
 
 
-def test_hand_computed_ser_gap_and_sd(small):
+def test_hand_computed_ser_difference_and_sd(small):
     groups, summary = fairness_table(small, metric="dice", by="site", min_group_size=1, **FAST)
     assert list(groups["group"]) == ["A", "B", "C"] and list(groups["n"]) == [3, 3, 2]
     assert groups["mean"].tolist() == pytest.approx([0.85, 0.65, 0.95])
     # SER = max(1 - s) / min(1 - s) = (1 - 0.65) / (1 - 0.95) = 0.35 / 0.05
     assert summary["ser"] == pytest.approx(7.0)
-    assert summary["gap"] == pytest.approx(0.30)
+    # reference: the largest group, A (3 cases, first of the ties); compared: farthest mean from A's, B
+    assert (summary["reference_group"], summary["compared_group"], summary["worse_group"]) == ("A", "B", "B")
+    assert summary["difference"] == pytest.approx(0.65 - 0.85) and summary["comparisons"] == 2
     assert (summary["max_group"], summary["min_group"]) == ("C", "B")
     # Population SD (numpy.std, as HexAI): sqrt(((.85-m)^2 + (.65-m)^2 + (.95-m)^2) / 3), m = 2.45/3
     m = 2.45 / 3
@@ -41,7 +43,8 @@ def test_ser_edge_cases(small):
     assert fairness_table(perfect, metric="dice", by="site", min_group_size=1, **FAST)[1]["ser"] == np.inf
     distances = small.assign(hd=small["dice"] * 10)  # mm: 1 - s means nothing
     _, summary = fairness_table(distances, metric="hd", by="site", min_group_size=1, **FAST)
-    assert np.isnan(summary["ser"]) and summary["gap"] == pytest.approx(3.0)
+    assert np.isnan(summary["ser"]) and summary["difference"] == pytest.approx(-2.0)
+    assert summary["worse_group"] == "A"  # hd: lower is better, so B (6.5 mm) beats A (8.5 mm)
     assert any("outside [0, 1]" in w for w in summary["warnings"])
 
 
@@ -53,10 +56,10 @@ def two_groups(shift: float, n: int = 30, seed: int = 0) -> pd.DataFrame:
 
 
 def test_permutation_p_value_small_for_a_real_difference():
-    _, summary = fairness_table(two_groups(0.1), metric="dice", by="sex", **FAST)
-    assert summary["p_value"] == pytest.approx(1 / 2001)  # no shuffle reaches the gap: (0 + 1) / (P + 1)
-    assert summary["gap_ci_low"] < summary["gap"] < summary["gap_ci_high"]
-    assert summary["gap_ci_low"] > 0.05
+    _, summary = fairness_table(two_groups(0.1), metric="dice", by="sex", reference="F", **FAST)
+    assert summary["p_value"] == pytest.approx(1 / 2001)  # no shuffle reaches it: (0 + 1) / (P + 1)
+    assert summary["difference_ci_low"] < summary["difference"] < summary["difference_ci_high"] < -0.05
+    assert summary["finding"] == "gap" and summary["worse_group"] == "M"
 
 
 def test_permutation_p_value_large_for_identical_distributions():
@@ -64,14 +67,17 @@ def test_permutation_p_value_large_for_identical_distributions():
     assert summary["p_value"] > 0.2
     same = pd.DataFrame({"case_id": range(20), "g": ["x"] * 10 + ["y"] * 10,
                          "dice": np.tile(np.linspace(0.5, 0.9, 10), 2)})
-    assert fairness_table(same, metric="dice", by="g", **FAST)[1]["p_value"] == 1.0  # gap 0: every shuffle >= 0
+    assert fairness_table(same, metric="dice", by="g", **FAST)[1]["p_value"] == 1.0  # t = 0: every shuffle >= 0
 
 
 def test_permutation_p_value_matches_scipy():
     table = two_groups(0.015, n=25, seed=4)  # p about 0.12
     groups = [table.loc[table["sex"] == s, "dice"].to_numpy() for s in ("F", "M")]
-    ref = st.permutation_test(groups, lambda a, b, axis: np.abs(np.mean(a, axis=axis) - np.mean(b, axis=axis)),
-                              n_resamples=9999, alternative="greater", vectorized=True,
+    def welch(a, b, axis):
+        se = np.sqrt(np.var(a, axis=axis, ddof=1) / a.shape[axis] + np.var(b, axis=axis, ddof=1) / b.shape[axis])
+        return np.abs(np.mean(a, axis=axis) - np.mean(b, axis=axis)) / se
+
+    ref = st.permutation_test(groups, welch, n_resamples=9999, alternative="greater", vectorized=True,
                               rng=np.random.default_rng(1)).pvalue
     _, summary = fairness_table(table, metric="dice", by="sex", resamples=200, permutations=9999)
     # Two independent Monte-Carlo p-values, each with SE sqrt(p(1-p)/9999); allow 4 SE of their difference.
@@ -84,7 +90,8 @@ def test_small_groups_are_flagged_not_dropped(small):
     assert groups.set_index("group")["note"].to_dict() == {"A": "", "B": "", "C": "too small to judge"}
     assert len(summary["warnings"]) == 1 and "site=C" in summary["warnings"][0]
     assert "too small to judge" in summary["warnings"][0]
-    assert summary["n_groups"] == 3  # still compared
+    assert summary["n_groups"] == 3 and summary["sd_groups"] > 0  # kept in the descriptive measures
+    assert summary["comparisons"] == 1 and "C" not in (summary["reference_group"], summary["compared_group"])
 
 
 def test_missing_metadata_is_reported(small):
@@ -99,8 +106,9 @@ def test_missing_metadata_is_reported(small):
     assert summary["n_missing_metadata"] == 2 and summary["n_nonfinite"] == 1
     c = groups.set_index("group").loc["C"]
     assert (c["n"], c["n_nonfinite"]) == (1, 1)
-    # The comparison uses only cases with metadata: A = {.8, .85}, B = {.7, .6}, C = {.95}
-    assert summary["gap"] == pytest.approx(0.95 - 0.65)
+    # The comparison uses only cases with metadata: A = {.8, .85}, B = {.7, .6}, C = {.95} (too small)
+    assert (summary["max_group"], summary["min_group"]) == ("C", "B")
+    assert summary["difference"] == pytest.approx(0.65 - 0.825)
     assert any("(missing)" in w for w in summary["warnings"])
 
 
@@ -116,7 +124,7 @@ def test_age_group_edges():
 def test_age_group_derived_and_ordered():
     table = pd.DataFrame({"case_id": range(9), "age": [45, 48, 50, 55, 60, 64, 70, 75, 79],
                           "dice": [0.7, 0.7, 0.7, 0.8, 0.8, 0.8, 0.9, 0.9, 0.9]})
-    groups, summary = fairness_table(table, metric="dice", by="age_group", min_group_size=1, **FAST)
+    groups, summary = fairness_table(table, metric="dice", by="age_group", min_group_size=2, **FAST)
     assert list(groups["group"]) == ["<=50", "51-64", "65-79"]  # age order, not string order
     assert summary["ser"] == pytest.approx(0.3 / 0.1)
 
@@ -131,5 +139,6 @@ def test_fairness_report_stacks_metrics_and_attributes():
         (m, a) for m in ("dice", "iou") for a in ("sex", "race")}
     dice_sex = report[(report["metric"] == "dice") & (report["attribute"] == "sex")]
     _, summary = fairness_table(table, metric="dice", by="sex", **FAST)
-    assert (dice_sex["gap"] == summary["gap"]).all() and (dice_sex["p_value"] == summary["p_value"]).all()
+    assert (dice_sex["difference"] == summary["difference"]).all() and (dice_sex["p_value"] == summary["p_value"]).all()
+    assert set(dice_sex["role"]) == {"reference", "compared"}
     assert (report["warnings"] == "").all() and (report["n"] == 12).all()  # 12 cases per group >= 10

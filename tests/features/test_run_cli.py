@@ -93,7 +93,7 @@ def test_unknown_spacing_is_said(cli, tmp_path):
     assert result.exit_code == 0, result.output
     diameter = table[(table["structure"] == "right hip") & (table["measurement"] == "femoral_head_diameter")]
     assert diameter["value"].iloc[0] == pytest.approx(96.0, rel=0.02)  # 1 mm pixels assumed: twice the 0.5 mm size
-    assert "pixel size unknown" in diameter["note"].iloc[0]
+    assert "no physical pixel size in" in diameter["note"].iloc[0] and " mm" not in diameter["note"].iloc[0]
     assert diameter["unit"].iloc[0] == "px"  # no pixel size: the unit says pixels, not mm
 
 

@@ -45,9 +45,9 @@ def test_cr_keeps_full_bit_depth_and_monochrome1():
     assert image.array.max() > 255 and image.array.max() < 2 ** int(ds.BitsStored)
     assert image.metadata["photometric"] == "MONOCHROME1"
     np.testing.assert_array_equal(image.array, ds.pixel_array)  # kept as stored by default
-    # RG1 has PixelSpacing "0\0": invalid, so 1 mm is assumed and said so.
+    # RG1 has PixelSpacing "0\0": invalid, so the pixel size is unknown and said so.
     assert image.metadata["spacing_known"] is False
-    assert any("1 mm pixels assumed" in p for p in image.metadata["problems"])
+    assert any("no physical pixel size: lengths are in px" in p for p in image.metadata["problems"])
 
 
 def test_monochrome1_inverted_only_when_asked(tmp_path):

@@ -219,3 +219,64 @@ def test_seg_reads_back_in_the_series_slice_order(tmp_path, reverse_slices, slic
     back = rio.read_labels(rio.write(labels, tmp_path / "seg.dcm", kind="dicom-seg"))
     np.testing.assert_allclose(back.affine, ct.affine, atol=1e-3)
     np.testing.assert_array_equal(back.array, labels.array)
+
+
+def blank_uids(folder: Path, keywords=("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")) -> list[Path]:
+    """Blank the given UIDs of every file of a written series (as anonymised exports do); file meta kept or blanked too."""
+    files = sorted(folder.glob("*.dcm"))
+    for file in files:
+        ds = pydicom.dcmread(file)
+        for keyword in keywords:
+            setattr(ds, keyword, "")
+            if keyword in ("SOPInstanceUID", "SOPClassUID"):
+                setattr(ds.file_meta, "MediaStorage" + keyword, "")
+        ds.save_as(file, enforce_file_format=False)
+    return files
+
+
+@pytest.mark.parametrize("keywords", [("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"),
+                                      ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")])
+def test_series_with_empty_uids_gets_deterministic_ones_and_a_warning(tmp_path, oblique_image, keywords):
+    write_dicom_series(oblique_image, tmp_path / "ct")
+    files = blank_uids(tmp_path / "ct", keywords)
+    before = [f.read_bytes() for f in files]
+    ct = rio.read(tmp_path / "ct")
+    labels = _hip_labels(ct)
+    with pytest.warns(UserWarning, match="StudyInstanceUID.*SOPInstanceUID.*SHA-256"):
+        first = rio.write(labels, tmp_path / "a.dcm", kind="dicom-seg")
+    with pytest.warns(UserWarning):
+        second = rio.write(labels, tmp_path / "b.dcm", kind="dicom-seg")
+    assert [f.read_bytes() for f in files] == before  # the sources are not touched
+    a, b = pydicom.dcmread(first), pydicom.dcmread(second)
+    assert a.StudyInstanceUID == b.StudyInstanceUID and a.StudyInstanceUID
+    refs = [[i.ReferencedSOPInstanceUID for i in ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence] for ds in (a, b)]
+    assert refs[0] == refs[1] and len(set(refs[0])) == len(files) and all(refs[0])
+    assert "SHA-256" in a.ImageComments
+    assert dciodvfy_errors(first) == []
+    back = rio.read_labels(first)
+    np.testing.assert_array_equal(back.array, labels.array)
+
+
+@pytest.mark.realdata
+def test_real_ct_with_empty_uids_writes_a_seg(tmp_path, shared_data):
+    folder = shared_data / "ct" / "totalsegmentator-example" / "dicom"
+    ct = rio.read(folder)
+    array = np.zeros(ct.shape, np.uint8)
+    array[5:10, 200:300, 200:300] = 1
+    with pytest.warns(UserWarning, match="StudyInstanceUID"):
+        path = rio.write(make_label_map(ct.with_array(array), {1: "liver"}), tmp_path / "seg.dcm", kind="dicom-seg")
+    np.testing.assert_array_equal(rio.read_labels(path).array, array)
+
+
+def test_cr_seg_with_an_empty_shared_functional_group_reads_with_unknown_spacing(tmp_path):
+    """As highdicom's own seg_image_cr_binary.dcm (see tests/io/seg_samples.py)."""
+    from tests.io.seg_samples import cr_seg_without_pixel_measures
+
+    image = Image((np.arange(60 * 80).reshape(60, 80) % 3000).astype(np.uint16), spacing=(0.2, 0.2))
+    cr = write_dicom_radiograph(image, tmp_path / "cr.dcm", modality="CR")
+    path, drawn = cr_seg_without_pixel_measures(cr, tmp_path / "seg_image_cr_binary.dcm")
+    mask = drawn[None]
+    back = rio.read_labels(path)
+    np.testing.assert_array_equal(back.array, mask[0].astype(np.uint8))
+    assert back.metadata["spacing_known"] is False and back.metadata["label_names"] == {1: "lung"}
+    assert any("pixel size unknown" in p for p in back.metadata["problems"])

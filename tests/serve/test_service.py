@@ -38,7 +38,8 @@ def test_segment_a_png_shows_overlay_legend_measurements_and_download(service, d
     result = service.analyse(upload, "discs", output_type="nifti")
     assert result.ok, result.status
     assert "segmented by discs" in result.status and "Labels found: disc, square" in result.status
-    assert "1 mm pixels assumed" in result.status  # a PNG has no pixel size
+    assert "no physical pixel size in disc.png" in result.status  # a PNG has no pixel size: px, never mm
+    assert "Intended use: research model, not a diagnostic device" in result.status
     assert dice(result.labels.array == 1, truth.array == 1) > 0.85
     # legend: names, fixed colours, sizes
     assert [(r["value"], r["name"]) for r in result.legend] == [(1, "disc"), (2, "square")]
@@ -221,4 +222,4 @@ def test_a_passed_quality_check_is_no_warning(tiny_model, disc_image, tmp_path, 
                       work_dir=tmp_path / "work")
     result = service.analyse(grey_png(disc_image[0], tmp_path / "disc.png"), "checked", output_type="nifti")
     assert result.ok and not result.warning and "Warning" not in result.status
-    assert "quality check has-a-disc: plausible" in result.status and "Note: intended use of checked" in result.status
+    assert "quality check has-a-disc: plausible" in result.status and "Intended use: " in result.status

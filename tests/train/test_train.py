@@ -112,3 +112,30 @@ def test_learning_rate_schedule():
     assert cosine_lr(1.0, 0.1, 0.1) == pytest.approx(1.0)
     assert cosine_lr(1.0, 1.0, 0.1) == pytest.approx(0.01)
     assert cosine_lr(1.0, 0.55, 0.1) == pytest.approx(0.01 + 0.99 * 0.5)
+
+
+def test_time_limit_only_stops_the_schedule_follows_planned_iterations(tmp_path, discs):
+    """Same seed and data: a limit that does not bind changes nothing; one that binds stops early
+    with exactly the unlimited run's learning rates up to there (the schedule is not wall clock)."""
+    plan = dict(epochs=4, iters_per_epoch=3, val_every=2)
+    free = train(tiny_config(tmp_path, "free", **plan), discs)
+    generous = train(tiny_config(tmp_path, "generous", time_limit=3600.0, **plan), discs)
+    assert generous.stopped == "completed"
+    wf, wg = _weights(free.model_path), _weights(generous.model_path)
+    assert all(torch.equal(wf[k], wg[k]) for k in wf)
+    assert [r["lr"] for r in generous.history] == [r["lr"] for r in free.history]
+
+    import time
+
+    def slow(event):  # a slow machine: ~0.25 s per iteration, so 3.6 s (3 s kept back) binds after a few
+        if event["kind"] == "iteration":
+            time.sleep(0.25)
+
+    bound = train(tiny_config(tmp_path, "bound", time_limit=3.6, **plan), discs, on_event=slow)
+    assert bound.stopped == "time-limit" and bound.epochs_done < plan["epochs"]
+    done = bound.history[-1]["iteration"]
+    assert 0 < done < plan["epochs"] * plan["iters_per_epoch"]
+    whole = [r for r in bound.history if r["iteration"] % plan["iters_per_epoch"] == 0]
+    assert [r["lr"] for r in whole] == [r["lr"] for r in free.history[:len(whole)]]
+    total = plan["epochs"] * plan["iters_per_epoch"]
+    assert bound.history[-1]["lr"] == pytest.approx(cosine_lr(1e-2, (done - 1) / total, 0.05))

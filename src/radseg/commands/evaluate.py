@@ -21,7 +21,10 @@ def _report_evaluation(result, output: Path, written) -> None:
     if not result.summary.empty and "metric" in result.summary.columns:
         for row in result.summary[result.summary["metric"].isin(["dice", "hd95"])].itertuples():
             if getattr(row, "n", 0):
-                typer.echo(f"{row.label_name:>20} {row.metric:>5}: {row.mean:.4f} [{row.ci_low:.4f}, {row.ci_high:.4f}] (n={row.n})")
+                unit = f" {row.unit}" if row.metric != "dice" else ""  # distances: mm, or px without a pixel size
+                ci = f"[{row.ci_low:.4f}, {row.ci_high:.4f}]" if row.ci_low == row.ci_low else "(no CI: --bootstrap 0)"
+                typer.echo(f"{row.label_name:>20} {row.metric:>5}: {row.mean:.4f}{unit} {ci} (n={row.n}"
+                           + (f", {row.n_nan} NaN" if row.n_nan else "") + ")")
     typer.echo(f"wrote {', '.join(p.name for p in written)} to {output}")
     finish(result.failed)
 
@@ -47,7 +50,8 @@ def register(app: typer.Typer) -> None:
         labels: Optional[str] = typer.Option(None, "--labels", help="Labels to evaluate, e.g. 1=femur,2=tibia (default: every label present)."),
         metadata: Optional[Path] = typer.Option(None, "--metadata", help="CSV/XLSX of subject metadata keyed by case name."),
         by: Optional[str] = typer.Option(None, "--by", help="Metadata columns for the fairness audit, e.g. sex,race,age_group."),
-        bootstrap: int = typer.Option(10000, "--bootstrap", help="Bootstrap resamples for the 95% confidence intervals."),
+        reference: Optional[str] = typer.Option(None, "--reference", help="Reference group per --by attribute, e.g. sex=M,age_group=51-64 (default: each attribute's largest group)."),
+        bootstrap: int = typer.Option(10000, "--bootstrap", help="Bootstrap resamples for the 95% confidence intervals (0: no CIs; --by needs 1 or more)."),
         ci_method: str = typer.Option("percentile", "--ci", help=f"Confidence interval: {' or '.join(CI_METHODS)}."),
         nsd_tolerance: Optional[float] = typer.Option(None, "--nsd-tolerance", help="Tolerance (mm) of the normalised surface Dice."),
         seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and permutation tests."),
@@ -57,19 +61,25 @@ def register(app: typer.Typer) -> None:
         """Score predictions against ground truth: metrics per case, CIs, fairness by subgroup, an HTML report."""
         from radseg.errors import RadsegError
         from radseg.evaluate.report import write_outputs
-        from radseg.evaluate.run import evaluate_folders, parse_labels
+        from radseg.evaluate.fairness import parse_reference
+        from radseg.evaluate.run import check_options, evaluate_folders, parse_labels
 
         choice(CI_METHODS, ci_method, "confidence interval (--ci)")
         if by and metadata is None:
             fail("--by needs --metadata (the table with those columns)")
         try:
             label_table = parse_labels(labels)
+            references = parse_reference(reference)
+            unknown = sorted(set(references) - set(csv_words(by)))
+            if unknown:
+                raise ValueError(f"--reference names {', '.join(unknown)}, which --by does not audit")
+            check_options(resamples=bootstrap, by=csv_words(by), nsd_tolerance=nsd_tolerance)
         except ValueError as exc:
             fail(str(exc))
         with Progress("evaluating", quiet=quiet) as progress:
             try:
                 result = evaluate_folders(pred, truth, labels=label_table, metadata=metadata, by=csv_words(by),
-                                          resamples=bootstrap, ci_method=ci_method, nsd_tolerance=nsd_tolerance,
+                                          reference=references, resamples=bootstrap, ci_method=ci_method, nsd_tolerance=nsd_tolerance,
                                           seed=seed, workers=workers, jobs_total=progress.set_total,
                                           on_progress=progress.advance)
                 written = write_outputs(result, output)

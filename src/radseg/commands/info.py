@@ -63,6 +63,8 @@ def register(app: typer.Typer) -> None:
             result = describe(path, include_derived=include_derived)
         except RadsegError as exc:
             fail(str(exc))
+        except Exception as exc:  # noqa: BLE001 - name the input, never a traceback
+            fail(f"{path}: {type(exc).__name__}: {exc}")
         typer.echo(json.dumps(result, indent=2) if as_json else format_text(result))
         if not result["images"]:
             fail(f"{path}: no readable image found")

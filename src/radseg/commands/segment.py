@@ -25,10 +25,12 @@ def _postprocess(text: Optional[str]) -> Optional[dict]:
 def _report(report, source: Path, output: Path) -> None:
     typer.echo(f"wrote {len(report.written)} file(s) to {output}"
                + (f"; kept {len(report.kept)} finished case(s) (use --overwrite to redo)" if report.kept else ""))
+    for case, what in report.redone:
+        typer.echo(f"redid {case}: changed since its last run: {what}", err=True)
     for case, why in report.flagged:
         typer.secho(f"not plausible: {case}: {why} (see {output}/quality.csv; do not trust these masks)",
                     fg=typer.colors.YELLOW, err=True)
-    problems(report.failed)
+    problems(report.failed, report.warnings)
     finish(report.failed, noun="item(s)", done=bool(report.written or report.kept), nothing=f"{source}: no readable image found")
 
 

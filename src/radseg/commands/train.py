@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -67,6 +68,27 @@ def _on_event(progress: Progress, quiet: bool):
     return on_event
 
 
+@contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a scheduler's kill, `timeout`) stops training like Ctrl-C: the bundle is written from the
+    best checkpoint and checkpoints/last.pt stays the last whole one, so --resume continues."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def register(app: typer.Typer) -> None:
     from radseg.models.presets import PRESETS
     from radseg.models.registry import ARCHITECTURES
@@ -89,7 +111,7 @@ def register(app: typer.Typer) -> None:
         window: Optional[str] = typer.Option(None, "--window", help="Intensity window low,high (e.g. HU -200,1500)."),
         val_every: Optional[int] = typer.Option(None, "--val-every", help="Validate every k epochs."),
         patience: Optional[int] = typer.Option(None, "--patience", help="Stop after this many validations without improvement."),
-        time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop after this many seconds (the schedule anneals within it)."),
+        time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop after this many seconds (it only stops: the learning-rate schedule follows --epochs x --iters-per-epoch, so results stay reproducible)."),
         seed: int = typer.Option(0, "--seed", help="Seed: same seed and data, same model."),
         device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
         threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
@@ -117,7 +139,7 @@ def register(app: typer.Typer) -> None:
                              epochs=epochs, iters_per_epoch=iters, batch_size=batch_size, lr=lr, val_every=val_every,
                              patience=patience, time_limit=time_limit, seed=seed, device=device, threads=threads,
                              augment=not no_augment, resume=resume, save_zip=save_zip, init=init)
-        with Progress("training", quiet=quiet) as progress:
+        with Progress("training", quiet=quiet) as progress, _sigterm_as_interrupt():
             try:
                 result = run_train(config, data=data, on_event=_on_event(progress, quiet))
             except (RadsegError, ValueError) as exc:

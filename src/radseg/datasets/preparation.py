@@ -4,6 +4,11 @@ Order of work: scan the layout; refuse missing files unless ``allow_missing``; a
 splits per patient and refuse leakage unless ``allow_leakage``; then write case by case
 (image, instances, label map last, each atomically). A case whose label file exists is
 complete, so a rerun resumes; a case that fails to load is reported and the rest go on.
+
+A case whose image has no physical pixel size (``metadata["spacing_known"]`` False: PNG/JPEG,
+a radiograph without spacing tags) is listed in ``dataset.json``'s ``no_pixel_size``: its
+image may be stored as NIfTI (which always states a spacing), so the flag must travel beside
+it; :func:`radseg.datasets.prepared.open_prepared` restores it on read.
 """
 
 from __future__ import annotations
@@ -100,6 +105,8 @@ def write_prepared(
     label_names = dict(scan.label_names) if scan.label_names is not None else None
     found_values: set[int] = set()
     files: dict[str, dict[str, str]] = {}
+    unknown = _earlier_unknown(out) if not overwrite else set()  # resumed cases keep their flag
+    no_pixel_size: set[str] = set()
     if jobs_total:
         jobs_total(len(scan.records))
     for record in scan.records:
@@ -108,13 +115,17 @@ def write_prepared(
         done = None if overwrite else _finished(out, record.case_id)
         if done is not None:
             files[record.case_id] = done
+            if record.case_id in unknown:
+                no_pixel_size.add(record.case_id)
             report.kept += 1
             if label_names is None:
                 found_values |= _values_in(out / done["labels"])
             continue
         try:
-            files[record.case_id], values = _write_case(record, out, scan, label_names)
+            files[record.case_id], values, known = _write_case(record, out, scan, label_names)
             found_values |= values
+            if not known:
+                no_pixel_size.add(record.case_id)
             report.written += 1
         except RadsegError as exc:
             report.failed.append((record.case_id, str(exc)))
@@ -128,8 +139,17 @@ def write_prepared(
     splits = {s: sorted(r.case_id for r in ready if r.split == s) for s in SPLITS}
     report.splits = {s: len(v) for s, v in splits.items()}
     report.warnings.extend(f"removed {name}: not a case of this preparation" for name in _prune(out, files))
-    _write_tables(out, scan, ready, files, label_names, splits, report, seed=seed, fractions=fractions)
+    _write_tables(out, scan, ready, files, label_names, splits, report, seed=seed, fractions=fractions,
+                  no_pixel_size=sorted(no_pixel_size & set(files)))
     return report
+
+
+def _earlier_unknown(out: Path) -> set[str]:
+    """Cases an earlier run of this preparation recorded without a pixel size."""
+    try:
+        return {str(c) for c in json.loads((out / "dataset.json").read_text()).get("no_pixel_size") or []}
+    except (OSError, ValueError, AttributeError):
+        return set()
 
 
 _OWN_ENTRIES = {"images", "labels", "instances", "dataset.json", "metadata.csv", "report.json", _STATE}
@@ -188,7 +208,8 @@ def _values_in(path: Path) -> set[int]:
 
 
 def _write_case(record: CaseRecord, out: Path, scan: DatasetScan,
-                label_names: dict[int, str] | None) -> tuple[dict[str, str], set[int]]:
+                label_names: dict[int, str] | None) -> tuple[dict[str, str], set[int], bool]:
+    """Write one case; returns its files, its label values and whether its image has a pixel size."""
     from radseg.io import write
     from radseg.labels import make_label_map
 
@@ -232,7 +253,7 @@ def _write_case(record: CaseRecord, out: Path, scan: DatasetScan,
     label_file = f"labels/{record.case_id}{'.npz' if scan.multilabel else '.nii.gz'}"
     write(labels, out / label_file, kind="npz" if scan.multilabel else "nifti")
     entry["labels"] = label_file
-    return entry, values
+    return entry, values, image.metadata.get("spacing_known", True) is not False
 
 
 def _multilabel_on_grid(labels, image, *, name: str):
@@ -257,7 +278,7 @@ def _image_suffix(image) -> str:
 
 def _write_tables(out: Path, scan: DatasetScan, ready: list[CaseRecord], files: dict[str, dict[str, str]],
                   label_names: dict[int, str], splits: dict[str, list[str]], report: DatasetReport,
-                  *, seed: int, fractions: Sequence[float]) -> None:
+                  *, seed: int, fractions: Sequence[float], no_pixel_size: Sequence[str] = ()) -> None:
     import pandas as pd
 
     rows = [{"case": r.case_id, "patient": r.patient, "split": r.split, **r.metadata} for r in ready]
@@ -281,6 +302,7 @@ def _write_tables(out: Path, scan: DatasetScan, ready: list[CaseRecord], files: 
         "cases": {r.case_id: files[r.case_id] for r in ready},
         "has_instances": any("instances" in f for f in files.values()),
         "multilabel": scan.multilabel,
+        "no_pixel_size": list(no_pixel_size),  # cases whose lengths are pixels, not mm
         "source": {"adapter": scan.name, "root": report.root, "split_source": report.split_source,
                    "seed": seed, "fractions": list(fractions), **scan.source},
     }

@@ -14,8 +14,9 @@
 
 ``dataset.json`` is nnU-Net-like (``labels`` name -> value, ``channel_names``, ``numTraining``,
 ``file_ending``) plus ``label_names`` (value -> name, authoritative), ``splits``, ``cases``
-(files of each case), ``modality`` (``XR`` or ``CT``), ``dims``, ``window``, ``preset`` and
-``source``.
+(files of each case), ``modality`` (``XR`` or ``CT``), ``dims``, ``window``, ``preset``,
+``source`` and ``no_pixel_size`` (cases whose image has no physical pixel size: their image
+and labels are read with ``metadata["spacing_known"] = False`` even when stored as NIfTI).
 
 Hand-made folders are read by the same rules: ``dataset.json`` is optional (without a
 ``cases`` table, images and labels pair by file name without the format suffix, so
@@ -107,8 +108,9 @@ def open_prepared(path: str | Path, *, strict_grid: bool = False) -> PreparedDat
         raise ReadError(spec, f"splits name cases without files: {', '.join(missing[:5])}")
     meta = _metadata_rows(root / "metadata.csv")
     order = listed + [c for c in files if c not in split_of]
+    unknown = {str(c) for c in info.get("no_pixel_size") or []}
     cases = [_lazy_case(case_id, split_of.get(case_id), files[case_id], meta.get(case_id, {}), label_names,
-                        strict_grid) for case_id in order]
+                        strict_grid, known=case_id not in unknown) for case_id in order]
     if not cases:
         detail = "; ".join(f"{Path(p).name}: {m}" for p, m in problems[:3])
         raise ReadError(root, "no image/label pair found; make a dataset with `radseg datasets prepare`"
@@ -130,13 +132,16 @@ def parse_label_table(label_names: Any = None, labels: Any = None) -> dict[int, 
 
 
 def _lazy_case(case_id: str, split: str | None, files: dict[str, Path], row: dict[str, Any],
-               label_names: dict[int, str], strict_grid: bool) -> Case:
+               label_names: dict[int, str], strict_grid: bool, known: bool = True) -> Case:
     from radseg.datasets.base import labels_on_grid
 
     def image() -> Image:
         from radseg.io import read
 
-        return read(files[IMAGE])
+        loaded = read(files[IMAGE])
+        if not known:  # recorded by the preparation: NIfTI states a spacing, the source had none
+            loaded.metadata["spacing_known"] = False
+        return loaded
 
     case = Case(case_id, split=split, label_names=label_names, sources=dict(files),
                 subject={"patient": row.get("patient")},
@@ -145,7 +150,10 @@ def _lazy_case(case_id: str, split: str | None, files: dict[str, Path], row: dic
     def labels() -> Image:
         from radseg.io import read_labels
 
-        return labels_on_grid(read_labels(files[LABELS]), case.image, name=str(files[LABELS]), strict=strict_grid)
+        labels = labels_on_grid(read_labels(files[LABELS]), case.image, name=str(files[LABELS]), strict=strict_grid)
+        if not known:
+            labels.metadata = {**labels.metadata, "spacing_known": False}
+        return labels
 
     case.images[IMAGE] = image
     case.labels[LABELS] = labels

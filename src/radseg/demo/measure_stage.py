@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def _diameters(labels, image) -> dict[str, float | None]:
+def _diameters(labels, image, notes: dict | None = None) -> dict[str, float | None]:
     from radseg.features import measure
 
     out = {}
@@ -22,6 +22,8 @@ def _diameters(labels, image) -> dict[str, float | None]:
         if m.name == "femoral_head_diameter":
             side = "right" if "right" in m.structure else "left"
             out[side] = m.value
+            if notes is not None and m.value is None:
+                notes[side] = m.note
     return out
 
 
@@ -31,11 +33,14 @@ def measure_heads(predictions: dict[str, tuple[Any, Any, Any]], rows) -> tuple[A
     rows = rows.set_index("case_id")
     table = []
     for case, (image, prediction, truth) in predictions.items():
-        on_prediction, on_truth = _diameters(prediction, image), _diameters(truth, image)
+        notes: dict = {}
+        on_prediction, on_truth = _diameters(prediction, image, notes), _diameters(truth, image)
         for side in ("right", "left"):
             true_d = 2.0 * float(rows.loc[case, f"{side}_head_radius_mm"])
-            table.append({"case": case, "side": side, "truth_mm": true_d,
-                          "on_prediction_mm": on_prediction.get(side), "on_exact_labels_mm": on_truth.get(side)})
+            value = on_prediction.get(side)
+            why = "" if value is not None else f"not measured: {notes.get(side) or f'no {side} femoral head predicted'}"
+            table.append({"case": case, "side": side, "truth_mm": true_d, "on_prediction_mm": value,
+                          "on_exact_labels_mm": on_truth.get(side), "prediction_note": why})
     frame = pd.DataFrame(table)
     measured = frame.dropna(subset=["on_prediction_mm"])
     errors = (measured["on_prediction_mm"] - measured["truth_mm"]).abs()
@@ -48,7 +53,7 @@ def measure_heads(predictions: dict[str, tuple[Any, Any, Any]], rows) -> tuple[A
     return frame, numbers
 
 
-def _ct_values(labels) -> dict[tuple[str, str], float | None]:
+def _ct_values(labels, notes: dict | None = None) -> dict[tuple[str, str], float | None]:
     from radseg.features import measure
 
     out = {}
@@ -56,11 +61,28 @@ def _ct_values(labels) -> dict[tuple[str, str], float | None]:
         if m.name in ("femoral_head_diameter", "min_jsw"):
             side = "right" if "right" in m.structure.lower() else "left"
             out[(side, m.name)] = m.value
+            if notes is not None and m.value is None:
+                notes[(side, m.name)] = m.note
     return out
 
 
-def measure_ct_hips(ct_dir, pseudo_dir, rows) -> tuple[Any, dict[str, Any]]:
-    """Head diameter and minimum JSW on each CT's pseudo-labels and exact labels vs truth."""
+def _why(case, side, name, notes, split_reasons, pseudo_exists: bool) -> str:
+    """Why a pseudo-label measurement is missing, in a few words."""
+    if not pseudo_exists:
+        return "not measured: no pseudo-label file"
+    reason = (split_reasons or {}).get((case, side), "")
+    if reason:
+        return f"not measured: side could not be split ({reason.removeprefix('not split: ')})"
+    note = notes.get((side, name), "")
+    return f"not measured: {note}" if note else "not measured: structure missing from the pseudo-labels"
+
+
+def measure_ct_hips(ct_dir, pseudo_dir, rows, split_reasons: dict | None = None) -> tuple[Any, dict[str, Any]]:
+    """Head diameter and minimum JSW on each CT's pseudo-labels and exact labels vs truth.
+
+    ``split_reasons`` maps ``(case, side)`` to why the annotation could not split that side; the
+    table's ``pseudo_note`` column says why each missing pseudo-label value is missing.
+    """
     import pandas as pd
 
     import radseg.io as rio
@@ -69,15 +91,18 @@ def measure_ct_hips(ct_dir, pseudo_dir, rows) -> tuple[Any, dict[str, Any]]:
     for row in rows:
         case = row["case_id"]
         pseudo_path = pseudo_dir / f"{case}.nii.gz"
-        on_pseudo = _ct_values(rio.read_labels(pseudo_path)) if pseudo_path.exists() else {}
+        notes: dict = {}
+        on_pseudo = _ct_values(rio.read_labels(pseudo_path), notes) if pseudo_path.exists() else {}
         on_exact = _ct_values(rio.read_labels(ct_dir / row["labels"]))
         for side in ("right", "left"):
             truths = {"femoral_head_diameter": 2.0 * float(row[f"{side}_head_radius_mm"]),
                       "min_jsw": float(row[f"{side}_jsw_min_mm"])}
             for name, truth in truths.items():
+                value = on_pseudo.get((side, name))
                 table.append({"case": case, "side": side, "measurement": name, "truth_mm": truth,
-                              "on_pseudo_labels_mm": on_pseudo.get((side, name)),
-                              "on_exact_labels_mm": on_exact.get((side, name))})
+                              "on_pseudo_labels_mm": value, "on_exact_labels_mm": on_exact.get((side, name)),
+                              "pseudo_note": "" if value is not None else
+                              _why(case, side, name, notes, split_reasons, pseudo_path.exists())})
     frame = pd.DataFrame(table)
     numbers = {}
     for name, short in (("femoral_head_diameter", "ct_head"), ("min_jsw", "ct_jsw")):
@@ -90,3 +115,17 @@ def measure_ct_hips(ct_dir, pseudo_dir, rows) -> tuple[Any, dict[str, Any]]:
     frame["error_pseudo_mm"] = frame["on_pseudo_labels_mm"].astype(float) - frame["truth_mm"]
     frame["error_exact_mm"] = frame["on_exact_labels_mm"].astype(float) - frame["truth_mm"]
     return frame, numbers
+
+
+def with_reasons(frame, column: str, note: str, digits: int = 3):
+    """A copy for display: numbers rounded, and each missing ``column`` cell replaced by its ``note``."""
+    import pandas as pd
+
+    shown = frame.drop(columns=[note]).astype(object)
+    for name in shown.columns:
+        if frame[name].dtype.kind == "f":
+            shown[name] = pd.Series([round(float(v), digits) if v == v else None for v in frame[name]],
+                                    index=frame.index, dtype=object)
+    missing = frame[column].isna()
+    shown.loc[missing, column] = frame.loc[missing, note].replace("", "not measured")
+    return shown

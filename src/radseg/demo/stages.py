@@ -41,7 +41,9 @@ class StageLog:
         finally:
             record.seconds = time.perf_counter() - start
         record.status = "done"
-        self.echo(f"    done in {record.seconds:.1f} s" + (f" ({record.note})" if record.note else ""))
+        warned = len(record.results.get("warnings", []))
+        self.echo(f"    done in {record.seconds:.1f} s" + (f" ({record.note})" if record.note else "")
+                  + (f", with {warned} warning(s) below an aim (see the report)" if warned else ""))
 
     def __getitem__(self, name: str) -> StageRecord:
         return next(r for r in self.records if r.name == name)

@@ -114,7 +114,17 @@ def load_pair(prediction: Path, truth: Path) -> tuple[Image, Image, list[str]]:
     return _aligned(load_label_map(prediction), load_label_map(truth), prediction, truth)
 
 
+def _with_units(pred: Image, ref: Image, prediction: Path, truth: Path) -> Image:
+    """``ref`` whose metadata says whether the pair has a physical pixel size: ``spacing_known`` is
+    False when either file lacks one (the unknown wins) and ``no_pixel_size`` lists those files."""
+    unknown = [str(path) for path, image in ((prediction, pred), (truth, ref))
+               if image.metadata.get("spacing_known", True) is False]
+    return Image(ref.array, affine=ref.affine,
+                 metadata={**ref.metadata, "spacing_known": not unknown, "no_pixel_size": unknown})
+
+
 def _aligned(pred: Image, ref: Image, prediction: Path, truth: Path) -> tuple[Image, Image, list[str]]:
+    ref = _with_units(pred, ref, prediction, truth)
     warnings: list[str] = []
     if pred.ndim != ref.ndim:
         raise ReadError(prediction, f"is {pred.ndim}D but its ground truth {truth.name} is {ref.ndim}D")
@@ -150,6 +160,7 @@ def read_pair(prediction: Path, truth: Path):
         return ("labels", *_aligned(load_label_map(prediction, pred), load_label_map(truth, ref), prediction, truth))
     if pred.shape != ref.shape:
         raise ReadError(prediction, f"shape {pred.shape} differs from ground truth {truth.name} {ref.shape}")
+    ref = _with_units(pred, ref, prediction, truth)
     pred_masks = {str(n): (v, np.asarray(m, bool)) for v, n, m in iter_classes(pred, include_empty=True)}
     ref_masks = {str(n): (v, np.asarray(m, bool)) for v, n, m in iter_classes(ref, include_empty=True)}
     empty = np.zeros(ref.shape, bool)

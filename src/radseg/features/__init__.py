@@ -28,7 +28,7 @@ from radseg.features.base import FeatureSet, Mark, Measurement
 from radseg.image import Image
 from radseg.registry import Registry
 
-__all__ = ["FEATURE_SETS", "FeatureSet", "Mark", "Measurement", "measure", "prepare"]
+__all__ = ["FEATURE_SETS", "FeatureSet", "Mark", "Measurement", "check_integer_labels", "measure", "prepare"]
 
 
 def _lazy(module: str):
@@ -55,6 +55,7 @@ def prepare(labels: Image, feature_set: str, *, image: Image | None = None) -> t
     from radseg.features.structures import as_2d
 
     chosen = FEATURE_SETS[feature_set]
+    check_integer_labels(labels)
     if chosen.dims == (2,) and labels.ndim == 3:
         labels = as_2d(labels)
         if image is not None and image.ndim == 3:
@@ -71,18 +72,47 @@ def prepare(labels: Image, feature_set: str, *, image: Image | None = None) -> t
     return labels, image
 
 
+def check_integer_labels(labels: Image) -> None:
+    """ValueError when a label map holds non-integer or non-finite values (a probability map,
+    an intensity image): measuring it would silently drop those voxels. ``radseg evaluate``
+    refuses the same files."""
+    import numpy as np
+
+    array = np.asarray(labels.array)
+    if array.dtype.kind != "f":
+        return
+    finite = np.isfinite(array)
+    bad = np.unique(array[~finite | (array != np.round(np.where(finite, array, 0)))])
+    if bad.size:
+        shown = ", ".join(f"{v:g}" for v in bad[:5]) + (" ..." if bad.size > 5 else "")
+        raise ValueError(f"not a label map: {bad.size} non-integer value(s) ({shown}); a label map holds "
+                         "whole numbers (0 = background). Is this a probability or intensity image?")
+
+
 _PIXEL_UNITS = {"mm": "px", "mm2": "px2", "mL": "voxels"}
 
 
-def measure(labels: Image, feature_set: str = "shape", *, image: Image | None = None) -> list[Measurement]:
-    """The measurements of one feature set on one label map (``image`` for HU values and spacing)."""
+def measure(labels: Image, feature_set: str = "shape", *, image: Image | None = None,
+            source: str | None = None) -> list[Measurement]:
+    """The measurements of one feature set on one label map (``image`` for HU values and spacing).
+
+    Without a physical pixel size (``metadata["spacing_known"]`` False: PNG/JPEG, a radiograph
+    without spacing tags) lengths are in ``px``, areas ``px2``, volumes ``voxels``; names that
+    say mm (``bbox_row_size_mm``) say px instead (``bbox_row_size_px``), and the note names
+    ``source`` (the file) as the reason.
+    """
     labels, image = prepare(labels, feature_set, image=image)
     rows = FEATURE_SETS[feature_set].compute(labels, image=image)
     if labels.metadata.get("spacing_known", True) is False:
-        for m in rows:  # no pixel size: the numbers are pixels, and the unit says so
+        why = f"no physical pixel size in {source}" if source else "pixel size unknown"
+        for m in rows:  # no pixel size: the numbers are pixels, and the unit and name say so
             if m.unit in _PIXEL_UNITS:
                 if m.unit == "mL" and m.value is not None:
                     m.value = float(round(m.value * 1000.0))  # 1 mm voxels were assumed: mL * 1000 = voxel count
                 m.unit = _PIXEL_UNITS[m.unit]
-                m.note = ("pixel size unknown: measured in pixels; " + m.note).rstrip("; ")
+                m.note = (f"{why}: measured in pixels; " + m.note).rstrip("; ")
+            if m.note:
+                m.note = m.note.replace(" mm", " px")  # e.g. a circle fit's RMS: pixels too
+            if m.name.endswith("_mm"):
+                m.name = m.name[:-3] + "_px"
     return rows

@@ -1,7 +1,11 @@
 """``radseg features``: measure a label file or a folder of them into one long CSV.
 
 One row per case x structure x measurement: ``case, set, structure, measurement, value, unit,
-status, note``. ``status`` is ``ok``, ``not measured`` (value empty, the note says why: a
+status, note``. ``unit`` is honest: a label file without a physical pixel size (PNG/JPEG, a
+radiograph without spacing tags) and no ``--image`` that has one gives lengths in ``px``, areas
+in ``px2``, volumes in ``voxels``, and measurement names ending ``_px`` instead of ``_mm``
+(``bbox_row_size_px``); the note says which file has no pixel size. A float label map with
+non-integer values (a probability map) is refused, naming the file. ``status`` is ``ok``, ``not measured`` (value empty, the note says why: a
 missing structure, a shaft out of the picture ...) or ``error`` (the case could not be read or
 measured; the other cases are still measured). Cases are file names without the format suffix
 (a CXAS per-class PNG folder counts as one case); images pair with labels by that name.
@@ -105,7 +109,8 @@ def _measure_case(job: tuple[str, str, str | None, str, str | None]) -> dict[str
         labels, image = prepare(labels, feature_set, image=image)
         if image is not None and image.shape != labels.shape:
             raise ReadError(Path(image_path), f"image shape {image.shape} differs from the labels' {labels.shape}")
-        measurements = measure(labels, feature_set, image=image)
+        source = labels_path if image_path is None else f"{labels_path} nor {image_path}"
+        measurements = measure(labels, feature_set, image=image, source=source)
         rows = [{"case": case, "set": feature_set, **m.row()} for m in measurements]
         overlay = None
         if overlay_dir:

@@ -4,7 +4,7 @@ Per image: preprocessing from the bundle (canonical axes, resampling, intensity)
 network on the whole image (fit mode) or by Gaussian-weighted sliding window, optional
 left-right flip TTA, class probabilities resampled back to the input grid (linear, one
 channel at a time so a large CT does not need all class volumes at once), argmax
-(multi-class) or > 0.5 (multi-label), then optional clean-ups. The result is a label map
+(multi-class) or > threshold (multi-label, default 0.5), then optional clean-ups. The result is a label map
 (or multi-label mask) on exactly the input's grid, carrying its metadata (so a DICOM
 input's source files are there for the DICOM-SEG writer) and the model's label names.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from radseg.errors import RadsegError
+from radseg.errors import RadsegError, ReadError
 from radseg.image import Image
 from radseg.models.bundle import ModelBundle, load_bundle
 from radseg.models.cpu import resolve_device
@@ -34,7 +34,7 @@ class Predictor:
 
     def __init__(self, bundle: ModelBundle, *, device: str = "auto", backend: str = "torch", tta: bool = False,
                  overlap: float = 0.5, sw_batch_size: int = 2, postprocess: dict[str, Any] | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, threshold: float = 0.5) -> None:
         import torch
 
         if backend not in BACKENDS:
@@ -44,7 +44,9 @@ class Predictor:
         torch.set_num_threads(threads or os.cpu_count() or 1)
         self.bundle, self.backend, self.tta = bundle, backend, tta
         self.device = resolve_device(device)
-        self.overlap, self.sw_batch_size = overlap, sw_batch_size
+        if not 0.0 < threshold < 1.0:
+            raise RadsegError(f"threshold must be in (0, 1), got {threshold}")
+        self.overlap, self.sw_batch_size, self.threshold = overlap, sw_batch_size, float(threshold)
         self.postprocessing = {**bundle.postprocessing, **(postprocess or {})}
         if backend == "onnx":
             from radseg.infer.onnx import OnnxForward
@@ -53,7 +55,11 @@ class Predictor:
                 raise RadsegError(f"{bundle.path}: the model has no ONNX export; run `radseg export-onnx {bundle.path}`")
             self.forward = OnnxForward(bundle.onnx_bytes, device=self.device, threads=threads)
         else:
-            self.forward = bundle.build_network().to(self.device)
+            try:
+                self.forward = bundle.build_network().to(self.device)
+            except (RuntimeError, ValueError, KeyError) as exc:  # weights that do not fit, options the network refuses
+                first = (str(exc).splitlines() or [type(exc).__name__])[0]
+                raise ReadError(bundle.path or "model", f"the network cannot be built from this bundle ({first})") from None
         self.channel_perm = mirror_permutation(bundle.mirror_pairs, bundle.class_values,
                                                background=bundle.head == "multiclass")
 
@@ -83,8 +89,13 @@ class Predictor:
 
     @property
     def settings(self) -> dict[str, Any]:
-        """Everything besides the weights that changes the output (a resumed batch must match it)."""
-        return {"tta": bool(self.tta), "overlap": float(self.overlap),
+        """Everything besides the weights that changes the output (a resumed batch must match it).
+
+        The backend is here because ONNX Runtime's arithmetic differs from torch's in the last bits
+        (a pixel on a class boundary may flip); the threshold cuts a multi-label model's probabilities.
+        """
+        return {"backend": self.backend, "tta": bool(self.tta), "overlap": float(self.overlap),
+                "threshold": self.threshold,
                 "postprocessing": {k: self.postprocessing[k] for k in sorted(self.postprocessing)}}
 
     @property
@@ -123,7 +134,7 @@ class Predictor:
         values = self.bundle.class_values
         if self.bundle.head == "multilabel":
             restored = [grid.restore_channel(probs[c]) for c in range(len(values))]
-            stack = np.stack([self._clean((p > 0.5).astype(np.uint8), [1]) > 0 for p in restored])
+            stack = np.stack([self._clean((p > self.threshold).astype(np.uint8), [1]) > 0 for p in restored])
             out = make_multilabel(stack, self.bundle.class_names, like=image)
             out.metadata["class_values"] = list(values)
             out.metadata["model"] = self.bundle.digest

@@ -29,14 +29,19 @@ A model whose manifest names a quality check (``quality_check``, see :mod:`radse
 gets one row per image in ``OUT/quality.csv``; implausible images are listed in the report.
 
 A finished case leaves ``OUT/.radseg-segment/<type>/<case>.json`` (model hash, output type, the
-settings that change the output: TTA, overlap, clean-ups; files); a rerun skips it (resume)
-unless ``overwrite`` or one of those differs, which redoes the case. A bad item is reported and the rest go on.
+settings that change the output: backend, TTA, overlap, multi-label threshold, clean-ups, DICOM read
+options; files); a rerun skips it (resume) unless ``overwrite`` or one of those differs, which redoes
+the case and names what changed (``SegmentReport.redone``; files of the old run that the new one does
+not write are removed). A state file without settings (written by an older radseg) is redone. A bad
+item is reported and the rest go on; ``-ot dicom-seg`` on a non-DICOM item is refused before the
+model runs. Warnings of a writer (a DICOM-SEG whose source had no UIDs) are in ``SegmentReport.warnings``.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -70,6 +75,8 @@ class SegmentReport:
     kept: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     flagged: list[tuple[str, str]] = field(default_factory=list)  # (case, why): implausible, see quality.csv
+    redone: list[tuple[str, str]] = field(default_factory=list)  # (case, what changed since its last run)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (item, warning of its writer)
 
 
 @dataclass
@@ -186,14 +193,17 @@ def segment(source: str | Path, output: str | Path, *, predictor, output_type: s
     if jobs_total:
         jobs_total(len(items))
     digest = predictor.bundle.digest
-    settings = json.loads(json.dumps(predictor.settings))  # as it reads back from the state file
+    settings = json.loads(json.dumps({**predictor.settings, "read_options": dict(sorted((read_options or {}).items()))},
+                                     default=str))  # as it reads back from the state file
     check = (predictor.bundle.manifest or {}).get("quality_check")
     quality_rows: dict[str, dict[str, Any]] = {}
     for item in items:
         if on_progress:
             on_progress(item.case)
         state = out / STATE_DIR / output_type / f"{item.case}.json"
-        record = None if overwrite else _finished(state, digest, output_type, settings)
+        record, changed = (None, None) if overwrite else _finished(state, digest, output_type, settings)
+        if changed:
+            report.redone.append((item.case, changed))
         if record is not None:
             report.kept.append(item.case)
             if record.get("quality"):  # a resumed case keeps its flag
@@ -213,7 +223,11 @@ def segment(source: str | Path, output: str | Path, *, predictor, output_type: s
                 quality_rows[item.case] = quality.row(item.case)
                 if not quality.ok:
                     report.flagged.append((item.case, "; ".join(quality.reasons)))
-            files = write_output(image, labels, out, item.case, output_type)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                files = write_output(image, labels, out, item.case, output_type)
+            report.warnings.extend((item.label, str(w.message).removeprefix(f"{item.label}: ")) for w in caught)
+            _remove_stale(state, files, out)
             write_text_atomic(state, json.dumps({
                 "input": item.label, "model": digest, "output_type": output_type, "settings": settings,
                 "quality": quality.row(item.case) if quality is not None else None,
@@ -249,14 +263,43 @@ def _write_quality(out: Path, rows: dict[str, dict[str, Any]]) -> None:
     write_text_atomic(out / QUALITY_FILE, buffer.getvalue())
 
 
-def _finished(state: Path, digest: str | None, output_type: str, settings: dict[str, Any]) -> dict[str, Any] | None:
-    """The state record of a case finished with this model and these settings, else None."""
+def _finished(state: Path, digest: str | None, output_type: str,
+              settings: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """(the state record of a case finished with this model and these settings, else None;
+    what differs from the last run when it must be redone for that, else None)."""
     if not state.exists():
-        return None
+        return None, None
     try:
         record = json.loads(state.read_text())
+        if not isinstance(record, dict):
+            raise ValueError
     except ValueError:
-        return None
-    same = (record.get("model") == digest and record.get("output_type") == output_type
-            and record.get("settings") == settings and all(Path(f).exists() for f in record.get("files", [])))
-    return record if same else None
+        return None, "unreadable state file"
+    changed = []
+    if record.get("model") != digest:
+        changed.append("model")
+    if record.get("output_type") != output_type:
+        changed.append("output type")
+    old = record.get("settings")
+    if not isinstance(old, dict):
+        changed.append("settings not recorded (older radseg)")
+    else:
+        changed += [key for key in sorted(set(old) | set(settings)) if old.get(key) != settings.get(key)]
+    if changed:
+        return None, ", ".join(changed)
+    if not all(Path(f).exists() for f in record.get("files", [])):
+        return None, None  # an output was deleted: redo quietly
+    return record, None
+
+
+def _remove_stale(state: Path, files: list[Path], out: Path) -> None:
+    """Delete the files of the case's previous run (inside ``out``) that this run did not rewrite."""
+    try:
+        old = json.loads(state.read_text()).get("files", []) if state.exists() else []
+    except (ValueError, AttributeError):
+        return
+    keep, root = {Path(f).resolve() for f in files}, out.resolve()
+    for name in old:
+        path = Path(name)
+        if path.resolve() not in keep and path.resolve().is_relative_to(root) and path.is_file():
+            path.unlink()

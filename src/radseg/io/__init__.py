@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from radseg.errors import ReadError, WriteError
 from radseg.image import Image
-from radseg.io.atomic import full_suffix
+from radseg.io.atomic import full_suffix, not_regular
 from radseg.registry import Registry
 
 __all__ = ["read", "read_labels", "write", "detect_format", "IMAGE_WRITERS", "READERS"]
@@ -71,6 +71,9 @@ def detect_format(path: str | Path) -> str:
         return "dicom"
     if not path.exists():
         raise ReadError(path, "no such file or folder")
+    why = not_regular(path)
+    if why:
+        raise ReadError(path, why)
     with open(path, "rb") as handle:
         head = handle.read(352)
     suffix = full_suffix(path)

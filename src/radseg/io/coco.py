@@ -197,7 +197,7 @@ def read_coco(path: str | Path, *, file_name: str | None = None) -> Image:
 
     ids = sorted(masks)
     meta = {"format": "coco", "source_files": [str(path)], "file_name": entry.get("file_name"),
-            "problems": ["COCO stores no pixel size: 1 mm pixels assumed"]}
+            "problems": ["COCO stores no pixel size: no physical pixel size, lengths are in px"]}
     like = Image(np.broadcast_to(np.zeros((), bool), (height, width)), spacing=None, metadata=meta)
     cover = sum((masks[c].astype(np.uint16) for c in ids), np.zeros((height, width), np.uint16))
     if min(ids, default=1) >= 1 and cover.max(initial=0) <= 1:

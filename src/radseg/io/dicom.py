@@ -4,8 +4,13 @@
   rescaled to real-world values (CT in HU), sorted by position along the slice normal.
 * Enhanced multi-frame (Enhanced CT/MR, legacy converted) -> 3D ``Image`` the same way,
   from the per-frame functional groups.
+* Multi-frame grids (RT dose: frames at GridFrameOffsetVector along the normal) -> 3D
+  ``Image`` the same way, scaled by DoseGridScaling.
 * Radiographs (CR/DX/MG/IO/PX/RF/XA, or any image without patient geometry) -> 2D
-  ``Image`` ``[row, col]`` with the full stored bit depth. MONOCHROME1 images are kept as
+  ``Image`` ``[row, col]`` with the full stored bit depth; several frames without per-frame
+  positions -> ``[frame, row, col]`` (frame axis not in mm), colour keeps a channel axis.
+  Without a physical pixel size ``metadata["spacing_known"]`` is False (lengths in px).
+* A RescaleSlope of 0 (or not finite) is refused, naming the file. MONOCHROME1 images are kept as
   stored (``metadata["photometric"] == "MONOCHROME1"``: low values display white) unless
   ``invert_monochrome1=True`` maps them to MONOCHROME2.
 """
@@ -21,8 +26,9 @@ from pydicom.errors import InvalidDicomError
 
 from radseg.errors import ReadError, SeriesError
 from radseg.image import Image
-from radseg.io.dicom_scan import DicomSeries, classify, read_header, scan, series_uid
-from radseg.io.dicom_stack import GapPolicy, Plane, TiltPolicy, stack_planes
+from radseg.io.atomic import not_regular
+from radseg.io.dicom_scan import DicomSeries, classify, frame_count, header_problem, read_header, scan, series_uid
+from radseg.io.dicom_stack import GapPolicy, Plane, TiltPolicy, plan_stack, stack_planes
 from radseg.io.dicom_tags import decode_pixels, get_float, get_floats, safe_metadata
 
 
@@ -41,14 +47,20 @@ def read_dicom(
     if path.is_dir():
         found = scan(path, include_derived=include_derived)
         return read_series(found.select(series, origin=path), **options)
+    why = not_regular(path)
+    if why:
+        raise ReadError(path, why)
     try:
         ds = read_header(path)
     except InvalidDicomError:
         raise ReadError(path, "not a DICOM file (no DICM preamble)") from None
     except Exception as exc:
         raise ReadError(path, f"not a readable DICOM file ({type(exc).__name__}: {exc})") from exc
+    why = header_problem(ds)
+    if why:
+        raise ReadError(path, why)
     kind = classify(ds, include_derived=include_derived)
-    if kind not in ("slices", "enhanced", "radiograph"):
+    if kind not in ("slices", "enhanced", "multiframe", "radiograph"):
         raise ReadError(path, f"cannot read as an image: {kind}")
     uid = series_uid(ds, path)
     return read_series(DicomSeries(uid=uid, kind=kind, headers=[(path, ds)]), **options)  # type: ignore[arg-type]
@@ -66,10 +78,23 @@ def read_series(
     if series.kind == "radiograph":
         path, ds = series.headers[0]
         return read_radiograph(path, ds, invert_monochrome1=invert_monochrome1, metadata=meta)
-    planes = series_planes(series)
-    meta["source_files"] = [str(path) for path in series.files]
     name = series.files[0].parent if series.kind == "slices" and len(series.files) > 1 else series.files[0]
-    image = stack_planes(planes, name=f"{name} [series {series.key}]", on_gap=on_gap, tilt=tilt, metadata=meta)
+    name = f"{name} [series {series.key}]"
+    if series.broken:
+        shown = "; ".join(f"{path.name}: {why}" for path, why in series.broken[:3])
+        more = f" and {len(series.broken) - 3} more" if len(series.broken) > 3 else ""
+        raise SeriesError(name, f"{len(series.broken)} file(s) of this series cannot be read ({shown}{more}); "
+                                "fix or remove them (a broken slice is not a gap)")
+    planes = series_planes(series)
+    if series.suspects:
+        plan = plan_stack(planes, name=name)
+        if plan.irregular:
+            shown = ", ".join(path.name for path, _ in series.suspects[:5])
+            raise SeriesError(name, f"slice spacing is not regular ({plan.irregular}) and unreadable file(s) in the "
+                                    f"same folder may be the missing slice(s): {shown}; fix or remove them")
+        meta["problems"] += [f"unreadable file in the series folder: {path.name} ({why})" for path, why in series.suspects]
+    meta["source_files"] = [str(path) for path in series.files]
+    image = stack_planes(planes, name=name, on_gap=on_gap, tilt=tilt, metadata=meta)
     if series.kind == "slices":
         # Keep source files in slice order (DICOM-SEG needs the referenced instances).
         image.metadata["source_files"] = image.metadata.pop("slice_sources")
@@ -81,6 +106,9 @@ def series_planes(series: DicomSeries) -> list[Plane]:
     if series.kind == "enhanced":
         path, ds = series.headers[0]
         return enhanced_planes(path, ds)
+    if series.kind == "multiframe":
+        path, ds = series.headers[0]
+        return grid_planes(path, ds)
     return [slice_plane(path, ds) for path, ds in series.headers]
 
 
@@ -114,7 +142,7 @@ def slice_plane(path: Path, ds: Dataset) -> Plane:
         column_cosine=_unit(orientation[3:], path),
         pixel_spacing=spacing,
         shape=(int(ds.Rows), int(ds.Columns)),
-        slope=get_float(ds, "RescaleSlope", 1.0) or 1.0,
+        slope=rescale_slope(ds, path),
         intercept=get_float(ds, "RescaleIntercept", 0.0) or 0.0,
         load=lambda: decode_pixels(ds),
         thickness=get_float(ds, "SpacingBetweenSlices") or get_float(ds, "SliceThickness"),
@@ -129,16 +157,7 @@ def enhanced_planes(path: Path, ds: Dataset) -> list[Plane]:
     frames_count = int(ds.get("NumberOfFrames", 1) or 1)
     if len(per_frame) != frames_count:
         raise SeriesError(path, f"{len(per_frame)} per-frame groups for {frames_count} frames")
-    cache: dict[str, np.ndarray] = {}
-
-    def frame_loader(index: int):
-        def load() -> np.ndarray:
-            if "all" not in cache:
-                pixels = decode_pixels(ds)
-                cache["all"] = pixels if pixels.ndim == 3 else pixels[np.newaxis]
-            return cache["all"][index]
-        return load
-
+    frame_loader = _frame_loaders(ds)
     planes = []
     for index, group in enumerate(per_frame):
         def item(sequence: str) -> Dataset:
@@ -161,12 +180,61 @@ def enhanced_planes(path: Path, ds: Dataset) -> list[Plane]:
             column_cosine=_unit(orientation[3:], path),
             pixel_spacing=_pixel_spacing(measures, path),
             shape=(int(ds.Rows), int(ds.Columns)),
-            slope=get_float(transform, "RescaleSlope", None) or get_float(ds, "RescaleSlope", 1.0) or 1.0,
+            slope=rescale_slope(transform, path) if "RescaleSlope" in transform else rescale_slope(ds, path),
             intercept=_first_not_none(get_float(transform, "RescaleIntercept"), get_float(ds, "RescaleIntercept"), 0.0),
             load=frame_loader(index),
             thickness=get_float(measures, "SpacingBetweenSlices") or get_float(measures, "SliceThickness"),
         ))
     return planes
+
+
+def grid_planes(path: Path, ds: Dataset) -> list[Plane]:
+    """Frames of a multi-frame grid (RT dose): one position, frames at GridFrameOffsetVector along the normal."""
+    orientation = get_floats(ds, "ImageOrientationPatient", 6)
+    position = get_floats(ds, "ImagePositionPatient", 3)
+    offsets = get_floats(ds, "GridFrameOffsetVector")
+    if orientation is None or position is None or offsets is None or offsets.size != frame_count(ds):
+        raise SeriesError(path, "multi-frame image without a position, orientation and GridFrameOffsetVector per frame")
+    row, column = _unit(orientation[:3], path), _unit(orientation[3:], path)
+    normal = np.cross(row, column)
+    # Offsets are relative to the first frame (first value 0) or absolute along the normal.
+    relative = offsets - offsets[0]
+    slope = rescale_slope(ds, path)
+    if "DoseGridScaling" in ds:
+        slope *= _positive(get_float(ds, "DoseGridScaling"), "DoseGridScaling", path)
+    loader = _frame_loaders(ds)
+    return [Plane(source=f"{path}#frame{index + 1}", position=position + d * normal, row_cosine=row,
+                  column_cosine=column, pixel_spacing=_pixel_spacing(ds, path), shape=(int(ds.Rows), int(ds.Columns)),
+                  slope=slope, intercept=get_float(ds, "RescaleIntercept", 0.0) or 0.0, load=loader(index))
+            for index, d in enumerate(relative)]
+
+
+def _frame_loaders(ds: Dataset):
+    """``loader(index)`` -> a function giving that frame; all frames are decoded once, on first use."""
+    cache: dict[str, np.ndarray] = {}
+
+    def loader(index: int):
+        def load() -> np.ndarray:
+            if "all" not in cache:
+                pixels = decode_pixels(ds)
+                cache["all"] = pixels if pixels.ndim == 3 else pixels[np.newaxis]
+            return cache["all"][index]
+        return load
+    return loader
+
+
+def rescale_slope(ds: Dataset, path: Path) -> float:
+    """RescaleSlope (1 when absent); 0 or a non-finite value is refused: it would erase or corrupt every value."""
+    if ds.get("RescaleSlope") in (None, ""):
+        return 1.0
+    return _positive(get_float(ds, "RescaleSlope"), "RescaleSlope", path, allow_negative=True)
+
+
+def _positive(value: float | None, keyword: str, path: Path, allow_negative: bool = False) -> float:
+    if value is None or not np.isfinite(value) or value == 0 or (value < 0 and not allow_negative):
+        raise ReadError(path, f"{keyword} is {value if value is not None else 'malformed'}: "
+                              "the stored values cannot be turned into real-world values")
+    return float(value)
 
 
 def read_radiograph(
@@ -184,10 +252,10 @@ def read_radiograph(
         pixels = _invert_stored(pixels, ds)
         photometric = "MONOCHROME2"
         problems.append("MONOCHROME1 inverted to MONOCHROME2 on read")
-    pixels = _apply_modality_lut(pixels, ds)
+    pixels = _apply_modality_lut(pixels, ds, path)
     spacing, source = radiograph_spacing(ds)
     if source is None:
-        problems.append("no valid PixelSpacing or ImagerPixelSpacing: 1 mm pixels assumed")
+        problems.append(NO_PIXEL_SIZE)
     meta.update(
         photometric=photometric,
         spacing_source=source,
@@ -202,11 +270,20 @@ def read_radiograph(
             meta[key] = values.tolist()
     if ds.get("PatientOrientation"):
         meta["patient_orientation"] = [str(v) for v in ds.PatientOrientation]
-    is_colour = pixels.ndim == 3 and pixels.shape[-1] in (3, 4) and int(ds.get("SamplesPerPixel", 1)) > 1
-    if pixels.ndim == 3 and not is_colour:
-        problems.append(f"{pixels.shape[0]} frames without patient geometry: frame axis spacing is 1 (not mm)")
-        return Image(pixels, spacing=(1.0, *spacing), metadata=meta)
+    samples, frames = int(ds.get("SamplesPerPixel", 1) or 1), frame_count(ds)
+    meta["frames"] = frames
+    expected = ((frames,) if frames > 1 else ()) + (int(ds.Rows), int(ds.Columns)) + ((samples,) if samples > 1 else ())
+    if pixels.shape != expected:
+        raise ReadError(path, f"pixel data has shape {pixels.shape}, the header says {expected} "
+                              f"({frames} frame(s) of {ds.Rows} x {ds.Columns}, {samples} sample(s) per pixel)")
+    if frames > 1:
+        problems.append(f"{frames} frames without patient geometry: frame axis spacing is 1 (not mm)")
+        return Image(pixels, spacing=(1.0, *spacing), spatial_ndim=3, metadata=meta)
     return Image(pixels, spacing=spacing, spatial_ndim=2, metadata=meta)
+
+
+#: The problem every image without a physical pixel size reports (lengths are then in pixels).
+NO_PIXEL_SIZE = "no physical pixel size: lengths are in px"
 
 
 def radiograph_spacing(ds: Dataset) -> tuple[tuple[float, float], str | None]:
@@ -237,12 +314,12 @@ def _invert_stored(pixels: np.ndarray, ds: Dataset) -> np.ndarray:
     return ((1 << bits) - 1 - pixels.astype(np.int64)).astype(pixels.dtype)
 
 
-def _apply_modality_lut(pixels: np.ndarray, ds: Dataset) -> np.ndarray:
+def _apply_modality_lut(pixels: np.ndarray, ds: Dataset, path: Path) -> np.ndarray:
     if "ModalityLUTSequence" in ds:
         from pydicom.pixels import apply_modality_lut
 
         return apply_modality_lut(pixels, ds)
-    slope = get_float(ds, "RescaleSlope", 1.0) or 1.0
+    slope = rescale_slope(ds, path)
     intercept = get_float(ds, "RescaleIntercept", 0.0) or 0.0
     if slope == 1.0 and intercept == 0.0:
         return pixels

@@ -7,7 +7,14 @@ convert the good series and name the bad files.
 
 Grouping: classic cross-sectional slices by SeriesInstanceUID, then split by
 orientation and image size (a series holding both axial and sagittal planes becomes two
-volumes). Enhanced multi-frame objects and projection radiographs are one item per file.
+volumes). Enhanced multi-frame objects, multi-frame grids (RT dose) and projection
+radiographs (or frames without patient geometry) are one item per file.
+
+Only regular files are opened (a FIFO or device would block forever); others are named in
+``skipped``. A file named like DICOM (``.dcm``) that is empty or not DICOM is ``unreadable``.
+A broken file that still names its series (no pixel data, no ImagePositionPatient) is
+attached to that series as ``broken``, so reading the series fails naming it instead of
+seeing a gap.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from radseg.io.atomic import not_regular
 from radseg.io.dicom_tags import (
     ENHANCED_SOP_CLASSES,
     NON_IMAGE_MODALITIES,
@@ -32,8 +40,9 @@ from radseg.io.dicom_tags import (
     image_type,
 )
 
-Kind = Literal["slices", "enhanced", "radiograph"]
+Kind = Literal["slices", "enhanced", "multiframe", "radiograph"]
 _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 
 
 @dataclass
@@ -45,6 +54,8 @@ class DicomSeries:
     headers: list[tuple[Path, Dataset]]
     part: int = 0  # > 0 when one SeriesInstanceUID was split by orientation/size
     problems: list[str] = field(default_factory=list)
+    broken: list[tuple[Path, str]] = field(default_factory=list)  # files of this series that cannot be read
+    suspects: list[tuple[Path, str]] = field(default_factory=list)  # unreadable files of unknown series, same folder
 
     @property
     def first(self) -> Dataset:
@@ -91,7 +102,7 @@ class DicomScan:
     series: list[DicomSeries] = field(default_factory=list)
     unreadable: list[tuple[Path, str]] = field(default_factory=list)  # DICOM-looking but broken
     non_dicom: list[Path] = field(default_factory=list)
-    skipped: list[tuple[Path, str]] = field(default_factory=list)  # readable but not wanted
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # readable but not wanted, or not a regular file
 
     def select(self, selector: str | None, *, origin: str | Path) -> DicomSeries:
         """The one series to read: the only one, or the one ``selector`` names."""
@@ -129,20 +140,42 @@ class DicomScan:
         if self.skipped:
             parts.append(f"{len(self.skipped)} skipped, e.g. {self.skipped[0][0].name}: {self.skipped[0][1]}")
         if self.non_dicom:
-            parts.append(f"{len(self.non_dicom)} non-DICOM file(s)")
+            parts.append(f"{len(self.non_dicom)} non-DICOM file(s), e.g. {self.non_dicom[0].name}")
         return f" ({'; '.join(parts)})" if parts else ""
 
 
 def iter_files(root: Path) -> Iterable[Path]:
     """All regular files below ``root`` (or ``root`` itself), in a stable order, hidden files skipped."""
-    if root.is_file():
-        yield root
+    if not root.is_dir():
+        yield root  # a file, or something that is not a folder (scan names it)
         return
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if not name.startswith("."):
                 yield Path(folder) / name
+
+
+def _not_dicom_reason(path: Path) -> str | None:
+    """A file named like DICOM that is empty or not DICOM: the problem, else None (a plain non-DICOM file)."""
+    if path.suffix.lower() not in _DICOM_SUFFIXES:
+        return None
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = -1
+    if size == 0:
+        return "empty file (0 bytes)"
+    return f"not a DICOM file despite its {path.suffix} name (no DICM preamble, no DICOM header)"
+
+
+def _missing_image_tags(ds: Dataset) -> str | None:
+    missing = [k for k in ("Rows", "Columns") if not isinstance(ds.get(k), int)]
+    if "PixelData" in ds and "BitsAllocated" not in ds:
+        missing.append("BitsAllocated")
+    if not missing:
+        return None
+    return f"pixel data without {', '.join(missing)}: not a valid image"
 
 
 def read_header(path: Path) -> Dataset:
@@ -172,6 +205,15 @@ def _looks_truncated(ds: Dataset) -> bool:
     return "Rows" in ds or is_image_class
 
 
+def header_problem(ds: Dataset) -> str | None:
+    """Why a parsed DICOM image cannot be read (no pixel data, no image size), or None."""
+    if _looks_truncated(ds):
+        return "truncated or corrupt: an image header without pixel data"
+    if any(t in ds for t in _PIXEL_TAGS):
+        return _missing_image_tags(ds)
+    return None
+
+
 def classify(ds: Dataset, *, include_derived: bool) -> Kind | str:
     """The kind of image a dataset is, or the reason it is skipped."""
     modality = str(ds.get("Modality", "")).upper()
@@ -187,6 +229,11 @@ def classify(ds: Dataset, *, include_derived: bool) -> Kind | str:
         get_floats(ds, "ImagePositionPatient", 3) is not None
         and get_floats(ds, "ImageOrientationPatient", 6) is not None
     )
+    if frame_count(ds) > 1:
+        offsets = get_floats(ds, "GridFrameOffsetVector")
+        if has_geometry and offsets is not None and offsets.size == frame_count(ds):
+            return "multiframe"  # frames at known offsets along the normal (RT dose grids)
+        return "radiograph"  # frames without per-frame positions: read as frames, not placed in mm
     if has_geometry and modality not in PROJECTION_MODALITIES:
         kinds = image_type(ds)
         if not include_derived:
@@ -196,6 +243,13 @@ def classify(ds: Dataset, *, include_derived: bool) -> Kind | str:
                 return "derived secondary image (reformat, MIP or screen capture)"
         return "slices"
     return "radiograph"
+
+
+def frame_count(ds: Dataset) -> int:
+    try:
+        return max(int(ds.get("NumberOfFrames", 1) or 1), 1)
+    except (TypeError, ValueError):
+        return 1
 
 
 def scan(
@@ -208,33 +262,71 @@ def scan(
     roots = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
     result = DicomScan()
     slices: dict[str, list[tuple[Path, Dataset]]] = defaultdict(list)
+    singles: list[tuple[str, str, Path, Dataset]] = []
+    broken: dict[str, list[tuple[Path, str]]] = defaultdict(list)  # series UID -> its unreadable files
+    orphans: list[tuple[Path, str]] = []  # unreadable files whose series is unknown
     for root in roots:
         for path in iter_files(root):
             if on_file:
                 on_file(path)
+            why = not_regular(path)
+            if why:
+                result.skipped.append((path, why))
+                continue
             try:
                 ds = read_header(path)
             except InvalidDicomError:
-                result.non_dicom.append(path)
+                why = _not_dicom_reason(path)
+                if why:
+                    result.unreadable.append((path, why))
+                    orphans.append((path, why))
+                else:
+                    result.non_dicom.append(path)
                 continue
             except Exception as exc:  # truncated or malformed file: name it, keep going
-                result.unreadable.append((path, f"not a readable DICOM file ({type(exc).__name__}: {exc})"))
+                why = _not_dicom_reason(path) if path.stat().st_size == 0 else None
+                why = why or f"not a readable DICOM file ({type(exc).__name__}: {exc})"
+                result.unreadable.append((path, why))
+                orphans.append((path, why))
                 continue
-            if _looks_truncated(ds):
-                result.unreadable.append((path, "truncated or corrupt: an image header without pixel data"))
+            why = header_problem(ds)
+            if why:
+                result.unreadable.append((path, why))
+                if "SeriesInstanceUID" in ds:
+                    broken[series_uid(ds, path)].append((path, why))
+                else:
+                    orphans.append((path, why))
                 continue
             kind = classify(ds, include_derived=include_derived)
             uid = series_uid(ds, path)
             if kind == "slices":
                 slices[uid].append((path, ds))
-            elif kind in ("enhanced", "radiograph"):
-                result.series.append(DicomSeries(uid=uid, kind=kind, headers=[(path, ds)]))  # type: ignore[arg-type]
+            elif kind in ("enhanced", "multiframe", "radiograph"):
+                singles.append((kind, uid, path, ds))
             else:
                 result.skipped.append((path, kind))
+    for kind, uid, path, ds in singles:
+        if kind == "radiograph" and uid in slices and _is_lost_slice(ds):
+            broken[uid].append((path, "a slice of this series without ImagePositionPatient/ImageOrientationPatient: "
+                                      "it cannot be placed"))
+        else:
+            result.series.append(DicomSeries(uid=uid, kind=kind, headers=[(path, ds)]))  # type: ignore[arg-type]
     for uid, headers in slices.items():
         result.series.extend(_split_by_plane(uid, headers))
+    for series in result.series:
+        if series.kind == "slices":
+            series.broken = list(broken.get(series.uid, []))
+            folders = {p.parent for p in series.files}
+            series.suspects = [(p, why) for p, why in orphans if p.parent in folders]
     result.series.sort(key=lambda s: (s.number if s.number is not None else 1 << 30, s.key))
     return result
+
+
+def _is_lost_slice(ds: Dataset) -> bool:
+    """A single-frame cross-sectional image that lost its position: a broken slice, not a radiograph."""
+    modality = str(ds.get("Modality", "")).upper()
+    return modality not in PROJECTION_MODALITIES and frame_count(ds) == 1 and \
+        str(ds.get("SOPClassUID", "")) not in ENHANCED_SOP_CLASSES
 
 
 def series_uid(ds: Dataset, path: Path) -> str:

@@ -10,11 +10,26 @@ slice thickness): radseg gives highdicom the pixel measures from the image's spa
 places the single frame in a new frame of reference, as the standard allows for
 projection images. Sources must be on the same grid as the labels: a series read with
 gap or tilt resampling has no one-to-one source slice and is refused.
+
+Sources whose UIDs were blanked (anonymised exports such as TotalSegmentator's example CT
+have empty Study/Series/SOP Instance UIDs and SOP Class UID) are not refused: the position of
+every frame is still defined by the frame of reference and plane positions, and a SEG that
+cannot be written at all helps nobody. radseg fills the empty ones in memory (the source files
+are not touched): the SOP Class and Instance UIDs from the file meta header when it has them,
+the others made deterministically with ``pydicom.uid.generate_uid(entropy_srcs=...)`` from the
+SHA-256 of each source file's bytes, so writing the same series again references the same
+UIDs. A ``UserWarning`` and the SEG's Image Comments say which were made up: such a SEG
+references instances by UIDs the archive does not know, so a PACS will not link the two.
+
+Reading accepts SEGs without pixel measures (highdicom's own radiograph SEGs have an empty
+shared functional group): the label map then has 1-pixel spacing with ``spacing_known`` False.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -99,6 +114,7 @@ def write_dicom_seg(
         sources = [pydicom.dcmread(f) for f in files]
     except Exception as exc:
         raise WriteError(path, f"cannot read source DICOM ({exc})") from exc
+    made_up = fill_missing_uids(sources, files, path)
     stack, names, values = to_class_stack(labels, include_empty=False)
     if not values:
         raise WriteError(path, "the label map is empty: a DICOM-SEG needs at least one non-empty segment")
@@ -150,6 +166,12 @@ def write_dicom_seg(
         )
     except (ValueError, AttributeError, TypeError) as exc:
         raise WriteError(path, f"highdicom refused the segmentation: {exc}") from exc
+    if made_up:
+        note = (f"source {', '.join(made_up)} empty; radseg derived them from the source files' SHA-256 "
+                "(they are not in the archive)")
+        seg.ImageComments = note
+        warnings.warn(f"{files[0] if len(files) == 1 else files[0].parent}: {note}; a PACS will not link this SEG "
+                      "to the images unless they are given the same UIDs", UserWarning, stacklevel=2)
     if labels.ndim == 2 and "ImagePositionPatient" not in sources[0]:
         # General Image module, type 2C for images without plane position: say which way
         # rows and columns point (copied from the radiograph, empty if it has none).
@@ -157,6 +179,56 @@ def write_dicom_seg(
     with atomic_path(path) as tmp:
         seg.save_as(tmp)
     return path
+
+
+#: SOP class of a source whose header has none, by modality (file meta first, then this).
+_SOP_CLASS_BY_MODALITY = {"CT": "1.2.840.10008.5.1.4.1.1.2", "MR": "1.2.840.10008.5.1.4.1.1.4",
+                          "CR": "1.2.840.10008.5.1.4.1.1.1", "DX": "1.2.840.10008.5.1.4.1.1.1.1",
+                          "PT": "1.2.840.10008.5.1.4.1.1.128", "US": "1.2.840.10008.5.1.4.1.1.6.1"}
+_SERIES_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID")
+
+
+def fill_missing_uids(sources: list, files: list[Path], path: Path) -> list[str]:
+    """Fill empty UIDs of the (in-memory) source datasets; returns the names of those made up.
+
+    Deterministic: a SOP Instance UID from its file's SHA-256, the study, series and frame of
+    reference UIDs from the hashes of all the files (see the module's docstring).
+    """
+    from pydicom.uid import generate_uid
+
+    def empty(ds, keyword: str) -> bool:
+        return not str(ds.get(keyword, "") or "").strip()
+
+    needs = [k for k in ("SOPClassUID", "SOPInstanceUID", *_SERIES_UIDS) if any(empty(ds, k) for ds in sources)]
+    if not needs:
+        return []
+    digests = [hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in files]
+    made_up: list[str] = []
+    for ds, file, digest in zip(sources, files, digests):
+        meta = getattr(ds, "file_meta", None)
+        if empty(ds, "SOPClassUID"):
+            known = str(getattr(meta, "MediaStorageSOPClassUID", "") or "") or \
+                _SOP_CLASS_BY_MODALITY.get(str(ds.get("Modality", "")).upper(), "")
+            if not known:
+                raise WriteError(path, f"the source {file} has no SOP Class UID and an unknown modality "
+                                       f"{ds.get('Modality', '')!r}: a SEG cannot say what it was drawn on")
+            ds.SOPClassUID = known
+        if empty(ds, "SOPInstanceUID"):
+            stored = str(getattr(meta, "MediaStorageSOPInstanceUID", "") or "")
+            ds.SOPInstanceUID = stored or generate_uid(entropy_srcs=["radseg source instance", digest])
+            if not stored:
+                made_up.append("SOPInstanceUID")
+    for keyword in _SERIES_UIDS:
+        if keyword == "FrameOfReferenceUID" and not any(keyword in ds for ds in sources):
+            continue  # a projection radiograph has none; the writer gives the SEG its own
+        if any(empty(ds, keyword) for ds in sources):
+            uid = generate_uid(entropy_srcs=[f"radseg {keyword}", *digests])
+            for ds in sources:
+                if empty(ds, keyword):
+                    setattr(ds, keyword, uid)
+            made_up.append(keyword)
+    order = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
+    return [keyword for keyword in order if keyword in made_up]
 
 
 def _geometry_options(labels: Image, sources: list, files: list[Path], path: Path) -> dict[str, Any]:
@@ -198,6 +270,8 @@ def read_dicom_seg(path: str | Path) -> Image:
     path = Path(path)
     try:
         seg = hd.seg.segread(str(path))
+    except AttributeError as exc:  # highdicom checks pixel measures that a projection SEG may lack
+        seg = _read_without_pixel_measures(path, exc)
     except Exception as exc:
         raise ReadError(path, f"not a readable DICOM-SEG ({exc})") from exc
     numbers = list(seg.segment_numbers)
@@ -215,8 +289,10 @@ def read_dicom_seg(path: str | Path) -> Image:
         (_, _, source_uid), = seg.get_source_image_uids()
         planes = seg.get_pixels_by_source_instance(
             source_sop_instance_uids=[source_uid], segment_numbers=numbers, combine_segments=False)[0]
-        measures = seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
-        base = Image(np.zeros(planes.shape[:2], dtype), spacing=[float(v) for v in measures.PixelSpacing], metadata=meta)
+        spacing = _pixel_spacing(seg)
+        if spacing is None:
+            meta["problems"].append("no pixel measures in the SEG: pixel size unknown (1 px = 1 unit)")
+        base = Image(np.zeros(planes.shape[:2], dtype), spacing=spacing, metadata=meta)
         return _combine(planes > 0, numbers, values, names, base)
     volume = seg.get_volume(combine_segments=False)
     array = volume.array  # [slice, row, col, segment] with an LPS affine over the first three axes
@@ -229,6 +305,37 @@ def read_dicom_seg(path: str | Path) -> Image:
         affine[:3, 3] = affine[:3, 3] + affine[:3, 0] * (array.shape[0] - 1)
         affine[:3, 0] = -affine[:3, 0]
     return _combine(array > 0, numbers, values, names, Image(np.zeros(array.shape[:3], dtype), affine=affine, metadata=meta))
+
+
+def _pixel_spacing(seg) -> list[float] | None:
+    """Row and column spacing (mm) of a single-frame SEG's pixel measures (shared, else per frame), or None."""
+    groups = [*(seg.get("SharedFunctionalGroupsSequence") or [])[:1], *(seg.get("PerFrameFunctionalGroupsSequence") or [])[:1]]
+    for group in groups:
+        for measures in group.get("PixelMeasuresSequence") or []:
+            try:
+                spacing = [float(v) for v in measures.PixelSpacing]
+            except (AttributeError, TypeError, ValueError):
+                continue
+            if len(spacing) == 2 and min(spacing) > 0:
+                return spacing
+    return None
+
+
+def _read_without_pixel_measures(path: Path, first: Exception):
+    """A SEG whose pixel measures highdicom refuses (no spacing, zero spacing): read it without them."""
+    import highdicom as hd
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path)
+        for groups in (ds.get("SharedFunctionalGroupsSequence") or [], ds.get("PerFrameFunctionalGroupsSequence") or []):
+            for group in groups:
+                if "PixelMeasuresSequence" in group and not all(
+                        "PixelSpacing" in m and "SliceThickness" in m for m in group.PixelMeasuresSequence):
+                    del group.PixelMeasuresSequence
+        return hd.seg.Segmentation.from_dataset(ds, copy=False)
+    except Exception:  # noqa: BLE001 - report highdicom's first complaint, not the retry's
+        raise ReadError(path, f"not a readable DICOM-SEG ({first})") from None
 
 
 def _combine(masks: np.ndarray, numbers: list[int], values: dict[int, int], names: dict[int, str], base: Image) -> Image:

@@ -106,7 +106,7 @@ def read_label_png(path: str | Path) -> Image:
     except ValueError as exc:
         raise ReadError(path, f"bad geometry in the radseg text chunks ({exc})") from None
     if spacing is None:
-        meta["problems"].append("no pixel spacing stored: 1 mm pixels assumed")
+        meta["problems"].append("no pixel spacing stored: no physical pixel size, lengths are in px")
     return make_label_map(image, names)
 
 

@@ -1,4 +1,10 @@
-"""NIfTI-1/2 read and write (nibabel), converting between NIfTI's RAS (i, j, k) and radseg's LPS array order."""
+"""NIfTI-1/2 read and write (nibabel), converting between NIfTI's RAS (i, j, k) and radseg's LPS array order.
+
+Reading checks the header before any voxel is loaded: a header claiming more data than
+the file holds (uncompressed) or than this machine's memory is refused, naming the file
+and the size it claims. An unusable (singular or non-finite) sform falls back to the
+qform, then to the pixdim spacing, with the fallback listed in ``metadata["problems"]``.
+"""
 
 from __future__ import annotations
 
@@ -24,25 +30,89 @@ def read_nifti(path: str | Path) -> Image:
     path = Path(path)
     try:
         img = nib.load(str(path))
+    except Exception as exc:
+        raise ReadError(path, f"not a readable NIfTI file ({type(exc).__name__}: {exc})") from exc
+    _check_size(img, path)
+    try:
         data = _scaled_data(img)
+    except MemoryError:
+        raise ReadError(path, f"not enough memory for the data the header claims ({_claim(img)})") from None
     except Exception as exc:
         raise ReadError(path, f"not a readable NIfTI file ({type(exc).__name__}: {exc})") from exc
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim not in (2, 3, 4):
         raise ReadError(path, f"NIfTI with {data.ndim} dimensions {data.shape} is not supported (2D, 3D or 3D+channels)")
-    affine_lps = LPS_TO_RAS @ np.asarray(img.affine, dtype=float)
     meta = {"format": "nifti", "source_files": [str(path)], "problems": []}
+    affine_lps = LPS_TO_RAS @ _usable_affine(img, meta)
     names = _label_names(img)
     if names:
         meta["label_names"] = names
     zooms_unit = img.header.get_xyzt_units()[0]
     if zooms_unit not in ("mm", "unknown"):
         meta["problems"].append(f"spatial units are {zooms_unit}, not mm; values used as stored")
-    if data.ndim == 2:
-        return _plane_image(data.T, affine_lps, meta)
-    array = np.transpose(data, (2, 1, 0, 3)) if data.ndim == 4 else data.T
-    return Image(array, affine=affine_lps @ _REVERSE3, metadata=meta)
+    if data.dtype.kind == "f" and data.size and not np.isfinite([data.min(), data.max()]).all():
+        bad = int(np.count_nonzero(~np.isfinite(data)))
+        meta["problems"].append(f"{bad} voxel(s) are NaN or infinite: kept as stored")
+    try:
+        if data.ndim == 2:
+            return _plane_image(data.T, affine_lps, meta)
+        array = np.transpose(data, (2, 1, 0, 3)) if data.ndim == 4 else data.T
+        return Image(array, affine=affine_lps @ _REVERSE3, metadata=meta)
+    except ValueError as exc:
+        raise ReadError(path, f"cannot use this NIfTI's geometry ({exc})") from exc
+
+
+def _claim(img) -> str:
+    shape = tuple(int(n) for n in img.header.get_data_shape())
+    size = int(np.prod(shape, dtype=np.float64)) * np.dtype(img.header.get_data_dtype()).itemsize
+    return f"shape {' x '.join(map(str, shape))} of {img.header.get_data_dtype()}, {size / 2**30:.3g} GiB"
+
+
+def _check_size(img, path: Path) -> None:
+    """Refuse a header that claims more voxels than the file holds or than memory can take."""
+    import os
+
+    header = img.header
+    shape = tuple(int(n) for n in header.get_data_shape())
+    needed = float(np.prod(shape, dtype=np.float64)) * np.dtype(header.get_data_dtype()).itemsize
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        memory = None
+    if memory and needed > memory:
+        raise ReadError(path, f"header claims {_claim(img)}, more than this machine's memory "
+                              f"({memory / 2**30:.3g} GiB): not loaded")
+    if not str(path).lower().endswith(".gz"):
+        offset = int(header.get("vox_offset", 0) or 0)
+        available = path.stat().st_size - offset
+        if needed > available:
+            raise ReadError(path, f"header claims {_claim(img)} but the file holds only {max(available, 0)} bytes "
+                                  "of data: truncated or a wrong header")
+
+
+def _usable_affine(img, meta: dict) -> np.ndarray:
+    """The RAS affine: sform, else qform, else nibabel's pixdim affine; a fallback is reported."""
+    header = img.header
+    coded = [(name, affine) for name, (affine, code) in
+             (("sform", header.get_sform(coded=True)), ("qform", header.get_qform(coded=True))) if affine is not None]
+    for name, affine in coded:
+        affine = np.asarray(affine, dtype=float)
+        if np.all(np.isfinite(affine)) and abs(np.linalg.det(affine[:3, :3])) > 1e-12:
+            if name != coded[0][0]:
+                meta["problems"].append(f"{coded[0][0]} is singular or not finite: the {name} is used")
+            return affine
+    zooms = np.asarray(header.get_zooms()[:3], dtype=float)
+    valid = zooms.size == 3 and np.all(np.isfinite(zooms)) and np.all(zooms > 0)
+    if not coded and valid:
+        return np.asarray(img.affine, dtype=float)  # no sform/qform: pixdim scaling, as every NIfTI reader does
+    if coded:
+        meta["problems"].append("the affine is singular or not finite (e.g. all zero): orientation unknown, "
+                                + ("pixdim spacing used" if valid else "1 px voxels used"))
+    if not valid:
+        meta["spacing_known"] = False
+        return np.eye(4)
+    return np.diag([*zooms, 1.0])
 
 
 def _label_names(img) -> dict[int, str]:

@@ -1,11 +1,16 @@
 """PNG, JPEG, TIFF and BMP through Pillow, with 16-bit data kept 16-bit.
 
 Raster files carry no physical pixel size that radiology tools agree on, so images
-read from them have 1 mm pixels and ``metadata["spacing_known"] = False``.
+read from them have unit (1 px) spacing and ``metadata["spacing_known"] = False``: lengths
+measured on them are in px.
 Greyscale images saved as RGB (common for JPEG radiographs) come back single-channel
 when the three channels are identical; real colour keeps a trailing channel axis.
 A JPEG/TIFF whose EXIF orientation tag turns it in every viewer comes back turned the same
 way (annotators drew on what they saw); ``metadata["exif_orientation"]`` records the tag.
+
+Size limit: a file whose header claims more than :data:`MAX_PIXELS` pixels per page
+(128 megapixels, e.g. 11585 x 11585) is refused before anything is decoded, naming the file
+and the size it claims: a 48 KB PNG can claim 20000 x 20000 and would need gigabytes.
 """
 
 from __future__ import annotations
@@ -19,23 +24,45 @@ from radseg.image import Image
 from radseg.io.atomic import atomic_path, full_suffix
 
 LOSSY_SUFFIXES = {".jpg", ".jpeg"}
+#: Most pixels per page radseg decodes from a PNG/JPEG/TIFF/BMP (checked in the header first).
+MAX_PIXELS = 1 << 27
 
 
 def read_raster(path: str | Path) -> Image:
+    import warnings
+
     from PIL import Image as PILImage, UnidentifiedImageError
 
     path = Path(path)
     try:
-        with PILImage.open(path) as pil:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)  # radseg's own limit applies
+            pil_file = PILImage.open(path)
+    except PILImage.DecompressionBombError as exc:  # Pillow's own header check, above radseg's limit
+        import re
+
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        raise ReadError(path, f"header claims {claimed.group(1) if claimed else 'too many'} pixels, more than "
+                              f"radseg's limit of {MAX_PIXELS} pixels per image: not decoded") from None
+    except UnidentifiedImageError:
+        raise ReadError(path, "not a readable PNG/JPEG/TIFF/BMP image") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ReadError(path, f"corrupt or truncated image ({exc})") from exc
+    try:
+        with pil_file as pil:
+            width, height = pil.size
+            if width * height > MAX_PIXELS:
+                raise ReadError(path, f"header claims {width} x {height} = {width * height} pixels, more than radseg's "
+                                      f"limit of {MAX_PIXELS} pixels per image: not decoded")
             orientation = int(pil.getexif().get(0x0112) or 1)
             frames = [_to_array(pil, path)]
             for index in range(1, getattr(pil, "n_frames", 1)):
                 pil.seek(index)
                 frames.append(_to_array(pil, path))
-    except UnidentifiedImageError:
-        raise ReadError(path, "not a readable PNG/JPEG/TIFF/BMP image") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ReadError(path, f"corrupt or truncated image ({exc})") from exc
+    except ReadError:
+        raise
+    except (OSError, SyntaxError, ValueError, MemoryError) as exc:
+        raise ReadError(path, f"corrupt or truncated image ({type(exc).__name__}: {exc})") from exc
     meta = {
         "format": "raster",
         "source_files": [str(path)],

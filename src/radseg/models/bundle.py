@@ -193,21 +193,37 @@ def load_bundle(path: str | Path, *, weights: bool = True) -> ModelBundle:
         config = json.loads(members[_CONFIG])
     except ValueError as exc:
         raise ReadError(path, f"{_CONFIG} is not valid JSON ({exc})") from None
-    if config.get("format") != FORMAT:
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ReadError(path, f"{_CONFIG} is not a radseg model description")
-    version = int(config.get("format_version", 0))
+    try:
+        version = int(config.get("format_version", 0))
+    except (TypeError, ValueError):
+        raise ReadError(path, f"{_CONFIG}: format_version {config.get('format_version')!r} is not a number") from None
     if version > FORMAT_VERSION:
         raise ReadError(path, f"model format {version} is newer than this radseg understands "
                               f"({FORMAT_VERSION}); upgrade radseg")
     files = config.get("files") or {}
-    if _WEIGHTS not in files:
+    if not isinstance(files, dict) or _WEIGHTS not in files:
         raise ReadError(path, "model.json lists no weights")
+    if _WEIGHTS not in members:
+        raise ReadError(path, f"{_WEIGHTS} is missing: the bundle holds no weights (copy the whole folder or zip)")
     for name, expected in files.items():
         if name not in members:
             raise ReadError(path, f"{name} is missing (listed in {_CONFIG})")
         if sha256(members[name]) != expected:
             raise ReadError(path, f"{name} does not match its recorded SHA-256: the file is damaged or was changed")
-    arch = config["architecture"]
+    arch = config.get("architecture")
+    if not isinstance(arch, dict) or "name" not in arch:
+        raise ReadError(path, f"{_CONFIG} names no architecture")
+    from radseg.models.registry import ARCHITECTURES
+
+    if arch["name"] not in ARCHITECTURES:
+        raise ReadError(path, f"{ARCHITECTURES.unknown_message(str(arch['name']))} (made by a newer or other "
+                              "radseg? upgrade radseg or retrain)")
+    try:
+        manifest = json.loads(members[_MANIFEST]) if _MANIFEST in members else {}
+    except ValueError as exc:
+        raise ReadError(path, f"{_MANIFEST} is not valid JSON ({exc})") from None
     state = None
     if weights:
         import torch
@@ -224,10 +240,10 @@ def load_bundle(path: str | Path, *, weights: bool = True) -> ModelBundle:
             preprocessing=Preprocessing.from_dict(config["preprocessing"]),
             postprocessing=dict(config.get("postprocessing") or {}),
             mirror_pairs=[tuple(p) for p in config.get("mirror_pairs") or []],
-            manifest=json.loads(members[_MANIFEST]) if _MANIFEST in members else {},
+            manifest=manifest if isinstance(manifest, dict) else {},
             state_dict=state, onnx_bytes=members.get(_ONNX), path=path, digest=files[_WEIGHTS],
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ReadError(path, f"{_CONFIG} is incomplete or invalid ({exc})") from None
     if bundle.out_channels != int(arch.get("out_channels", bundle.out_channels)):
         raise ReadError(path, "the label table does not match the network's output channels")

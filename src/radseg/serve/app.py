@@ -16,8 +16,8 @@ from pathlib import Path
 from radseg.errors import MissingExtraError
 from radseg.serve.models import LABELS_CHOICE, ModelCache, find_models
 from radseg.serve.render import DOWNLOAD_FORMATS, FEATURE_CHOICES
-from radseg.serve.service import Analysis, Service, empty_table
-from radseg.serve.uploads import MB, accepted_text
+from radseg.serve.service import Analysis, Service, clean_on_signals, empty_table
+from radseg.serve.uploads import MB, PixelLimits, accepted_text
 
 __all__ = ["LOOPBACK", "OFFLINE_ENV", "build_app", "import_gradio", "serve"]
 
@@ -157,12 +157,16 @@ def build_app(service: Service, *, models_source: str | Path | None = None):
 
 def serve(model: str | Path | None = None, *, host: str = "127.0.0.1", port: int = 7860, max_upload_mb: float = 512.0,
           device: str = "auto", threads: int | None = None, work_dir: str | Path | None = None,
-          block: bool = True, quiet: bool = False):
-    """Start the page. ``block=False`` returns ``(demo, url, service)`` with the server running in a thread."""
+          block: bool = True, quiet: bool = False, pixel_limits: PixelLimits | None = None):
+    """Start the page. ``block=False`` returns ``(demo, url, service)`` with the server running in a thread.
+
+    The work folder (uploads, unzipped DICOM, results) is removed on exit, on Ctrl-C and on
+    SIGTERM/SIGHUP (a handler runs the same cleanup, then leaves as Ctrl-C does)."""
     import_gradio()
     cache = ModelCache(find_models(model), device=device, threads=threads)
-    service = Service(cache, max_upload_mb=max_upload_mb, work_dir=work_dir)
+    service = Service(cache, max_upload_mb=max_upload_mb, work_dir=work_dir, pixel_limits=pixel_limits)
     atexit.register(service.cleanup)
+    clean_on_signals(service.cleanup)
     demo = build_app(service, models_source=model)
     demo.queue(default_concurrency_limit=1, max_size=64)
     # Results are written under the system temp folder, which gradio serves from its own cache

@@ -9,13 +9,14 @@ as a label map and measured as it is.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from radseg.errors import RadsegError
 from radseg.image import Image
 from radseg.models.bundle import model_path
 
-__all__ = ["LABELS_CHOICE", "ModelCache", "find_models"]
+__all__ = ["LABELS_CHOICE", "ModelCache", "ModelCard", "find_models", "model_card"]
 
 #: The choice that runs no model: the upload is a label map.
 LABELS_CHOICE = "none: the upload is a label map"
@@ -98,17 +99,97 @@ class ModelCache:
                 self._loaded[name] = Predictor.load(self.models[name], device=self.device, threads=self.threads)
             return self._loaded[name]
 
+    def card(self, name: str) -> "ModelCard":
+        """What the page says about model ``name``'s results (see :func:`model_card`)."""
+        predictor = self.get(name)
+        return model_card(predictor.bundle.manifest or {}, predictor.bundle)
+
     def predict(self, name: str, image: Image, *, tta: bool = False) -> Image:
         """The label map of ``image`` by model ``name`` (TTA: left-right flip, sides swapped back)."""
+        return self.predict_scored(name, image, tta=tta)[0]
+
+    def predict_scored(self, name: str, image: Image, *, tta: bool = False) -> tuple[Image, float | None]:
+        """``(label map, image score)``: the score (:func:`radseg.evaluate.detection.image_score` of the
+        foreground probability, as ``radseg evaluate-detection`` scores images) for a detection-like
+        model (see :func:`model_card`), else None. The network runs once."""
         predictor = self.get(name)
+        card = self.card(name)
         if image.ndim != predictor.spatial_dims:
             kind = "radiograph (2D)" if image.ndim == 2 else "volume (3D)"
             raise RadsegError(f"model {name!r} segments {predictor.spatial_dims}D images; the upload is a {kind}")
         with self._lock:  # one prediction at a time: the machine's cores are shared
             predictor.tta = bool(tta)
+            seen: list = []
+            if card.detection:
+                original = predictor.probabilities
+
+                def keep(img):  # the probabilities predict() computes, kept for the image score
+                    seen.append(original(img))
+                    return seen[-1]
+
+                predictor.probabilities = keep
             try:
-                return predictor.predict(image)
+                labels = predictor.predict(image)
             except RadsegError:
                 raise
             except (ValueError, RuntimeError) as exc:
                 raise RadsegError(f"model {name!r} could not segment this image ({type(exc).__name__}: {exc})") from None
+            finally:
+                predictor.__dict__.pop("probabilities", None)
+        score = None
+        if seen:
+            from radseg.evaluate.detection import image_score
+
+            probs, grid = seen[-1]
+            score = image_score(grid.restore_channel(probs[1] if probs.shape[0] > 1 else probs[0]), window=5)
+        return labels, score
+
+
+@dataclass
+class ModelCard:
+    """A model's intended use, validation figures and, for a detection-like model, the image-score threshold."""
+
+    intended_use: str
+    validation: str
+    detection: bool = False
+    threshold: float = 0.5
+    finding: str = "finding"
+
+    def lines(self) -> list[str]:
+        return [f"Intended use: {self.intended_use}", f"Validation: {self.validation}"]
+
+
+_NOT_DIAGNOSTIC = "research model, not a diagnostic device"
+
+
+def model_card(manifest: dict, bundle=None) -> ModelCard:
+    """The card of a bundle from its manifest: ``intended_use`` (else the summary's "not a diagnostic
+    device", else the default :data:`_NOT_DIAGNOSTIC`); validation figures from ``valid_scores`` /
+    ``test_scores`` / ``metrics``; detection-like when the manifest has an image-level AUC or the
+    model has one foreground class (a finding, as FracAtlas's ``fractured``), with the threshold
+    ``detection_threshold`` (else 0.5, ``radseg evaluate-detection``'s default)."""
+    use = str(manifest.get("intended_use") or "").strip()
+    if not use:
+        summary = str(manifest.get("summary") or "")
+        use = _NOT_DIAGNOSTIC + (" (as its manifest says)" if "not a diagnostic device" in summary
+                                 else " (its manifest states no intended use)")
+    elif "diagnostic" not in use:
+        use = f"{use}; {_NOT_DIAGNOSTIC}"
+    figures = []
+    for key, where in (("valid_scores", "validation split"), ("test_scores", "held-out test")):
+        scores = manifest.get(key)
+        if isinstance(scores, dict):
+            items = [f"{k} {v:.3g}" for k, v in scores.items() if isinstance(v, (int, float))][:6]
+            if items:
+                figures.append(f"{where}: {', '.join(items)}")
+    metrics = manifest.get("metrics") or {}
+    if not figures and isinstance(metrics.get("best_val_dice"), (int, float)):
+        figures.append(f"validation Dice {metrics['best_val_dice']:.3g} (checkpoint choice)")
+    validation = "; ".join(figures) or "none recorded in the bundle's manifest"
+    names = dict(getattr(bundle, "label_names", {}) or {})
+    single = len(names) == 1 and getattr(bundle, "head", "") != "multilabel"
+    has_auc = isinstance(manifest.get("valid_scores"), dict) and "auc" in manifest["valid_scores"]
+    threshold = manifest.get("detection_threshold", 0.5)
+    return ModelCard(use, validation, detection=bool(single or has_auc),
+                     threshold=float(threshold) if isinstance(threshold, (int, float)) else 0.5,
+                     finding=next(iter(names.values()), "finding"))

@@ -91,17 +91,46 @@ def enlarge(image: Image, labels: Image, min_side: int) -> tuple[Image, Image]:
 
 
 def overlay_png(image: Image, labels: Image, path: str | Path, *, index: int | None = None,
-                min_side: int = 640) -> tuple[Path, int]:
+                min_side: int = 640, caption: list[str] | None = None) -> tuple[Path, int]:
     """Write the overlay preview (image, coloured labels, outlines, legend) as PNG; returns (path, slice).
 
-    Small images are enlarged by a whole factor for display (see :func:`enlarge`)."""
+    Small images are enlarged by a whole factor for display (see :func:`enlarge`); ``caption``
+    lines (a model's intended use and validation figures) are printed under the picture, so a
+    saved overlay carries them."""
     import radseg.io as rio
 
     if image.shape != labels.shape:
         image = blank_like(labels)
     image2, labels2, k = slice_pair(image, labels, index)
     image2, labels2 = enlarge(image2, labels2, min_side)
-    return Path(rio.write(labels2, Path(path), kind="overlay", image=image2)), k
+    out = Path(rio.write(labels2, Path(path), kind="overlay", image=image2))
+    if caption:
+        add_caption(out, caption)
+    return out, k
+
+
+def add_caption(path: Path, lines: list[str]) -> Path:
+    """Append a white band with ``lines`` of black text under the picture at ``path`` (in place, atomic)."""
+    import textwrap
+
+    from PIL import Image as PILImage, ImageDraw, ImageFont
+
+    from radseg.io.atomic import atomic_path
+
+    with PILImage.open(path) as opened:
+        picture = opened.convert("RGB")
+    font = ImageFont.load_default()
+    per_line = max(40, picture.width // 7)
+    wrapped = [part for line in lines for part in textwrap.wrap(line, per_line)]
+    band = 14 * len(wrapped) + 10
+    out = PILImage.new("RGB", (picture.width, picture.height + band), "white")
+    out.paste(picture, (0, 0))
+    draw = ImageDraw.Draw(out)
+    for i, line in enumerate(wrapped):
+        draw.text((6, picture.height + 5 + 14 * i), line, fill="black", font=font)
+    with atomic_path(path) as tmp:
+        out.save(tmp, format="JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG")
+    return path
 
 
 def _hex(rgb) -> str:
@@ -109,19 +138,23 @@ def _hex(rgb) -> str:
 
 
 def legend_rows(labels: Image) -> list[dict]:
-    """One row per label present: value, name, colour (#rrggbb), voxels and area (mm²) or volume (mL)."""
+    """One row per label present: value, name, colour (#rrggbb), voxels and area (mm²) or volume (mL);
+    without a physical pixel size (``spacing_known`` False) the size is the pixel count and ``unit``
+    says ``px``."""
     from radseg.io.label_png import label_colour
     from radseg.labels import iter_classes
 
-    voxel = float(np.prod(labels.spacing))
+    known = labels.metadata.get("spacing_known", True) is not False
+    voxel = float(np.prod(labels.spacing)) if known else 1.0
     rows = []
     for value, name, mask in iter_classes(labels, include_empty=False):
         count = int(mask.sum())
-        row = {"value": int(value), "name": name, "colour": _hex(label_colour(value)), "pixels": count}
+        row = {"value": int(value), "name": name, "colour": _hex(label_colour(value)), "pixels": count,
+               "unit": "mm" if known else "px"}
         if labels.ndim == 2:
-            row["area_mm2"] = round(count * voxel, 2)
+            row["area_mm2" if known else "area_px2"] = round(count * voxel, 2)
         else:
-            row["volume_ml"] = round(count * voxel / 1000.0, 3)
+            row["volume_ml" if known else "volume_voxels"] = round(count * voxel / 1000.0, 3) if known else count
         rows.append(row)
     return rows
 
@@ -130,16 +163,16 @@ def legend_html(rows: list[dict], *, spacing_known: bool = True) -> str:
     """The legend as a small self-contained HTML table (inline styles only)."""
     if not rows:
         return '<div class="radseg-legend"><p>No labels were found in this image.</p></div>'
-    size_key = "area_mm2" if "area_mm2" in rows[0] else "volume_ml"
-    size_head = "area (mm²)" if size_key == "area_mm2" else "volume (mL)"
-    if not spacing_known:
-        size_head += " — 1 mm pixels assumed"
+    heads = {"area_mm2": "area (mm²)", "volume_ml": "volume (mL)", "area_px2": "area (px², no pixel size)",
+             "volume_voxels": "volume (voxels, no voxel size)"}
+    size_key = next(k for k in heads if k in rows[0])
+    size_head = heads[size_key]
     body = "".join(
         f'<tr data-value="{r["value"]}"><td><span class="swatch" style="display:inline-block;width:1em;height:1em;'
         f'background:{r["colour"]};border:1px solid #0006;vertical-align:middle"></span></td>'
         f'<td>{r["value"]}</td><td class="name">{html.escape(r["name"])}</td><td>{r["pixels"]}</td>'
         f'<td>{r[size_key]}</td></tr>' for r in rows)
-    count_head = "pixels" if size_key == "area_mm2" else "voxels"
+    count_head = "pixels" if size_key.startswith("area") else "voxels"
     return ('<div class="radseg-legend"><table><thead><tr><th></th><th>value</th><th>label</th>'
             f'<th>{count_head}</th>'
             f'<th>{size_head}</th></tr></thead><tbody>{body}</tbody></table></div>')
@@ -151,8 +184,10 @@ def feature_set_for(choice: str, labels: Image) -> str:
     return choice
 
 
-def measurements_table(labels: Image, image: Image | None = None, feature_set: str = "auto"):
-    """``(pandas DataFrame, set used)``: one row per structure and measurement (value None: not measured)."""
+def measurements_table(labels: Image, image: Image | None = None, feature_set: str = "auto",
+                       source: str | None = None):
+    """``(pandas DataFrame, set used)``: one row per structure and measurement (value None: not measured).
+    Without a pixel size the units are px/px2/voxels and the notes name ``source`` (the upload)."""
     import pandas as pd
 
     from radseg.features import FEATURE_SETS, measure
@@ -163,7 +198,7 @@ def measurements_table(labels: Image, image: Image | None = None, feature_set: s
     if image is not None and (image.shape != labels.shape or image.channels is not None):
         image = None  # HU statistics need the scalar image on the labels' grid
     try:
-        rows = [m.row() for m in measure(labels, chosen, image=image)]
+        rows = [m.row() for m in measure(labels, chosen, image=image, source=source)]
     except ValueError as exc:
         raise RadsegError(f"{chosen} measurements: {exc}") from None
     table = pd.DataFrame(rows, columns=MEASUREMENT_COLUMNS)
@@ -172,8 +207,10 @@ def measurements_table(labels: Image, image: Image | None = None, feature_set: s
     return table, chosen
 
 
-def write_download(image: Image | None, labels: Image, out_dir: str | Path, case: str, output_type: str) -> Path:
-    """Write ``labels`` as ``output_type`` (``radseg segment -ot`` names) into ``out_dir``; one file or a zip."""
+def write_download(image: Image | None, labels: Image, out_dir: str | Path, case: str, output_type: str,
+                   caption: list[str] | None = None) -> Path:
+    """Write ``labels`` as ``output_type`` (``radseg segment -ot`` names) into ``out_dir``; one file or a zip.
+    ``caption`` (a model's intended use and validation) is printed under an overlay picture (``jpg``)."""
     from radseg.infer.segment import OUTPUT_TYPES, write_output
 
     if output_type not in OUTPUT_TYPES:
@@ -191,6 +228,10 @@ def write_download(image: Image | None, labels: Image, out_dir: str | Path, case
     except (ValueError, TypeError, KeyError) as exc:
         raise RadsegError(f"could not write {DOWNLOAD_FORMATS.get(output_type, output_type)}: {exc}") from None
     files = [Path(f) for f in files]
+    if caption and output_type == "jpg":
+        for f in files:
+            if f.is_file() and f.suffix.lower() in (".jpg", ".jpeg", ".png"):
+                add_caption(f, caption)
     if len(files) == 1 and files[0].is_file():
         return files[0]
     target = out / f"{case}_{output_type}.zip"

@@ -22,9 +22,9 @@ from radseg.errors import RadsegError
 from radseg.image import Image
 from radseg.serve import render
 from radseg.serve.models import LABELS_CHOICE, ModelCache
-from radseg.serve.uploads import MB, UploadError, ZipLimits, load_upload
+from radseg.serve.uploads import MB, PixelLimits, UploadError, ZipLimits, load_upload
 
-__all__ = ["Analysis", "Service"]
+__all__ = ["Analysis", "Service", "clean_on_signals"]
 
 log = logging.getLogger("radseg.serve")
 
@@ -48,6 +48,8 @@ class Analysis:
     slices: int = 1
     folder: Path | None = None
     warning: bool = False  # the model's quality check failed: shown as a warning, not a success
+    score: float | None = None  # a detection-like model's image score (max window-averaged probability)
+    card: list[str] = field(default_factory=list)  # the model's intended use and validation figures
 
 
 def empty_table():
@@ -60,9 +62,11 @@ class Service:
     """The server's state: its models, limits and a work folder for uploads and results."""
 
     def __init__(self, models: ModelCache, *, max_upload_mb: float = 512.0, work_dir: str | Path | None = None,
-                 zip_limits: ZipLimits | None = None, keep: int = 24) -> None:
+                 zip_limits: ZipLimits | None = None, keep: int = 24,
+                 pixel_limits: PixelLimits | None = None) -> None:
         self.models = models
         self.max_upload_bytes = int(max_upload_mb * MB)
+        self.pixel_limits = pixel_limits or PixelLimits()
         self.zip_limits = zip_limits or ZipLimits(max_unpacked_bytes=8 * self.max_upload_bytes)
         self.owns_work_dir = work_dir is None  # only a folder it made itself is removed by cleanup()
         self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="radseg-serve-"))
@@ -118,35 +122,47 @@ class Service:
                  slice_index: int | None, folder: Path, display_name: str | None) -> Analysis:
         as_labels = model == LABELS_CHOICE
         loaded = load_upload(upload, max_bytes=self.max_upload_bytes, work_dir=folder / "upload", as_labels=as_labels,
-                             zip_limits=self.zip_limits, display_name=display_name)
+                             zip_limits=self.zip_limits, display_name=display_name, pixel_limits=self.pixel_limits)
+        shown_name = display_name or upload.name
+        score, card = None, None
         if as_labels:
             labels, image = loaded.image, None
             what = f"label map {_describe(labels)}"
         else:
             image = loaded.image
-            labels = self.models.predict(model, image, tta=tta)
+            labels, score = self.models.predict_scored(model, image, tta=tta)
+            card = self.models.card(model)
             what = f"{loaded.kind} {_describe(image)} segmented by {model}" + (" with flip TTA" if tta else "")
-        result = Analysis(True, "", image=image, labels=labels, case=loaded.name, folder=folder)
+        result = Analysis(True, "", image=image, labels=labels, case=loaded.name, folder=folder, score=score,
+                          card=card.lines() if card else [])
         warnings, notes = ([], []) if as_labels else self._model_notes(model, labels)
         result.warning = bool(warnings)
         result.slices = labels.shape[0] if labels.ndim == 3 else 1
         self.render(result, slice_index=slice_index)
         notes += list(loaded.notes)
         try:
-            result.table, result.feature_set = render.measurements_table(labels, image, feature_set)
+            result.table, result.feature_set = render.measurements_table(labels, image, feature_set, source=shown_name)
         except RadsegError as exc:
             result.table = empty_table()
             notes.append(f"no measurements: {exc}")
         if labels.metadata.get("spacing_known", True) is False or (image is not None and image.metadata.get("spacing_known", True) is False):
-            notes.append("the file gives no pixel size: 1 mm pixels assumed, so mm values are in pixels")
+            notes.append(f"no physical pixel size in {shown_name}: lengths are in pixels (px), areas in px², "
+                         "volumes in voxels, never mm")
         try:
             result.download = self.download(result, output_type)
         except RadsegError as exc:
             notes.append(f"download: {exc}")
         shown = (f"; showing slice {result.slice_index + 1} of {result.slices}" if result.slices > 1 else "")
         names = ", ".join(r["name"] for r in result.legend) or "none"
-        result.status = f"{display_name or upload.name}: {what}. Labels found: {names}{shown}." + \
-            "".join(f"\n\nWarning: {w}" for w in warnings) + "".join(f"\n\nNote: {n}" for n in notes)
+        found = f"Labels found: {names}"
+        if card is not None and card.detection and score is not None:
+            side = "above" if score >= card.threshold else "below"
+            regions = f"candidate regions drawn: {names}" if result.legend else "no region drawn"
+            found = (f"Image score {score:.2f} for {card.finding} ({side} the model's threshold {card.threshold:.2f}); "
+                     f"{regions}")
+        result.status = f"{shown_name}: {what}. {found}{shown}." + \
+            "".join(f"\n\nWarning: {w}" for w in warnings) + "".join(f"\n\n{line}" for line in result.card) + \
+            "".join(f"\n\nNote: {n}" for n in notes)
         return result
 
     def _model_notes(self, model: str, labels: Image) -> tuple[list[str], list[str]]:
@@ -160,8 +176,6 @@ class Service:
             warnings.append("not plausible, do not trust these masks: " + "; ".join(quality.reasons))
         elif quality is not None:
             notes.append(f"quality check {quality.check}: plausible")
-        if manifest.get("intended_use"):
-            notes.append(f"intended use of {model}: {manifest['intended_use']}")
         return warnings, notes
 
     def render(self, result: Analysis, *, slice_index: int | None = None) -> Analysis:
@@ -169,7 +183,11 @@ class Service:
         labels = result.labels
         image = result.image if result.image is not None else render.blank_like(labels)
         name = f"{result.case}_overlay" + (f"_{slice_index}" if slice_index is not None else "") + ".png"
-        result.overlay, result.slice_index = render.overlay_png(image, labels, result.folder / name, index=slice_index)
+        caption = list(result.card)
+        if result.score is not None:
+            caption.insert(0, f"Image score {result.score:.2f}")
+        result.overlay, result.slice_index = render.overlay_png(image, labels, result.folder / name, index=slice_index,
+                                                                caption=caption)
         result.legend = render.legend_rows(labels)
         result.legend_html = render.legend_html(result.legend, spacing_known=labels.metadata.get("spacing_known", True))
         return result
@@ -179,7 +197,35 @@ class Service:
         if result.labels is None:
             raise RadsegError("nothing to download yet: upload and segment an image first")
         out = result.folder / f"download-{output_type}-{uuid.uuid4().hex[:6]}"
-        return render.write_download(result.image, result.labels, out, result.case, output_type)
+        return render.write_download(result.image, result.labels, out, result.case, output_type, caption=result.card)
+
+
+def clean_on_signals(cleanup, signals: tuple[str, ...] = ("SIGTERM", "SIGHUP")):
+    """Run ``cleanup`` (the service's, as Ctrl-C does) when the process gets one of ``signals``, then
+    raise KeyboardInterrupt so the server takes the Ctrl-C path out. Main thread only (else a no-op).
+    Returns a function that puts the previous handlers back."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {}
+
+    def handler(signum, frame):
+        try:
+            cleanup()
+        finally:
+            raise KeyboardInterrupt(f"signal {signum}")
+
+    for name in signals:
+        number = getattr(signal, name, None)
+        if number is not None:
+            previous[number] = signal.signal(number, handler)
+
+    def restore() -> None:
+        for number, old in previous.items():
+            signal.signal(number, old)
+
+    return restore
 
 
 def _describe(image: Image) -> str:

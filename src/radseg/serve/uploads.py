@@ -8,7 +8,9 @@ Accepted uploads:
   per-class PNG folder (with ``classes.json``).
 
 Everything is checked before it is read: the size against ``max_bytes``, the type by content
-and suffix, and zips member by member: no absolute paths, no ``..`` (zip-slip), no symlinks,
+and suffix, the pixel count from the file's header (:class:`PixelLimits`: a 79 KB blank PNG
+may declare 9000x9000 pixels, which would take minutes and gigabytes to decode and segment),
+and zips member by member: no absolute paths, no ``..`` (zip-slip), no symlinks,
 a bounded number of members, bounded unpacked bytes (counted while extracting, so a lying
 header does not help a zip bomb) and a bounded compression ratio. The readers themselves
 (:func:`radseg.io.read`, :func:`radseg.io.read_labels`) do the decoding.
@@ -31,6 +33,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "LABEL_SUFFIXES",
     "Loaded",
+    "PixelLimits",
     "UploadError",
     "ZipLimits",
     "accepted_text",
@@ -57,6 +60,19 @@ class ZipLimits:
     max_unpacked_bytes: int = 4096 * MB
     max_ratio: float = 200.0  # unpacked / packed, checked on members above 1 MB unpacked
     ratio_floor: int = MB
+
+
+@dataclass(frozen=True)
+class PixelLimits:
+    """The largest picture an upload may declare in its header, checked before any decoding.
+
+    ``max_pixels`` bounds a 2D image (default 36 million: 6000x6000, above any radiograph or
+    mammogram; a 9000x9000 PNG is refused); ``max_voxels`` a volume (default 2**28, 268 million:
+    1 GB as float32, e.g. 512x512x1024 CT). ``radseg serve --max-megapixels/--max-megavoxels``.
+    """
+
+    max_pixels: int = 36_000_000
+    max_voxels: int = 2 ** 28
 
 
 @dataclass
@@ -86,8 +102,10 @@ def _size_text(n: int) -> str:
 
 
 def load_upload(path: str | Path, *, max_bytes: int, work_dir: str | Path, as_labels: bool = False,
-                zip_limits: ZipLimits | None = None, display_name: str | None = None) -> Loaded:
+                zip_limits: ZipLimits | None = None, display_name: str | None = None,
+                pixel_limits: PixelLimits | None = None) -> Loaded:
     """Check and read one upload. ``work_dir`` receives an unpacked zip (the caller removes it)."""
+    pixel_limits = pixel_limits or PixelLimits()
     path = Path(path)
     shown = display_name or path.name
     if not path.is_file():
@@ -103,16 +121,86 @@ def load_upload(path: str | Path, *, max_bytes: int, work_dir: str | Path, as_la
     suffix = full_suffix(path)
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")) or suffix == ".zip":
         folder = safe_extract_zip(path, Path(work_dir), limits=zip_limits or ZipLimits(), shown=shown)
+        check_pixels(folder, pixel_limits, shown)
         return _read_folder(folder, _case_name(path), shown, as_labels)
     allowed = LABEL_SUFFIXES if as_labels else IMAGE_SUFFIXES
     if suffix not in allowed and not _looks_like_dicom(path):
         what = "label map" if as_labels else "image"
         raise UploadError(f"{shown}: {suffix or 'a file without suffix'} is not a supported {what} type; "
                           f"upload {accepted_text(as_labels)}")
+    check_pixels(path, pixel_limits, shown)
     if as_labels:
         return Loaded(_read(lambda: _read_label_file(path), shown), _case_name(path), "labels")
     image = _read(lambda: _read_image(path), shown)
     return Loaded(image, _case_name(path), "volume" if image.ndim == 3 else "radiograph")
+
+
+_RASTER = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+def _declared(path: Path) -> tuple[int, int] | None:
+    """``(pixel count, spatial dims)`` from the file's header alone, or None when it cannot tell."""
+    suffix = full_suffix(path)
+    try:
+        if suffix in _RASTER:
+            from PIL import Image as PILImage
+
+            with PILImage.open(path) as picture:  # reads the header only
+                frames = int(getattr(picture, "n_frames", 1) or 1)
+                width, height = picture.size
+            return width * height * frames, 2 if frames == 1 else 3
+        if suffix in (".nii", ".nii.gz"):
+            import nibabel
+
+            shape = [int(n) for n in nibabel.load(str(path)).shape[:3]]
+            count = 1
+            for n in shape:
+                count *= n
+            return count, 3 if len(shape) == 3 and shape[2] > 1 else 2
+        if suffix in (".mha", ".nrrd"):
+            import SimpleITK as sitk
+
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(path))
+            reader.ReadImageInformation()
+            size = [int(n) for n in reader.GetSize()]
+            count = 1
+            for n in size:
+                count *= n
+            return count, 3 if len(size) >= 3 and size[2] > 1 else 2
+        if suffix in (".dcm", ".dicom", ".ima", "") or _looks_like_dicom(path):
+            import pydicom
+
+            header = pydicom.dcmread(str(path), stop_before_pixels=True, force=True)
+            frames = int(getattr(header, "NumberOfFrames", 1) or 1)
+            count = int(header.Rows) * int(header.Columns) * frames
+            return count, 2 if frames == 1 else 3
+    except Exception:  # noqa: BLE001 - an unreadable header: the reader gives the real message
+        return None
+    return None
+
+
+def check_pixels(path: Path, limits: PixelLimits, shown: str) -> None:
+    """UploadError when the header(s) of ``path`` (a file, or an unpacked folder of DICOM slices)
+    declare more pixels than ``limits`` allow; nothing is decoded."""
+    path = Path(path)
+    if path.is_dir():
+        found = [_declared(f) for f in sorted(path.rglob("*")) if f.is_file()]
+        found = [f for f in found if f is not None]
+        if not found:
+            return
+        count = sum(n for n, _ in found)
+        dims = 3 if len(found) > 1 or found[0][1] == 3 else 2
+    else:
+        declared = _declared(path)
+        if declared is None:
+            return
+        count, dims = declared
+    limit = limits.max_pixels if dims == 2 else limits.max_voxels
+    if count > limit:
+        what, flag = ("pixels", "--max-megapixels") if dims == 2 else ("voxels", "--max-megavoxels")
+        raise UploadError(f"{shown} refused: its header declares {count / 1e6:.1f} million {what}, above this "
+                          f"server's limit of {limit / 1e6:.1f} million (radseg serve {flag}); nothing was decoded")
 
 
 def _looks_like_dicom(path: Path) -> bool:

@@ -18,9 +18,11 @@ class TrainConfig:
 
     ``preprocessing`` holds :class:`~radseg.models.preprocess.Preprocessing` fields (mode,
     size or spacing, patch_size, intensity, window...); unset ones come from the preset.
-    Set ``time_limit`` (seconds) to stop on time: the learning-rate schedule then follows
-    the larger of the epoch and time fractions, so it anneals fully within the budget (a
-    run with a binding time limit is not bit-reproducible; one without is).
+    Set ``time_limit`` (seconds) to stop on time. It only stops: the learning-rate schedule
+    always follows the planned iterations (``epochs`` x ``iters_per_epoch``), so a run under a
+    limit that does not bind gives the same weights as one without, and a run the limit stops
+    has had exactly the learning rates of the unlimited run up to where it stopped (it ends
+    before the schedule has annealed; plan fewer epochs to anneal within a budget).
     """
 
     output: Path = Path("run")

@@ -14,10 +14,12 @@ iteration samples a batch of patches (foreground-balanced), augments it on the d
 and takes an AdamW step on Dice + cross-entropy; the learning rate warms up linearly then
 follows a cosine. Validation runs the same inference code as ``radseg segment`` on the
 held-out cases' network grid and reports Dice per class. Seeded: the same config and data
-give the same weights (one process, no binding time limit); ``resume`` restores weights,
-optimiser and every RNG state, so a resumed run continues exactly where it stopped.
-Ctrl-C stops after writing the bundle from the best (or last) checkpoint; the last
-end-of-epoch checkpoint stays intact.
+give the same weights (one process; a time limit only stops the run, the schedule follows
+the planned iterations); ``resume`` restores weights, optimiser and every RNG state, so a
+resumed run continues exactly where it stopped. Ctrl-C (or SIGTERM under ``radseg train``)
+stops after writing the bundle from the best (or last) checkpoint; checkpoints are written to
+a temporary file and renamed, so the last end-of-epoch checkpoint stays intact, and a damaged
+one is refused naming the file.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from radseg.errors import RadsegError
+from radseg.errors import ReadError, RadsegError
 from radseg.train.config import TrainConfig
 from radseg.train.data import TrainData, from_pairs, load_prepared
 from radseg.train.records import TrainResult, cosine_lr
@@ -65,7 +67,10 @@ def _resolve(config: TrainConfig, dataset: TrainData) -> TrainConfig:
     if config.resume:
         saved = Path(config.output) / "config.json"
         if saved.exists():
-            stored = TrainConfig.from_dict(json.loads(saved.read_text()))
+            try:
+                stored = TrainConfig.from_dict(json.loads(saved.read_text()))
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise ReadError(saved, f"damaged run configuration, cannot resume ({exc})") from None
             # A resumed run keeps its recipe; only how long it may run can change.
             for name in ("epochs", "time_limit", "patience", "threads"):
                 if getattr(config, name) is not None:

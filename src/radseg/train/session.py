@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from radseg.errors import RadsegError
+from radseg.errors import RadsegError, ReadError
 from radseg.io.atomic import atomic_path, write_text_atomic
 from radseg.models.bundle import ModelBundle
 from radseg.models.mirror import LR_AXIS, mirror_pairs, mirror_permutation
@@ -26,6 +26,28 @@ from radseg.train.config import TrainConfig
 from radseg.case import Case
 from radseg.train.data import TrainData, split_cases
 from radseg.train.sampler import GridCase, PatchSampler
+
+
+_CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "iteration", "stale", "history", "best", "best_epoch", "elapsed",
+                    "numpy_rng", "torch_gen", "torch_rng", "preprocessing")
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint written by :meth:`Session._checkpoint` (``last.pt``) or best weights (``best.pt``).
+
+    Both are written to a temporary file and renamed, so a kill never leaves half of one; a file
+    damaged afterwards (a truncated copy, a full disk elsewhere) is refused naming it.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a damaged file
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise ReadError(path, f"damaged checkpoint, cannot be loaded ({first}); delete it to start over, "
+                              "or restore it from a copy") from None
+    missing = [] if path.name != "last.pt" else [k for k in _CHECKPOINT_KEYS if k not in (state or {})]
+    if not isinstance(state, dict) or missing:
+        raise ReadError(path, f"not a radseg training checkpoint (missing {', '.join(missing) or 'everything'})")
+    return state
 
 
 class Session:
@@ -84,7 +106,7 @@ class Session:
         self.train_cases, self.val_cases = split_cases(self.dataset, val_fraction=cfg.val_fraction, seed=cfg.seed)
         self.class_values, self.class_names = self._label_table()
         resuming = cfg.resume and (self.ckpt_dir / "last.pt").exists()
-        state = torch.load(self.ckpt_dir / "last.pt", map_location="cpu", weights_only=True) if resuming else None
+        state = load_checkpoint(self.ckpt_dir / "last.pt") if resuming else None
         self.pre = Preprocessing.from_dict(state["preprocessing"]) if state else self._preprocessing(self.train_cases)
         check_patch_size(cfg.architecture, self.pre.patch_size)
         lut = None
@@ -156,18 +178,19 @@ class Session:
         torch.set_rng_state(state["torch_rng"])
         best = self.ckpt_dir / "best.pt"
         if best.exists():
-            self.best_state = torch.load(best, map_location="cpu", weights_only=True)
+            self.best_state = load_checkpoint(best)
 
     # --- steps ----------------------------------------------------------------------------
-    def _progress(self, start: float) -> float:
-        total = self.cfg.epochs * self.cfg.iters_per_epoch
-        fraction = self.iteration / max(1, total)
-        if self.cfg.time_limit:
-            fraction = max(fraction, (self.elapsed_before + records.seconds(start)) / self.cfg.time_limit)
-        return fraction
+    def _progress(self) -> float:
+        """Share of the planned iterations (epochs x iterations per epoch) done: the schedule's clock.
 
-    def _step(self, start: float) -> float:
-        lr = records.cosine_lr(self.cfg.lr, self._progress(start), self.cfg.warmup_fraction)
+        Never wall time: a time limit only stops the run, so the same seed and data give the same
+        learning rates, and the same weights, whether or not (or how fast) a limit was running.
+        """
+        return self.iteration / max(1, self.cfg.epochs * self.cfg.iters_per_epoch)
+
+    def _step(self) -> float:
+        lr = records.cosine_lr(self.cfg.lr, self._progress(), self.cfg.warmup_fraction)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         images, targets = self.sampler.batch(self.cfg.batch_size)
@@ -227,7 +250,7 @@ class Session:
             while self.epoch < cfg.epochs:
                 losses = []
                 for _ in range(cfg.iters_per_epoch):
-                    losses.append(self._step(start))
+                    losses.append(self._step())
                     self.emit({"kind": "iteration", "epoch": self.epoch, "iteration": self.iteration, "loss": losses[-1]})
                     # stop early enough for the last validation and writing the bundle (a few seconds)
                     if cfg.time_limit and self.elapsed_before + records.seconds(start) + 1.2 * val_seconds + 3.0 >= cfg.time_limit:
@@ -274,7 +297,7 @@ class Session:
             last = self.ckpt_dir / "last.pt"
             if not last.exists():
                 raise RadsegError(f"{self.run_dir}: stopped ({stopped}) before the first epoch ended; no model written")
-            weights = torch.load(last, map_location="cpu", weights_only=True)["model"]
+            weights = load_checkpoint(last)["model"]
         elapsed = self.elapsed_before + records.seconds(start)
         manifest = {
             "created_by": "radseg train", "environment": records.environment(), "config": self.cfg.to_dict(),
