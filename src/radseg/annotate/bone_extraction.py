@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from radseg.annotate.bone_interior import drop_thin_holes, inplane_structure, whole_bone
 from radseg.image import Image
 from radseg.labels import make_label_map
 from radseg.orientation import canonical
@@ -112,6 +113,10 @@ def extract_bone(
     marrow_hu: float = 100.0,
     joint_space_mm: float = 4.0,
     min_component_mm3: float = 500.0,
+    whole: bool = False,
+    cancellous_hu: float = 100.0,
+    fatty_marrow_hu: float = 20.0,
+    grow_mm: float = 20.0,
     label: int = BONE_LABEL,
 ) -> BoneExtraction:
     """Bone mask of a CT (HU) by Otsu-seeded graph cut; see the module docstring for the energy.
@@ -121,7 +126,9 @@ def extract_bone(
     plain threshold); ``smoothness`` weighs the boundary term; ``max_hole_mm2`` 0 and
     ``min_component_mm3`` 0 switch those steps off. Filled holes forming a 3D region thinner
     than ``joint_space_mm`` are opened again (0: never): a slice through the acetabular roof
-    encloses the joint space, which is no marrow.
+    encloses the joint space, which is no marrow. ``whole`` adds the interior an annotator
+    draws (cancellous bone and marrow, :func:`radseg.annotate.bone_interior.whole_bone` with
+    ``cancellous_hu``, ``fatty_marrow_hu`` and ``grow_mm``); False keeps the THA paper's steps only.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -174,9 +181,12 @@ def extract_bone(
 
     clock = time.perf_counter()
     pixel_mm2 = float(spacing[1] * spacing[2])
-    if fill_holes and max_hole_mm2 > 0:
+    if fill_holes and max_hole_mm2 > 0 and not whole:  # the whole-bone step fills by its own rules
         bone = _fill_slice_holes(bone, blurred, spacing=spacing, max_pixels=int(max_hole_mm2 / pixel_mm2),
                                  marrow_hu=marrow_hu, thin_mm=joint_space_mm)
+    if whole:
+        bone = whole_bone(bone, work.array, spacing=spacing, cancellous_hu=cancellous_hu, marrow_hu=fatty_marrow_hu,
+                          grow_mm=grow_mm, max_hole_mm2=max_hole_mm2, joint_space_mm=joint_space_mm)
     if min_component_mm3 > 0:
         bone = _drop_small(bone, min_voxels=int(np.ceil(min_component_mm3 / float(np.prod(spacing)))))
     seconds["cleanup"] = time.perf_counter() - clock
@@ -268,12 +278,6 @@ def _cut_band(
     return ~graph.get_grid_segments(nodes)
 
 
-def _inplane_structure() -> np.ndarray:
-    structure = np.zeros((3, 3, 3), bool)
-    structure[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
-    return structure
-
-
 def _fill_slice_holes(mask: np.ndarray, hu: np.ndarray, *, spacing: np.ndarray, max_pixels: int,
                       marrow_hu: float, thin_mm: float) -> np.ndarray:
     """Fill holes enclosed within each axial slice.
@@ -286,7 +290,7 @@ def _fill_slice_holes(mask: np.ndarray, hu: np.ndarray, *, spacing: np.ndarray, 
     background with an in-plane neighbourhood finds the holes (components not touching their
     slice's border).
     """
-    structure = _inplane_structure()
+    structure = inplane_structure()
     labels, count = ndimage.label(~mask, structure=structure)
     if count == 0:
         return mask
@@ -298,13 +302,7 @@ def _fill_slice_holes(mask: np.ndarray, hu: np.ndarray, *, spacing: np.ndarray, 
     for border in (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]):
         keep[np.unique(border)] = False
     if thin_mm > 0:
-        # the widest inscribed circle of each hole, in-plane (a huge slice step keeps the EDT 2D)
-        for value, box in enumerate(ndimage.find_objects(labels), start=1):
-            if box is None or not keep[value]:
-                continue
-            hole = np.pad(labels[box] == value, ((0, 0), (1, 1), (1, 1)))
-            if 2.0 * ndimage.distance_transform_edt(hole, sampling=(1e6, spacing[1], spacing[2])).max() < thin_mm:
-                keep[value] = False
+        keep = drop_thin_holes(labels, keep, step=spacing[1:], thin_mm=thin_mm)
     return mask | keep[labels]
 
 

@@ -1,0 +1,119 @@
+"""The whole bone from its cortex: what an annotator draws (cortex, cancellous bone and marrow).
+
+The graph cut of :mod:`radseg.annotate.bone_extraction` finds dense bone; on real CT much of a
+bone's volume is cancellous bone (100-300 HU) and fatty marrow (about -50 to 100 HU) that
+no single threshold separates from soft tissue. On the real PENGWIN pelvic crops the cut
+alone gives Dice 0.59-0.94 (mean 0.77) against the manual masks; with these steps 0.89-0.98
+(mean 0.95), and 0.95-0.98 instead of 0.66-0.99 on the demo's hip-ct phantoms
+(``benchmarks/results/annotate_real_ct.md``). Steps, all sized in mm:
+
+1. **enclosed**: holes of the mask enclosed within an axial, coronal *or* sagittal slice (at
+   most ``max_hole_mm2``; not thinner than ``joint_space_mm``, which is a joint space between
+   two bones, not marrow), then holes enclosed in 3D;
+2. **cancellous**: grown from that shell through voxels of at least ``cancellous_hu``
+   (muscle is about 40-60 HU, cancellous bone above 100) within ``grow_mm`` of it, less the
+   partial-volume rim just outside the cortex;
+3. **marrow**: holes of the grown mask enclosed as in step 1, kept where the locally
+   averaged HU reaches ``marrow_hu`` (fatty marrow between trabeculae; the spinal canal,
+   foramina and fat stay out).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["whole_bone", "fill_enclosed", "drop_thin_holes", "inplane_structure"]
+
+_FACES = ndimage.generate_binary_structure(3, 1)
+
+
+def inplane_structure() -> np.ndarray:
+    """Face neighbours within a slice of axis 0 (4-connectivity in-plane, none across slices)."""
+    structure = np.zeros((3, 3, 3), bool)
+    structure[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
+    return structure
+
+
+def whole_bone(mask: np.ndarray, hu: np.ndarray, *, spacing: np.ndarray, cancellous_hu: float = 100.0,
+               marrow_hu: float = 20.0, grow_mm: float = 20.0, max_hole_mm2: float = 2500.0,
+               joint_space_mm: float = 4.0, marrow_sigma_mm: float = 1.0, dense_hu: float = 600.0,
+               slope_mm: float = 2.5) -> np.ndarray:
+    """``mask`` (dense bone, axial slices on axis 0) grown to the whole bone; ``hu`` the CT in HU.
+
+    Growth reads ``hu`` as it is (a blur would carry the cortex's brightness a voxel outward
+    and the growth with it); the marrow test reads it averaged over ``marrow_sigma_mm``.
+    """
+    if not mask.any():
+        return mask
+    box = _box(mask, margin=np.ceil(grow_mm / spacing).astype(int) + 1)
+    inner, values = mask[box], hu[box]
+    if marrow_sigma_mm > 0:
+        local = ndimage.gaussian_filter(values.astype(np.float32), sigma=marrow_sigma_mm / spacing, truncate=3.0)
+    else:
+        local = values
+    marrow = local >= marrow_hu  # an enclosed canal of fluid or fat is no bone
+    shell = inner | (fill_enclosed(inner, spacing=spacing, max_hole_mm2=max_hole_mm2, thin_mm=joint_space_mm) & marrow)
+    reach = ndimage.distance_transform_edt(~shell, sampling=spacing) <= grow_mm
+    candidates = (values >= cancellous_hu) & ~shell & ~_edge_slope(values, spacing=spacing, low=cancellous_hu,
+                                                                    high=dense_hu, window_mm=slope_mm)
+    grown = ndimage.binary_propagation(shell, mask=shell | (reach & candidates), structure=_FACES)
+    enclosed = fill_enclosed(grown, spacing=spacing, max_hole_mm2=max_hole_mm2, thin_mm=joint_space_mm)
+    out = mask.copy()
+    out[box] = grown | (enclosed & marrow)
+    return out
+
+
+def fill_enclosed(mask: np.ndarray, *, spacing: np.ndarray, max_hole_mm2: float, thin_mm: float) -> np.ndarray:
+    """``mask`` with the holes enclosed in any axial, coronal or sagittal slice filled, then 3D holes.
+
+    A slice hole is filled when its area is at most ``max_hole_mm2`` and its widest inscribed
+    circle is at least ``thin_mm`` across (a thinner gap is a joint space).
+    """
+    out = mask.copy()
+    structure = inplane_structure()
+    for axis in range(3):
+        plane = np.moveaxis(mask, axis, 0)
+        step = np.delete(spacing, axis)
+        labels, count = ndimage.label(~plane, structure=structure)
+        if count == 0:
+            continue
+        sizes = np.bincount(labels.ravel(), minlength=count + 1)
+        keep = sizes * float(step[0] * step[1]) <= max_hole_mm2
+        keep[0] = False
+        for border in (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]):
+            keep[np.unique(border)] = False
+        if thin_mm > 0:
+            keep = drop_thin_holes(labels, keep, step=step, thin_mm=thin_mm)
+        np.moveaxis(out, axis, 0)[...] |= keep[labels]
+    return ndimage.binary_fill_holes(out)
+
+
+def drop_thin_holes(labels: np.ndarray, keep: np.ndarray, *, step: np.ndarray, thin_mm: float) -> np.ndarray:
+    """``keep`` without the holes whose widest inscribed circle (in-plane) is under ``thin_mm``."""
+    keep = keep.copy()
+    for value, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None or not keep[value]:
+            continue
+        hole = np.pad(labels[box] == value, ((0, 0), (1, 1), (1, 1)))
+        # a huge step along axis 0 keeps the distance transform in-plane
+        if 2.0 * ndimage.distance_transform_edt(hole, sampling=(1e6, step[0], step[1])).max() < thin_mm:
+            keep[value] = False
+    return keep
+
+
+def _edge_slope(values: np.ndarray, *, spacing: np.ndarray, low: float, high: float, window_mm: float) -> np.ndarray:
+    """Voxels on the slope of a soft-tissue-to-cortex edge: within ``window_mm`` there is both
+    tissue below ``low`` and cortex above ``high``.
+
+    On CT the cortex is blurred into the muscle around it, so the voxels just outside a bone read
+    as cancellous HU; growth must not take them (nor, inside, the voxels between the cortex and a
+    marrow pore: the enclosed-marrow step takes those).
+    """
+    size = tuple(int(v) for v in np.maximum(2 * np.round(window_mm / 2 / spacing).astype(int) + 1, 3))
+    return (ndimage.minimum_filter(values, size=size) < low) & (ndimage.maximum_filter(values, size=size) > high)
+
+
+def _box(mask: np.ndarray, *, margin: np.ndarray) -> tuple[slice, ...]:
+    where = np.nonzero(mask.any(axis=(1, 2)))[0], np.nonzero(mask.any(axis=(0, 2)))[0], np.nonzero(mask.any(axis=(0, 1)))[0]
+    return tuple(slice(max(0, int(w[0]) - int(m)), int(w[-1]) + int(m) + 1) for w, m in zip(where, margin))
