@@ -40,8 +40,8 @@ def annotate_cts(ct_dir: Path, rows: list[dict[str, Any]], outdir: Path) -> tupl
         case = row["case_id"]
         ct = rio.read(ct_dir / row["image"])
         truth = rio.read_labels(ct_dir / row["labels"])
-        bone = extract_bone(ct)
-        split = segment_hip_joint(ct, bone=bone.mask)
+        bone = extract_bone(ct, whole=True)  # the whole bone, as annotators draw it
+        split = segment_hip_joint(ct, bone=extract_bone(ct).mask)  # the split expects the cortex-only mask
         rio.write(bone.mask, outdir / "bone" / f"{case}.nii.gz", kind="nifti")
         rio.write(split.labels, outdir / "hip" / f"{case}.nii.gz", kind="nifti")
         spacing = tuple(ct.spacing)

@@ -181,8 +181,8 @@ def _stage_annotate(record, state, *, outdir: Path, size: DemoSize, seed: int, w
             f"bone extraction Dice {numbers['bone_dice']:.3f}, acetabulum Dice {numbers['acetabulum_dice']:.3f}, "
             f"femoral head Dice {numbers['femoral_head_dice']:.3f} (mean over {numbers['cases']} CT case(s)): "
             f"every structure meets its aim ({', '.join(f'{k} >= {v:.2f}' for k, v in AIMS.items())})"]
-    record.commands = [f"radseg annotate bone CT.nii.gz -o {outdir / 'annotate'}/bone.nii.gz",
-                       f"radseg annotate hip-joint CT.nii.gz --bone bone.nii.gz -o {outdir / 'annotate'}/hip.nii.gz"]
+    record.commands = [f"radseg annotate bone CT.nii.gz --whole -o {outdir / 'annotate'}/bone.nii.gz",
+                       f"radseg annotate hip-joint CT.nii.gz -o {outdir / 'annotate'}/hip.nii.gz"]
 
 
 def _stage_train(record, state, *, outdir: Path, size: DemoSize, seed: int, workers) -> None:
