@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from radseg.annotate.bone_interior import drop_thin_holes, inplane_structure, whole_bone
+from radseg.annotate.bone_interior import choose_holes, slice_holes, whole_bone
 from radseg.image import Image
 from radseg.labels import make_label_map
 from radseg.orientation import canonical
@@ -290,20 +290,10 @@ def _fill_slice_holes(mask: np.ndarray, hu: np.ndarray, *, spacing: np.ndarray, 
     background with an in-plane neighbourhood finds the holes (components not touching their
     slice's border).
     """
-    structure = inplane_structure()
-    labels, count = ndimage.label(~mask, structure=structure)
-    if count == 0:
-        return mask
-    flat = labels.ravel()
-    sizes = np.bincount(flat, minlength=count + 1)
-    sums = np.bincount(flat, weights=hu.ravel(), minlength=count + 1)
+    labels, sizes = slice_holes(mask)
+    sums = np.bincount(labels.ravel(), weights=hu.ravel(), minlength=sizes.size)
     keep = (sums >= marrow_hu * sizes) | (sizes <= max_pixels)
-    keep[0] = False
-    for border in (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]):
-        keep[np.unique(border)] = False
-    if thin_mm > 0:
-        keep = drop_thin_holes(labels, keep, step=spacing[1:], thin_mm=thin_mm)
-    return mask | keep[labels]
+    return mask | choose_holes(labels, keep, step=spacing[1:], thin_mm=thin_mm)[labels]
 
 
 def _drop_small(mask: np.ndarray, *, min_voxels: int) -> np.ndarray:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["whole_bone", "fill_enclosed", "drop_thin_holes", "inplane_structure"]
+__all__ = ["whole_bone", "fill_enclosed", "slice_holes", "choose_holes", "drop_thin_holes", "inplane_structure"]
 
 _FACES = ndimage.generate_binary_structure(3, 1)
 
@@ -71,22 +71,29 @@ def fill_enclosed(mask: np.ndarray, *, spacing: np.ndarray, max_hole_mm2: float,
     circle is at least ``thin_mm`` across (a thinner gap is a joint space).
     """
     out = mask.copy()
-    structure = inplane_structure()
     for axis in range(3):
         plane = np.moveaxis(mask, axis, 0)
         step = np.delete(spacing, axis)
-        labels, count = ndimage.label(~plane, structure=structure)
-        if count == 0:
-            continue
-        sizes = np.bincount(labels.ravel(), minlength=count + 1)
+        labels, sizes = slice_holes(plane)
         keep = sizes * float(step[0] * step[1]) <= max_hole_mm2
-        keep[0] = False
-        for border in (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]):
-            keep[np.unique(border)] = False
-        if thin_mm > 0:
-            keep = drop_thin_holes(labels, keep, step=step, thin_mm=thin_mm)
-        np.moveaxis(out, axis, 0)[...] |= keep[labels]
+        np.moveaxis(out, axis, 0)[...] |= choose_holes(labels, keep, step=step, thin_mm=thin_mm)[labels]
     return ndimage.binary_fill_holes(out)
+
+
+def slice_holes(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """In-plane components of the background of each slice of axis 0, and their sizes (voxels)."""
+    labels, count = ndimage.label(~mask, structure=inplane_structure())
+    return labels, np.bincount(labels.ravel(), minlength=count + 1)
+
+
+def choose_holes(labels: np.ndarray, keep: np.ndarray, *, step: np.ndarray, thin_mm: float) -> np.ndarray:
+    """``keep`` (per component of :func:`slice_holes`) less the background (0), the components
+    touching their slice's border (not enclosed) and, with ``thin_mm``, the thin ones."""
+    keep = keep.copy()
+    keep[0] = False
+    for border in (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]):
+        keep[np.unique(border)] = False
+    return drop_thin_holes(labels, keep, step=step, thin_mm=thin_mm) if thin_mm > 0 else keep
 
 
 def drop_thin_holes(labels: np.ndarray, keep: np.ndarray, *, step: np.ndarray, thin_mm: float) -> np.ndarray:
