@@ -1,10 +1,13 @@
-"""Bone extraction on real pelvic CT (PENGWIN crops) against the manual masks, with and without
-the whole-bone step, plus the demo's own hip-ct phantoms (issue 22).
+"""Bone extraction on real pelvic CT (PENGWIN crops) against the manual masks, the whole bone (the
+default) beside the paper's cut (``--cortex-only``); the demo's own hip-ct phantoms (bone and the
+acetabulum / femoral-head split per side); the TotalSegmentator example CT (3 mm, no labels: the
+run, the hips found and an overlay picture); the HU table of ``ct_hu_quantiles.md`` (issue 22).
 
     .venv/bin/python benchmarks/annotate_real_ct.py [--data ../shared/data/ct/pengwin-crops] [--demo-ct DIR]
 
-Writes benchmarks/results/annotate_real_ct.md and .json. ``--demo-ct`` takes the hip-ct folder a
-``radseg demo`` run made (``runs/demo/data/hip-ct``); without it that table is left out.
+Writes benchmarks/results/annotate_real_ct.md, .json and annotate_real_ct_totalseg.png. ``--demo-ct``
+takes the hip-ct folder a ``radseg demo`` run made (``runs/demo/data/hip-ct``); without it that table
+is left out.
 """
 
 from __future__ import annotations
@@ -65,6 +68,84 @@ def demo_cts(folder: Path) -> list[dict]:
     return rows
 
 
+def demo_split(folder: Path) -> list[dict]:
+    """The acetabulum / femoral-head split on the demo's CTs, Dice per side and why a side was not split."""
+    import pandas as pd
+
+    import radseg.io as rio
+    from radseg.annotate.bone_extraction import extract_bone
+    from radseg.annotate.hip_joint import segment_hip_joint
+    from radseg.evaluate import dice
+
+    rows = []
+    for meta in pd.read_csv(folder / "metadata.csv").to_dict("records"):
+        ct = rio.read(folder / meta["image"])
+        truth = rio.read_labels(folder / meta["labels"]).array
+        result = segment_hip_joint(ct, bone=extract_bone(ct).mask)
+        labels = result.labels.array
+        for side, (ace, head) in (("right", (2, 4)), ("left", (3, 5))):
+            info = result.sides[side]
+            rows.append({"case": meta["case_id"], "side": side, "implant": bool(meta.get(f"{side}_implant", False)),
+                         "acetabulum": dice(labels == ace, truth == ace),
+                         "femoral_head": dice(labels == head, truth == head) if (truth == head).any() else None,
+                         "split": "found" if info.found else f"not split: {info.reason}"})
+    return rows
+
+
+def totalsegmentator(path: Path, picture: Path) -> dict:
+    """``annotate bone`` and ``annotate hip-joint`` on the TotalSegmentator example CT, and a coronal
+    overlay through the femoral head found (or the lowest third of the scan)."""
+    import radseg.io as rio
+    from radseg.annotate.bone_extraction import extract_bone
+    from radseg.annotate.hip_joint import segment_hip_joint
+    from radseg.image import Image
+    from radseg.io.label_png import write_overlay
+    from radseg.orientation import canonical
+
+    ct = rio.read(path)
+    start = time.perf_counter()
+    bone = extract_bone(ct)
+    bone_seconds = time.perf_counter() - start
+    cut = extract_bone(ct, whole=False)
+    start = time.perf_counter()
+    split = segment_hip_joint(ct, bone=bone.mask)
+    split_seconds = time.perf_counter() - start
+    work, labels = canonical(ct), canonical(split.labels).array
+    found = [s for s in split.sides.values() if s.found]
+    row = int(round(found[0].centre_index[1])) if found else work.array.shape[1] // 2
+    spacing = work.spacing
+    # coronal slice, head up, square pixels (the CT has 3 mm voxels in every direction)
+    from scipy import ndimage
+
+    # the lower half (pelvis and hips), three times enlarged so 3 mm voxels are visible
+    lower = slice(work.array.shape[0] // 2, None, -1)
+    grey = ndimage.zoom(work.array[lower, row, :].astype(np.float32), 3, order=1)
+    mask = ndimage.zoom(labels[lower, row, :], 3, order=0)
+    names = {1: "bone", 2: "right acetabulum", 3: "left acetabulum", 4: "right femoral head", 5: "left femoral head"}
+    write_overlay(Image(grey, spacing=(spacing[0] / 3, spacing[2] / 3)),
+                  Image(mask, spacing=(spacing[0] / 3, spacing[2] / 3), metadata={"label_names": names}), picture,
+                  window=(-200.0, 1300.0))
+    ml = float(np.prod(ct.spacing)) / 1000.0
+    return {"spacing_mm": [round(float(v), 3) for v in ct.spacing], "shape": list(ct.shape),
+            "bone_ml_whole": round(float((bone.mask.array > 0).sum()) * ml, 1),
+            "bone_ml_cut": round(float((cut.mask.array > 0).sum()) * ml, 1),
+            "bone_seconds": round(bone_seconds, 1), "split_seconds": round(split_seconds, 1),
+            "sides": {name: ({"found": True, "radius_mm": s.radius_mm, "centre_mm": list(s.centre_mm)} if s.found
+                             else {"found": False, "reason": s.reason}) for name, s in split.sides.items()},
+            "coronal_row": row}
+
+
+def _quantile_lines(text: str) -> list[str]:
+    """The tables of ct_hu_quantiles.md with their headings (a level down) and difference lines."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("|"):
+            out.append(line)
+        elif line.startswith("## ") or (line[:1].isalpha() and " - real " in line):
+            out += ["", "##" + line if line.startswith("## ") else line, ""]
+    return out
+
+
 def _table(rows: list[dict]) -> list[str]:
     lines = ["| case | spacing (mm) | Dice, cut only | Dice, whole bone | HD95 mm, cut | HD95 mm, whole | over / under (whole) | s (whole) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -86,18 +167,46 @@ def main() -> None:
     args = parser.parse_args()
     results = {"command": "python " + " ".join(sys.argv), "machine": platform.platform(),
                "pengwin": pengwin(args.data)}
+    out = ROOT / "benchmarks" / "results"
     if args.demo_ct:
         results["demo"] = demo_cts(args.demo_ct)
-    out = ROOT / "benchmarks" / "results"
+        results["demo_split"] = demo_split(args.demo_ct)
+    example = args.data.parent / "totalsegmentator-example" / "example_ct.nii.gz"
+    if example.is_file():
+        results["totalsegmentator"] = totalsegmentator(example, out / "annotate_real_ct_totalseg.png")
     (out / "annotate_real_ct.json").write_text(json.dumps(results, indent=1))
     lines = ["# Bone extraction on real pelvic CT (PENGWIN crops)", "", f"Command: `{results['command']}`", "",
-             "Reference: the PENGWIN fragment masks (all fragments = the bone). `cut` is the THA paper's pipeline "
-             "(`radseg annotate bone`); `whole` adds `--whole` (`radseg.annotate.bone_interior`: enclosed holes in "
-             "three slice orientations, growth through cancellous HU less the partial-volume rim, fatty marrow). "
-             "The crops are zero outside the bone.", "", *_table(results["pengwin"])]
+             "Reference: the PENGWIN fragment masks (all fragments = the bone). `whole` is `radseg annotate bone` "
+             "(the default: `radseg.annotate.bone_interior`, enclosed holes in three slice orientations, growth through "
+             "cancellous HU less the partial-volume rim, the outline closed over a thin cortex, fatty marrow); `cut` "
+             "is `--cortex-only`, the THA paper's pipeline. The crops are zero outside the bone, so over-segmentation "
+             "into soft tissue cannot show here (the phantoms below and annotate_resolution.md show it).", "",
+             *_table(results["pengwin"])]
     if "demo" in results:
         lines += ["", "## The demo's hip-ct phantoms (as `radseg demo` makes them: 1.4 mm pixels, 2 mm slices)", "",
-                  *_table(results["demo"])]
+                  *_table(results["demo"]), "", "Acetabulum / femoral head (`radseg annotate hip-joint` on the whole "
+                  "bone), Dice per side against the exact labels:", "",
+                  "| case | side | implant | acetabulum | femoral head | split |", "| --- | --- | --- | --- | --- | --- |"]
+        for r in results["demo_split"]:
+            head = "no head (resected)" if r["femoral_head"] is None else f"{r['femoral_head']:.3f}"
+            lines.append(f"| {r['case']} | {r['side']} | {'yes' if r['implant'] else 'no'} | {r['acetabulum']:.3f} | "
+                         f"{head} | {r['split']} |")
+    if "totalsegmentator" in results:
+        t = results["totalsegmentator"]
+        sides = "; ".join(f"{name}: head radius {v['radius_mm']:.1f} mm at {', '.join(f'{c:.0f}' for c in v['centre_mm'])} mm"
+                          if v["found"] else f"{name}: {v['reason']}" for name, v in t["sides"].items())
+        lines += ["", "## TotalSegmentator example CT (3 mm voxels, no reference labels)", "",
+                  f"`radseg annotate bone` on `{example.name}` ({' x '.join(map(str, t['shape']))}, "
+                  f"{' x '.join(f'{v:g}' for v in t['spacing_mm'])} mm): whole bone {t['bone_ml_whole']} ml "
+                  f"({t['bone_seconds']} s; the cut alone {t['bone_ml_cut']} ml); `radseg annotate hip-joint` "
+                  f"({t['split_seconds']} s): {sides}.", "",
+                  "![coronal slice through the femoral head found: bone, acetabulum, femoral head]"
+                  "(annotate_real_ct_totalseg.png)"]
+    quantiles = out / "ct_hu_quantiles.md"
+    if quantiles.is_file():
+        lines += ["", "## HU of bone: real (PENGWIN) and the hip-ct phantoms", "",
+                  "From `ct_hu_quantiles.md` (its own command and date there):", "",
+                  *_quantile_lines(quantiles.read_text())]
     (out / "annotate_real_ct.md").write_text("\n".join(lines) + "\n")
 
 

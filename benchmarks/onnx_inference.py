@@ -70,8 +70,9 @@ def main() -> None:
 
     # 1. network only: plain MONAI module vs ONNX Runtime, same input batch, interleaved rounds
     net = bundle.build_network()  # eval mode
-    sessions = {"onnxruntime": OnnxForward(bundle.onnx_bytes, threads=args.threads),
-                "onnxruntime, spinning threads": OnnxForward(bundle.onnx_bytes, threads=args.threads, spinning=True)}
+    sessions = {"onnxruntime": OnnxForward(bundle.onnx_bytes, weights=bundle.weights_bytes, threads=args.threads),
+                "onnxruntime, spinning threads": OnnxForward(bundle.onnx_bytes, weights=bundle.weights_bytes,
+                                                             threads=args.threads, spinning=True)}
     rng = np.random.default_rng(0)
     network = {}
     logits_diff = 0.0
@@ -146,6 +147,8 @@ def main() -> None:
         f"| end to end: Predictor, onnx | {len(images) / e2e_onnx:.1f} | {e2e_torch / e2e_onnx:.2f}x |", "",
         f"Agreement: same label on {100 * same / total:.4f}% of {total:,} pixels over {len(images)} images; "
         f"largest logit difference {logits_diff:.2e}.", "",
+        "Whole `radseg segment --backend onnx` runs (no torch imported) against a plain MONAI/torch script on "
+        "real radiographs: `benchmarks/onnx_segment.py`, results in `benchmarks/results/onnx_segment.md`.", "",
     ]
     (RESULTS / f"{args.tag}.md").write_text("\n".join(lines))
     print("\n".join(lines))

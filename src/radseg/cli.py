@@ -1,45 +1,36 @@
-"""The ``radseg`` command, built from the command modules in :mod:`radseg.commands`.
+"""The ``radseg`` command: :func:`main`, over the root group of :mod:`radseg.commands.root`.
 
-Each module's ``register(app)`` adds its commands; they parse options and call one public
-function, importing heavy libraries inside the command so ``radseg --help`` answers at once.
-The shared pieces (error exit, progress, registry choices, common options) are in
-:mod:`radseg.commands.common`.
+``radseg version`` / ``radseg --version`` answer here before typer is imported; everything
+else goes through the typer app, which loads a command module only when that command is used.
+``radseg.cli.app`` (the typer app, for tests and ``CliRunner``) is imported on first access.
 """
 
 from __future__ import annotations
 
 import sys
 
-import typer
-
-from radseg.commands import annotate, datasets, demo, evaluate, features, info, models, segment, serve, synth, train, version
-from radseg.commands.common import group
-
-app = group(
-    "Segmentation of radiographs and CT: read clinical files right, build datasets, train, "
-    "benchmark honestly and write clinical outputs.",
-    name="radseg",
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-
-@app.callback()
-def _root(show_version: bool = version.VersionOpt) -> None:
-    pass
-
-
-# The order of the help listing: single commands in this order, then the groups (datasets, annotate, models).
-for _module in (info, evaluate, synth, datasets, annotate, train, segment, models, features, serve, demo, version):
-    _module.register(app)
-
 
 def main() -> None:
+    if sys.argv[1:] in (["version"], ["--version"]):  # the one line, without building the command line
+        from radseg import __version__
+
+        print(__version__)
+        return
+    from radseg.commands.root import app
+
     try:
         app()
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
+        print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def __getattr__(name: str):
+    if name in ("app", "COMMANDS"):
+        from radseg.commands import root
+
+        return getattr(root, name)
+    raise AttributeError(f"module 'radseg.cli' has no attribute {name!r}")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,9 @@ def _bone_plausible(ct, bone, *, low_ml, high_ml):
     ml = mask.sum() * float(np.prod(ct.spacing)) / 1000.0
     assert low_ml <= ml <= high_ml, ml
     hu = ct.array[mask]
-    assert (hu > 150).mean() >= 0.85 and np.median(hu) > 200  # cortex and cancellous, not soft tissue
+    # the whole bone: cortex and cancellous bone, some fatty marrow, not soft tissue (the cortex-only
+    # mask of the TotalSegmentator example has 95 % above 150 HU; its whole bone 61 % and 83 % above 100 HU)
+    assert (hu > 100).mean() >= 0.75 and np.median(hu) > 150
     assert (ct.array[~mask] > 600).mean() < 0.002  # nearly no dense bone left outside
 
 

@@ -66,6 +66,17 @@ def test_perfect_predictor_scores_one_everywhere(prepared):
     assert result.groups["images"].sum() == len(cases)
 
 
+def test_bootstrap_zero_gives_the_estimates_without_confidence_intervals(prepared):
+    """``evaluate-detection --bootstrap 0`` used to crash after scoring every image (resamples must be >= 1)."""
+    root, split, data, cases = prepared
+    maps = [0.9 * m for m in _truth_maps(data, cases)]
+    result = evaluate_detection(_ScriptedPredictor(maps), root, split=split, by=["body_part"], min_pixels=1,
+                                resamples=0)
+    s = result.summary
+    assert s["dice"] == pytest.approx(1.0) and s["auc"] == 1.0
+    assert all(s[k] != s[k] for k in ("dice_ci_low", "dice_ci_high", "auc_ci_low", "auc_ci_high"))  # NaN: no CI
+
+
 def test_missed_findings_and_false_alarms_counted_by_hand(prepared, tmp_path):
     root, split, data, cases = prepared
     truth = _truth_maps(data, cases)

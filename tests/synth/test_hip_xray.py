@@ -135,7 +135,8 @@ def test_difficulty_contrast_scales_bone_and_noise_doubles():
     bone = base.extras["part_bits"] > 1
     excess = base.extras["line_integral"] - none.extras["line_integral"]
     excess_low = low.extras["line_integral"] - none.extras["line_integral"]
-    assert excess[bone].mean() > 0.3
+    # Bone HU are calibrated to real pelvic CT (thin cortex ~1000-1250 HU, cancellous ~235): ~0.19 here.
+    assert excess[bone].mean() > 0.15
     np.testing.assert_allclose(excess_low[bone].mean(), 0.6 * excess[bone].mean(), rtol=0.01)
     from scipy import ndimage
 

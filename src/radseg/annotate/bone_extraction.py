@@ -21,6 +21,11 @@ the pelvic ring from swallowing the pelvic cavity) except 3D regions of filled v
 thinner than ``joint_space_mm`` (the joint space, enclosed in slices through the acetabular
 roof), then 3D components smaller than
 ``min_component_mm3`` are dropped (noise, calcifications).
+
+By default (``whole=True``) the mask is then grown to the whole bone an annotator draws
+(:mod:`radseg.annotate.bone_interior`); ``whole=False`` (``--cortex-only``) keeps the paper's
+steps. Metal (:data:`METAL_HU` and above: implants) is never bone and stays out of the Otsu
+histogram.
 """
 
 from __future__ import annotations
@@ -45,8 +50,13 @@ MODES = ("3d", "2d")
 TISSUE_FLOOR_HU = -200.0
 # An Otsu split below this separated fat (about -100 HU) from muscle (about 40 HU), not bone.
 FAT_SPLIT_HU = 100.0
-# Metal and dense contrast are clipped to this before Otsu.
+# Dense contrast is clipped to this before Otsu.
 DENSE_CLIP_HU = 2000.0
+# Above this a voxel is metal (an implant, a screw), not bone: cortical bone stays below ~2000 HU.
+# Metal and the ring the scan's blur spreads it over are kept out of the Otsu histogram (a hip stem
+# alone moves the split to ~1000 HU); metal is kept out of the bone mask (the label policy of the
+# hip-ct phantom: an implant is not bone).
+METAL_HU = 2500.0
 
 
 @dataclass
@@ -73,15 +83,15 @@ def otsu_bone_threshold(hu: np.ndarray, *, floor: float = TISSUE_FLOOR_HU, sampl
     evenly strided sample of at most ``sample`` voxels. In a whole-body CT bone is a few
     percent of the tissue, and Otsu may split fat from muscle instead: when the first split
     lies below :data:`FAT_SPLIT_HU` the upper threshold of a three-class Otsu (fat, soft
-    tissue, bone) is used instead. Values are clipped at :data:`DENSE_CLIP_HU` so metal and
-    dense contrast do not pull the split up.
+    tissue, bone) is used instead. Metal (:data:`METAL_HU` and above) is left out and values are
+    clipped at :data:`DENSE_CLIP_HU`, so implants and dense contrast do not pull the split up.
     """
     from skimage.filters import threshold_multiotsu, threshold_otsu
 
     flat = hu.ravel()
     step = max(1, flat.size // sample)
     values = flat[::step]
-    values = np.minimum(values[values > floor], DENSE_CLIP_HU)
+    values = np.minimum(values[(values > floor) & (values < METAL_HU)], DENSE_CLIP_HU)
     if values.size < 100 or np.ptp(values) <= 0:
         raise ValueError(f"no tissue above {floor:g} HU to threshold: is this a CT in Hounsfield units?")
     t = float(threshold_otsu(values, nbins=512))
@@ -113,7 +123,7 @@ def extract_bone(
     marrow_hu: float = 100.0,
     joint_space_mm: float = 4.0,
     min_component_mm3: float = 500.0,
-    whole: bool = False,
+    whole: bool = True,
     cancellous_hu: float = 100.0,
     fatty_marrow_hu: float = 20.0,
     grow_mm: float = 20.0,
@@ -126,9 +136,10 @@ def extract_bone(
     plain threshold); ``smoothness`` weighs the boundary term; ``max_hole_mm2`` 0 and
     ``min_component_mm3`` 0 switch those steps off. Filled holes forming a 3D region thinner
     than ``joint_space_mm`` are opened again (0: never): a slice through the acetabular roof
-    encloses the joint space, which is no marrow. ``whole`` adds the interior an annotator
-    draws (cancellous bone and marrow, :func:`radseg.annotate.bone_interior.whole_bone` with
-    ``cancellous_hu``, ``fatty_marrow_hu`` and ``grow_mm``); False keeps the THA paper's steps only.
+    encloses the joint space, which is no marrow. ``whole`` (the default) adds the interior an
+    annotator draws (cancellous bone and marrow, :func:`radseg.annotate.bone_interior.whole_bone`
+    with ``cancellous_hu``, ``fatty_marrow_hu`` and ``grow_mm``); False keeps the THA paper's steps
+    only (dense bone and the slice holes it encloses: on real CT much of the cancellous interior is lost).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -143,7 +154,8 @@ def extract_bone(
     seconds["blur"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    t, soft_mean, bone_mean = otsu_bone_threshold(blurred)
+    metal = _metal(work.array, spacing)
+    t, soft_mean, bone_mean = otsu_bone_threshold(blurred[~metal] if metal.any() else blurred)
     if threshold_hu is not None:
         t = float(threshold_hu)
     low = t - seed_margin * max(t - soft_mean, 1.0)
@@ -187,6 +199,7 @@ def extract_bone(
     if whole:
         bone = whole_bone(bone, work.array, spacing=spacing, cancellous_hu=cancellous_hu, marrow_hu=fatty_marrow_hu,
                           grow_mm=grow_mm, max_hole_mm2=max_hole_mm2, joint_space_mm=joint_space_mm)
+    bone &= work.array < METAL_HU
     if min_component_mm3 > 0:
         bone = _drop_small(bone, min_voxels=int(np.ceil(min_component_mm3 / float(np.prod(spacing)))))
     seconds["cleanup"] = time.perf_counter() - clock
@@ -195,6 +208,16 @@ def extract_bone(
     mask = make_label_map(labels, {label: "bone"}, like=ct)
     mask.metadata.update(source="radseg annotate bone", otsu_threshold_hu=round(t, 2))
     return BoneExtraction(mask=mask, threshold_hu=t, band_hu=(low, high), graph_nodes=nodes, seconds=seconds)
+
+
+def _metal(hu: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """Metal voxels and the ring of 1.5 pixels (at least 1 mm) around them, where the scan's blur
+    spreads the metal's brightness over the bone and tissue it touches."""
+    metal = hu >= METAL_HU
+    if not metal.any():
+        return metal
+    bloom_mm = max(1.0, 1.5 * float(np.max(spacing[1:])))
+    return ndimage.distance_transform_edt(~metal, sampling=spacing) <= bloom_mm
 
 
 def _window(window_mm: float, spacing: np.ndarray) -> tuple[int, int, int]:

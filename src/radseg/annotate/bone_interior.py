@@ -3,19 +3,24 @@
 The graph cut of :mod:`radseg.annotate.bone_extraction` finds dense bone; on real CT much of a
 bone's volume is cancellous bone (100-300 HU) and fatty marrow (about -50 to 100 HU) that
 no single threshold separates from soft tissue. On the real PENGWIN pelvic crops the cut
-alone gives Dice 0.59-0.94 (mean 0.77) against the manual masks; with these steps 0.89-0.98
-(mean 0.95), and 0.95-0.98 instead of 0.66-0.99 on the demo's hip-ct phantoms
-(``benchmarks/results/annotate_real_ct.md``). Steps, all sized in mm:
+alone gives Dice 0.59-0.94 (mean 0.77) against the manual masks; with these steps 0.91-0.98
+(mean 0.955), and 0.94-0.97 on the demo's hip-ct phantoms, which have soft tissue around the
+bone (``benchmarks/results/annotate_real_ct.md``). Steps, all sized in mm:
 
 1. **enclosed**: holes of the mask enclosed within an axial, coronal *or* sagittal slice (at
    most ``max_hole_mm2``; not thinner than ``joint_space_mm``, which is a joint space between
    two bones, not marrow), then holes enclosed in 3D;
 2. **cancellous**: grown from that shell through voxels of at least ``cancellous_hu``
    (muscle is about 40-60 HU, cancellous bone above 100) within ``grow_mm`` of it, less the
-   partial-volume rim just outside the cortex;
-3. **marrow**: holes of the grown mask enclosed as in step 1, kept where the locally
-   averaged HU reaches ``marrow_hu`` (fatty marrow between trabeculae; the spinal canal,
-   foramina and fat stay out).
+   partial-volume slope just outside a dense cortex;
+3. **marrow**: holes of the grown mask enclosed as in step 1, and what a closing by
+   ``close_mm`` encloses over gaps in a thin cortex (the sacrum's, an osteoporotic bone's)
+   unless it is a thin dark valley between two cortices (a joint space, ``valley_hu``), kept
+   where the locally averaged HU reaches ``marrow_hu`` (fatty marrow; the spinal canal,
+   foramina and fat stay out);
+4. **rim**: grown voxels darker than the half maximum between the soft tissue outside that
+   closed outline and the brightest bone near them are dropped: the partial-volume rim of a
+   thin or low-density cortex, which reads as cancellous HU.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["whole_bone", "fill_enclosed", "slice_holes", "choose_holes", "drop_thin_holes", "inplane_structure"]
+__all__ = ["whole_bone", "thin_valleys", "fill_enclosed", "slice_holes", "choose_holes", "drop_thin_holes", "inplane_structure"]
 
 _FACES = ndimage.generate_binary_structure(3, 1)
 
@@ -38,7 +43,7 @@ def inplane_structure() -> np.ndarray:
 def whole_bone(mask: np.ndarray, hu: np.ndarray, *, spacing: np.ndarray, cancellous_hu: float = 100.0,
                marrow_hu: float = 20.0, grow_mm: float = 20.0, max_hole_mm2: float = 2500.0,
                joint_space_mm: float = 4.0, marrow_sigma_mm: float = 1.0, dense_hu: float = 600.0,
-               slope_mm: float = 2.5) -> np.ndarray:
+               slope_mm: float = 2.5, close_mm: float = 3.0, valley_hu: float = 120.0) -> np.ndarray:
     """``mask`` (dense bone, axial slices on axis 0) grown to the whole bone; ``hu`` the CT in HU.
 
     Growth reads ``hu`` as it is (a blur would carry the cortex's brightness a voxel outward
@@ -46,7 +51,7 @@ def whole_bone(mask: np.ndarray, hu: np.ndarray, *, spacing: np.ndarray, cancell
     """
     if not mask.any():
         return mask
-    box = _box(mask, margin=np.ceil(grow_mm / spacing).astype(int) + 1)
+    box = _box(mask, margin=np.ceil((grow_mm + close_mm) / spacing).astype(int) + 1)
     inner, values = mask[box], hu[box]
     if marrow_sigma_mm > 0:
         local = ndimage.gaussian_filter(values.astype(np.float32), sigma=marrow_sigma_mm / spacing, truncate=3.0)
@@ -55,13 +60,46 @@ def whole_bone(mask: np.ndarray, hu: np.ndarray, *, spacing: np.ndarray, cancell
     marrow = local >= marrow_hu  # an enclosed canal of fluid or fat is no bone
     shell = inner | (fill_enclosed(inner, spacing=spacing, max_hole_mm2=max_hole_mm2, thin_mm=joint_space_mm) & marrow)
     reach = ndimage.distance_transform_edt(~shell, sampling=spacing) <= grow_mm
-    candidates = (values >= cancellous_hu) & ~shell & ~_edge_slope(values, spacing=spacing, low=cancellous_hu,
-                                                                    high=dense_hu, window_mm=slope_mm)
+    dense_edge = _edge_slope(values, spacing=spacing, low=cancellous_hu, high=dense_hu, window_mm=slope_mm)
+    candidates = (values >= cancellous_hu) & ~shell & ~dense_edge
     grown = ndimage.binary_propagation(shell, mask=shell | (reach & candidates), structure=_FACES)
     enclosed = fill_enclosed(grown, spacing=spacing, max_hole_mm2=max_hole_mm2, thin_mm=joint_space_mm)
+    # the bone's volume with gaps in a thin cortex closed: dark voxels inside are fatty marrow, tissue
+    # outside is soft tissue
+    body = fill_enclosed(_close(grown, spacing, close_mm), spacing=spacing, max_hole_mm2=max_hole_mm2,
+                         thin_mm=joint_space_mm) | enclosed if close_mm > 0 else enclosed
+    bridged = body & ~enclosed  # only the closing encloses these
+    if valley_hu > 0 and bridged.any():  # a joint space the closing bridged is a thin dark valley: no marrow
+        near = _box(bridged, margin=np.array([0, *(np.ceil(4.0 / spacing[1:]).astype(int) + 2)]))
+        bridged[near] &= ~thin_valleys(values[near], spacing, contrast_hu=valley_hu)
+    whole = grown | ((enclosed | bridged) & marrow)
+    # voxels of one exact value in a 3x3x3 neighbourhood are no tissue but a fill: a crop's masked
+    # outside (PENGWIN sets all but one bone to 0), padding beyond the field of view
+    filled = ndimage.minimum_filter(values, size=3) == ndimage.maximum_filter(values, size=3)
+    whole &= ~(_below_half_maximum(values, ~body & ~filled, spacing=spacing, low=cancellous_hu, window_mm=slope_mm)
+               & ~shell)
     out = mask.copy()
-    out[box] = grown | (enclosed & marrow)
+    out[box] = whole
     return out
+
+
+def thin_valleys(hu: np.ndarray, spacing: np.ndarray, *, radius_mm: float = 2.0, contrast_hu: float = 250.0) -> np.ndarray:
+    """Voxels of thin dark valleys between bright structures (an in-plane black top-hat with a disc
+    of ``radius_mm`` above ``contrast_hu``): joint spaces of 0.5-2.5 mm; wider marrow is no valley."""
+    radius_px = max(1, int(np.ceil(radius_mm / spacing[1])))
+    rows, cols = np.mgrid[-radius_px:radius_px + 1, -radius_px:radius_px + 1]
+    disc = (np.hypot(rows * spacing[1], cols * spacing[2]) <= max(radius_mm, spacing[1]))[None]
+    image = ndimage.gaussian_filter(hu.astype(np.float32), (0.0, 0.5, 0.5))
+    return ndimage.grey_closing(image, footprint=disc) - image > contrast_hu
+
+
+def _close(mask: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
+    """Morphological closing with a ball of ``radius_mm`` (by distance transforms: any spacing, fast)."""
+    pad = int(np.ceil(radius_mm / float(np.min(spacing)))) + 1
+    padded = np.pad(mask, pad)
+    dilated = ndimage.distance_transform_edt(~padded, sampling=spacing) <= radius_mm
+    closed = ndimage.distance_transform_edt(dilated, sampling=spacing) > radius_mm
+    return closed[pad:-pad, pad:-pad, pad:-pad] | mask
 
 
 def fill_enclosed(mask: np.ndarray, *, spacing: np.ndarray, max_hole_mm2: float, thin_mm: float) -> np.ndarray:
@@ -117,8 +155,24 @@ def _edge_slope(values: np.ndarray, *, spacing: np.ndarray, low: float, high: fl
     as cancellous HU; growth must not take them (nor, inside, the voxels between the cortex and a
     marrow pore: the enclosed-marrow step takes those).
     """
-    size = tuple(int(v) for v in np.maximum(2 * np.round(window_mm / 2 / spacing).astype(int) + 1, 3))
+    size = _window_size(window_mm, spacing)
     return (ndimage.minimum_filter(values, size=size) < low) & (ndimage.maximum_filter(values, size=size) > high)
+
+
+def _below_half_maximum(values: np.ndarray, outside: np.ndarray, *, spacing: np.ndarray, low: float,
+                        window_mm: float) -> np.ndarray:
+    """Voxels darker than the half maximum between the tissue ``outside`` the bone (below ``low``)
+    and the brightest voxel within ``window_mm``: the partial-volume rim of a thin or low-density
+    cortex (under :func:`_edge_slope`'s ``high``), which reads as cancellous HU. Only outside
+    tissue counts: next to a fatty pore inside the bone, a low cancellous voxel is bone."""
+    size = _window_size(window_mm, spacing)
+    tissue = ndimage.minimum_filter(np.where(outside, values, np.inf).astype(np.float32), size=size)
+    highest = ndimage.maximum_filter(values, size=size)
+    return (tissue < low) & (values < (tissue + highest) / 2)
+
+
+def _window_size(window_mm: float, spacing: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(v) for v in np.maximum(2 * np.round(window_mm / 2 / spacing).astype(int) + 1, 3))
 
 
 def _box(mask: np.ndarray, *, margin: np.ndarray) -> tuple[slice, ...]:

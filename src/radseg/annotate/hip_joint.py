@@ -1,6 +1,6 @@
 """Acetabulum / femoral-head split on hip CT (the THA paper's AFS), per side.
 
-1. **Bone** from :func:`radseg.annotate.bone_extraction.extract_bone` (or a given mask).
+1. **Bone** from :func:`radseg.annotate.bone_extraction.extract_bone` (the whole bone; or a given mask).
 2. **Seed**: the thickest bone of each side, away from the midline (maximum of the distance
    transform of the bone mask, pooled so the joint space survives): a point inside the
    femoral head and a first radius.
@@ -36,6 +36,7 @@ import numpy as np
 from scipy import ndimage
 from threadpoolctl import threadpool_limits
 
+from radseg.annotate.bone_extraction import METAL_HU
 from radseg.annotate.hip_circles import SHRINK, Circle, ray_candidates, rough_circle, select_circle, snake_circle
 from radseg.annotate.hip_seed import (MIN_HEAD_RADIUS_MM, Candidate, choose_seeds, head_candidates, is_filled, midline,
                                       neck_fraction, open_thin_gaps, sphere_coverage)
@@ -57,6 +58,14 @@ MIN_HEAD_SCORE = 0.7
 #: socket (a sacroiliac joint scores 0.75): a head must also sit on a neck
 #: (:func:`~radseg.annotate.hip_seed.neck_fraction` at least this).
 MIN_NECK_FRACTION = 0.15
+#: A femoral head meets its socket across the joint space in at least this fraction of directions
+#: (heads found on the hip-ct phantoms: 0.16-0.48; a trochanter or a shaft taken for one: 0.02-0.04).
+MIN_SOCKET = 0.1
+#: Adult femoral heads measure 36-60 mm across; a smaller ball is a trochanter, a column or a cut.
+MIN_ADULT_HEAD_RADIUS_MM = 15.0
+#: Metal on one side beyond this is a hip replacement: that side has no femoral head to find
+#: (a screw or a clip is well under a millilitre).
+MIN_IMPLANT_ML = 5.0
 #: Seeds tried per side before giving up (the paired one first, then the next best).
 MAX_SEEDS_TRIED = 3
 SIDES = ("right", "left")
@@ -148,6 +157,11 @@ def segment_hip_joint(
     for side in sides:
         info = HipSide(side=side)
         result.sides[side] = info
+        implant_ml = _metal_ml(work.array, spacing, centre_col, side)
+        if implant_ml >= MIN_IMPLANT_ML:
+            info.reason = (f"a hip implant: {implant_ml:.0f} ml of metal (>= {METAL_HU:g} HU) on this side, no femoral "
+                           "head to split")
+            continue
         tried = seeds.get(side, [])[:MAX_SEEDS_TRIED]
         found = _find_head(hu, mask, spacing, tried[0] if tried else None, side=side, info=info, fsg=fsg, lnms=lnms,
                            ahs=ahs, gate_percentile=gate_percentile)
@@ -164,13 +178,19 @@ def segment_hip_joint(
         info.radius_mm = round(float(radius), 2)
         info.split_radius_mm = round(float(split), 2)
         info.centre_mm = tuple(round(float(v), 2) for v in ct.index_to_world(work.image_index(centre)))
-    for side, (head, acetabulum) in split_sides(mask, spheres, spacing, hu=hu).items():
+    for side, (head, acetabulum) in split_sides(mask, spheres, spacing, hu=hu, centre_col=centre_col).items():
         ace_value, head_value = _VALUES[side]
         labels[acetabulum & (labels == 1)] = ace_value
         labels[head] = head_value
     result.labels = make_label_map(work.back(labels), dict(LABELS), like=ct)
     result.labels.metadata.update(source="radseg annotate hip-joint")
     return result
+
+
+def _metal_ml(ct: np.ndarray, spacing: np.ndarray, centre_col: float, side: str) -> float:
+    """Millilitres of metal on one side of the midline (a hip stem and cup hold 20 ml or more)."""
+    half = ct[:, :, : int(round(centre_col))] if side == "right" else ct[:, :, int(round(centre_col)):]
+    return float((half >= METAL_HU).sum()) * float(np.prod(spacing)) / 1000.0
 
 
 def _initial_slice(mask: np.ndarray, seed: np.ndarray, radius_px: float, *, lateral: int) -> int:
@@ -213,7 +233,10 @@ def _accept(mask, spacing, found, seeds: list[Candidate], info: HipSide):
             continue
         score, coverage, socket, (centre, radius) = max(scored, key=lambda item: item[0])
         info.coverage, info.socket = round(coverage, 3), round(socket, 3)
-        if score < MIN_HEAD_SCORE:
+        if radius < MIN_ADULT_HEAD_RADIUS_MM:
+            info.reason = (f"no femoral head here: the best sphere (radius {radius:.1f} mm) is smaller than an adult "
+                           f"femoral head ({MIN_ADULT_HEAD_RADIUS_MM:g} mm or more)")
+        elif score < MIN_HEAD_SCORE or (seeds and socket < MIN_SOCKET):
             info.reason = (f"no femoral head here: the best sphere (radius {radius:.1f} mm) is round in {coverage:.0%} "
                            f"of directions and meets a socket in {socket:.0%}")
         elif not is_filled(mask, centre, radius, spacing):

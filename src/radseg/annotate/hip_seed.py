@@ -30,7 +30,11 @@ PEAK_SEPARATION_MM = 16.0
 ASYMMETRY_PER_MM = 1.0 / 20.0
 #: In-plane black top-hat (disc of this radius) and the contrast that marks a closed joint space.
 GAP_RADIUS_MM = 2.0
-GAP_CONTRAST_HU = 250.0
+GAP_CONTRAST_HU = 150.0
+#: Axial-slice holes up to this area (mm^2) are pores, filled before the search (:func:`fill_pores`).
+PORE_MM2 = 30.0
+#: A candidate's centre must lie at least this many radii inside the first and last slice (its ball in the scan).
+EDGE_FRACTION = 1.0
 
 
 @dataclass(frozen=True)
@@ -52,23 +56,36 @@ def open_thin_gaps(mask: np.ndarray, ct: np.ndarray, spacing: np.ndarray, *, rad
     top-hat finds: a joint space of 0.5-2.5 mm that partial volume closed in the mask (there its
     HU is that of cancellous bone) but the image still shows as a valley. Cancellous bone wider
     than the disc is no valley and stays."""
-    radius_px = max(1, int(np.ceil(radius_mm / spacing[1])))
-    rows, cols = np.mgrid[-radius_px:radius_px + 1, -radius_px:radius_px + 1]
-    disc = (np.hypot(rows * spacing[1], cols * spacing[2]) <= max(radius_mm, spacing[1]))[None]
+    from radseg.annotate.bone_interior import thin_valleys
+
     zs = np.flatnonzero(mask.any(axis=(1, 2)))
     if zs.size == 0:
         return mask
     box = slice(zs[0], zs[-1] + 1)
-    image = ndimage.gaussian_filter(ct[box].astype(np.float32), (0.0, 0.5, 0.5))
-    valley = ndimage.grey_closing(image, footprint=disc) - image > contrast_hu
     out = mask.copy()
-    out[box] &= ~valley
+    out[box] &= ~thin_valleys(ct[box], spacing, radius_mm=radius_mm, contrast_hu=contrast_hu)
     return out
+
+
+def fill_pores(mask: np.ndarray, spacing: np.ndarray, *, max_mm2: float = PORE_MM2) -> np.ndarray:
+    """``mask`` with the small holes of each axial slice filled: at fine pixels the fatty pores of a
+    femoral head riddle it, and the pooled mask of :func:`head_candidates` (a coarse voxel is bone
+    only when all its fine voxels are) would lose the head. A joint space is a long ring, far larger."""
+    from radseg.annotate.bone_interior import slice_holes
+
+    labels, sizes = slice_holes(mask)
+    small = sizes * float(spacing[1] * spacing[2]) <= max_mm2
+    small[0] = False
+    for border in (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]):
+        small[np.unique(border)] = False
+    return mask | small[labels]
 
 
 def head_candidates(mask: np.ndarray, spacing: np.ndarray, *, side: str, centre_col: float) -> list[Candidate]:
     """Scored candidate head centres of one side (``right``: columns below the midline), best first."""
     factors = np.maximum(1, np.round(2.0 / spacing)).astype(int)
+    if factors[1:].min() > 1:  # pooled in-plane: pores would riddle it
+        mask = fill_pores(mask, spacing)
     trimmed = mask[: mask.shape[0] // factors[0] * factors[0], : mask.shape[1] // factors[1] * factors[1],
                    : mask.shape[2] // factors[2] * factors[2]]
     shape = np.array(trimmed.shape) // factors
@@ -76,7 +93,8 @@ def head_candidates(mask: np.ndarray, spacing: np.ndarray, *, side: str, centre_
         return []
     pooled = trimmed.reshape(shape[0], factors[0], shape[1], factors[1], shape[2], factors[2]).all(axis=(1, 3, 5))
     coarse = spacing * factors
-    depth = ndimage.distance_transform_edt(pooled, sampling=coarse)
+    # outside the scan is not bone: a femoral shaft cut by the volume's edge is no thick ball
+    depth = ndimage.distance_transform_edt(np.pad(pooled, 1), sampling=coarse)[1:-1, 1:-1, 1:-1]
     cols = (np.arange(shape[2]) + 0.5) * factors[2] - 0.5
     away = (cols - centre_col) * spacing[2]
     allowed = away <= -MIN_MIDLINE_DISTANCE_MM if side == "right" else away >= MIN_MIDLINE_DISTANCE_MM
@@ -88,6 +106,8 @@ def head_candidates(mask: np.ndarray, spacing: np.ndarray, *, side: str, centre_
     for peak in peaks:
         radius = float(depth[tuple(peak)]) + float(coarse.mean()) / 2.0
         coverage, socket, index, radius = sphere_coverage(mask, (peak + 0.5) * factors - 0.5, radius, spacing)
+        if min(index[0], mask.shape[0] - 1 - index[0]) * spacing[0] < EDGE_FRACTION * radius:
+            continue  # a ball the scan cuts through (a femoral shaft at the last slice) cannot be judged
         found.append(Candidate(coverage + 2.0 * socket, index, radius))
     return sorted(found, key=lambda c: -c.score)
 
@@ -117,7 +137,11 @@ def _exits(mask, centre, radius, spacing, directions, socket_mm):
     points = centre[None, None, :] + directions[:, None, :] * steps[None, :, None] / spacing[None, None, :]
     inside = ndimage.map_coordinates(mask.astype(np.uint8), points.reshape(-1, 3).T, order=0, mode="constant")
     inside = inside.reshape(len(directions), len(steps)).astype(bool)
-    exits = np.where(inside.all(axis=1), np.inf, steps[np.argmax(~inside, axis=1)])
+    first = np.argmax(~inside, axis=1)
+    exits = np.where(inside.all(axis=1), np.inf, steps[first])
+    # a ray that leaves the scan before it leaves the bone says nothing about roundness
+    edge = points[np.arange(len(directions)), first]
+    exits[np.any((edge < 0) | (edge > np.array(mask.shape) - 1), axis=1)] = np.inf
     again = (inside & (steps[None, :] > exits[:, None]) & (steps[None, :] <= exits[:, None] + socket_mm)).any(axis=1)
     return exits, again
 

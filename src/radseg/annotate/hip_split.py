@@ -34,6 +34,11 @@ RADIAL_COS = 0.9
 #: there is blurred by the fillet and by osteophytes, so it is not measured). The hip-ct phantom
 #: is built with the same ratio.
 NECK_RATIO = 0.68
+#: The sacral corridor (:func:`_sacral_corridor`), as fractions of the half distance between the heads.
+SACRUM_HALF_WIDTH = 0.3
+SACRUM_BEHIND = 0.4
+#: Within this many head radii, a femur holds no bone above-medially of its head (:func:`_socket_side_to_pelvis`).
+FEMUR_REACH = 2.5
 
 
 @dataclass
@@ -142,11 +147,14 @@ def _lateral(side: str) -> float:
 
 
 def split_sides(mask: np.ndarray, spheres: list[FemoralHead], spacing: np.ndarray,
-                hu: np.ndarray | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                hu: np.ndarray | None = None, *, centre_col: float | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{side: (femoral head mask, acetabulum mask)}`` for each sphere (full-size boolean arrays).
 
     With ``hu`` (the CT on the same grid), voxels of a joint space the bone mask closed are
-    found on the image and kept out of the connectivity (:func:`joint_gap`)."""
+    found on the image and kept out of the connectivity (:func:`joint_gap`). An acetabulum
+    stays on its own side of the midline (between the two heads when both are found, else
+    ``centre_col``): at coarse pixels the closed symphysis, sacroiliac and hip joints make the
+    whole pelvic ring, and even the other femur, one component."""
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if not spheres:
         return out
@@ -162,40 +170,95 @@ def split_sides(mask: np.ndarray, spheres: list[FemoralHead], spacing: np.ndarra
             gaps[box] |= gap
     parts = _components(crop, spheres, spacing, offset, gaps)
     labelled = parts["labels"]
+    if len(spheres) == 2:
+        centre_col = float(np.mean([s.centre[2] for s in spheres]))
+    columns = np.arange(mask.shape[2])
+    owners = _cut_bridges(labelled, parts, spheres, spacing, offset)
     for sphere in spheres:
-        femur, pelvis, contact = parts[sphere.side]
-        if femur and femur == pelvis:  # bridged across the joint space: cut the bridge at its narrowest
-            pelvis = _cut_bridge(labelled, femur, contact, spacing)
+        femur, pelvis = owners[sphere.side]
         head, acetabulum = _side_masks(crop, labelled, sphere, spacing, offset, femur, pelvis)
+        if centre_col is not None:
+            acetabulum &= (_lateral(sphere.side) * (columns - centre_col) > 0)[None, None, :]
+            acetabulum &= ~_sacral_corridor(acetabulum.shape, spheres, sphere, centre_col, spacing)
         full_head, full_ace = np.zeros(mask.shape, bool), np.zeros(mask.shape, bool)
         full_head[z_lo:z_hi], full_ace[z_lo:z_hi] = head, acetabulum
         out[sphere.side] = (full_head, full_ace)
     return out
 
 
-def _cut_bridge(labelled: np.ndarray, value: int, contact: tuple[np.ndarray, np.ndarray], spacing: np.ndarray) -> int:
-    """Split component ``value`` by a watershed of its distance transform from the femoral and the
-    socket contacts; the socket's part gets a new label, which is returned."""
+def _sacral_corridor(shape, spheres: list[FemoralHead], sphere: FemoralHead, centre_col: float,
+                     spacing: np.ndarray) -> np.ndarray:
+    """The sacrum and coccyx at the level of the hips: on the midline (within
+    :data:`SACRUM_HALF_WIDTH` of the half distance between the heads) and behind the heads (by more
+    than :data:`SACRUM_BEHIND` of it). At coarse pixels the closed sacroiliac joints join them to the
+    pelvis; no acetabulum reaches there (on the hip-ct phantoms the acetabulum stays within 47 mm
+    behind the head centres and, that far back, 29 mm or more from the midline, at a half distance
+    of 85 mm)."""
+    half = float(np.mean([abs(s.centre[2] - centre_col) for s in spheres])) * float(spacing[2])
+    rows = (np.arange(shape[1]) - float(np.mean([s.centre[1] for s in spheres]))) * float(spacing[1])
+    cols = np.abs(np.arange(shape[2]) - centre_col) * float(spacing[2])
+    corridor = (rows[:, None] > SACRUM_BEHIND * half) & (cols[None, :] < SACRUM_HALF_WIDTH * half)
+    return np.broadcast_to(corridor[None], shape)
+
+
+def _cut_bridges(labelled: np.ndarray, parts: dict, spheres: list[FemoralHead], spacing: np.ndarray,
+                 offset: np.ndarray) -> dict[str, tuple[int, int]]:
+    """``{side: (femur label, pelvis label)}`` after cutting every component that holds both a
+    femur and a pelvis (bridged across a joint space) by a watershed of its distance transform:
+    one basin per side's femoral contacts and one for all socket contacts in it, so two bridged
+    hips and the pelvic ring between them (one component at coarse pixels) are cut together."""
     from skimage.segmentation import watershed
 
-    femoral_points, socket_points = contact
-    if len(femoral_points) == 0 or len(socket_points) == 0:
-        return value
-    box = ndimage.find_objects((labelled == value).astype(np.uint8))[0]
-    component = labelled[box] == value
-    markers = np.zeros(component.shape, np.int32)
-    origin = np.array([b.start for b in box])
-    for mark, points in ((1, femoral_points), (2, socket_points)):
-        points = points[labelled[tuple(points.T)] == value]  # contacts of this component only
-        if len(points) == 0:
-            return value
-        local = points - origin
-        markers[local[:, 0], local[:, 1], local[:, 2]] = mark
-    depth = ndimage.distance_transform_edt(component, sampling=spacing)
-    basins = watershed(-depth, markers, mask=component)
-    new = int(labelled.max()) + 1
-    labelled[box][basins == 2] = new
-    return new
+    owners = {s.side: parts[s.side][:2] for s in spheres}
+    bridged = {femur for femur, pelvis in owners.values() if femur and femur == pelvis}
+    for value in sorted(bridged):
+        groups = {}  # marker number -> contact points in this component
+        for s in spheres:
+            femur, pelvis, (femoral_points, socket_points) = parts[s.side]
+            if femur == value:
+                groups[("femur", s.side)] = femoral_points
+            if pelvis == value:
+                groups[("pelvis",)] = np.concatenate([groups.get(("pelvis",), np.zeros((0, 3), int)), socket_points])
+        groups = {key: points[labelled[tuple(points.T)] == value] for key, points in groups.items()}
+        if ("pelvis",) not in groups or not all(len(points) for points in groups.values()):
+            continue
+        box = ndimage.find_objects((labelled == value).astype(np.uint8))[0]
+        component = labelled[box] == value
+        origin = np.array([b.start for b in box])
+        markers = np.zeros(component.shape, np.int32)
+        for mark, points in enumerate(groups.values(), start=1):
+            local = points - origin
+            markers[local[:, 0], local[:, 1], local[:, 2]] = mark
+        basins = watershed(-ndimage.distance_transform_edt(component, sampling=spacing), markers, mask=component)
+        _socket_side_to_pelvis(basins, groups, spheres, origin + offset, spacing)
+        new = {}
+        for mark, key in enumerate(groups, start=1):
+            new[key] = int(labelled.max()) + 1
+            labelled[box][basins == mark] = new[key]
+        for s in spheres:
+            femur, pelvis = owners[s.side]
+            owners[s.side] = (new.get(("femur", s.side), femur) if femur == value else femur,
+                              new[("pelvis",)] if pelvis == value else pelvis)
+    return owners
+
+
+def _socket_side_to_pelvis(basins: np.ndarray, groups: dict, spheres: list[FemoralHead], origin: np.ndarray,
+                           spacing: np.ndarray) -> None:
+    """Give the pelvis what a femur's basin took above-medially of its head (within
+    :data:`FEMUR_REACH` head radii): the femur leaves the head through its neck, below-laterally, so a
+    wide bridge across a narrowed joint space must not carry the acetabulum into the femur."""
+    keys = list(groups)
+    pelvis = keys.index(("pelvis",)) + 1
+    for mark, key in enumerate(keys, start=1):
+        if key[0] != "femur":
+            continue
+        sphere = next(s for s in spheres if s.side == key[1])
+        where = np.argwhere(basins == mark)
+        points = (where + origin - sphere.centre) * spacing
+        distance = np.linalg.norm(points, axis=1)
+        femoral = np.array([-1.0, 0.0, _lateral(sphere.side)]) / np.sqrt(2.0)
+        above_medial = (points @ femoral < 0) & (distance > sphere.split) & (distance <= FEMUR_REACH * sphere.radius)
+        basins[tuple(where[above_medial].T)] = pelvis
 
 
 def joint_gap(crop, hu, centre, radius, spacing, *, reach_mm: float = 6.0, window_mm: float = 3.0):

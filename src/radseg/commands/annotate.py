@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
         seed_margin: float = typer.Option(0.5, "--seed-margin", help="Hard seeds beyond this fraction of the way from the threshold to each class mean."),
         max_hole_mm2: float = typer.Option(2500.0, "--max-hole-mm2", help="Fill holes in axial slices up to this area (0: no filling)."),
         min_component_mm3: float = typer.Option(500.0, "--min-component-mm3", help="Drop 3D components smaller than this (0: keep all)."),
-        whole: bool = typer.Option(False, "--whole", help="The whole bone as annotators draw it: add cancellous bone and marrow inside the cortex (radseg.annotate.bone_interior)."),
+        whole: bool = typer.Option(True, "--whole/--cortex-only", help="The whole bone as annotators draw it (cancellous bone and marrow inside the cortex, radseg.annotate.bone_interior), or only the THA paper's cut and slice-hole filling."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that exist (default: keep them, so a rerun resumes)."),
         as_json: bool = JsonOpt,
         quiet: bool = QuietOpt,

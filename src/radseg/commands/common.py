@@ -1,6 +1,7 @@
 """What every command shares: the error exit, the progress display, registry choices, common options.
 
-Only typer is imported here; rich is imported when a progress bar is actually drawn.
+Only typer is imported here; rich is imported when a progress bar is actually drawn, pydantic
+(typer's value coercion) only for a value :mod:`radseg.commands.coerce` does not convert itself.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from typing import Any, Iterable, NoReturn, Optional, TextIO
 import typer
 from typer.core import TyperGroup
 
-CONTEXT = {"help_option_names": ["-h", "--help"]}
+from radseg.commands.coerce import fast_coercion
+
+#: -h as well as --help; help as wide as the terminal (click alone stops at 80 columns).
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 160}
 
 #: The options that mean the same in every command that has them (one spelling, one help text).
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress output (neither the bar nor the log lines).")
@@ -83,18 +87,31 @@ class Group(TyperGroup):
     """The radseg command groups: flags are shown without a ``<bool>`` value type."""
 
     def get_params(self, ctx):
-        return _flags_without_type(super().get_params(ctx))
+        return fast_coercion(_flags_without_type(super().get_params(ctx)))
 
     def get_command(self, ctx, cmd_name: str):
         command = super().get_command(ctx, cmd_name)
         if command is not None and not isinstance(command, Group):
-            _flags_without_type(command.get_params(ctx))
+            fast_coercion(_flags_without_type(command.get_params(ctx)))  # plain values need no pydantic
         return command
+
+    def listing_line(self, ctx, name: str) -> Optional[str]:
+        """The listing's line for command ``name``: its whole short help (None: hidden)."""
+        command = self.get_command(ctx, name)
+        return None if command is None or command.hidden else command.get_short_help_str(1000)
+
+    def format_commands(self, ctx, formatter) -> None:
+        rows = [(name, text) for name in self.list_commands(ctx) if (text := self.listing_line(ctx, name)) is not None]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)  # wrapped in full (click would cut each line at the width)
 
 
 def group(help: str, **options: Any) -> typer.Typer:
-    """A typer app (the root or a sub-command group) with ``-h`` and the flag display above."""
-    return typer.Typer(help=help, cls=Group, context_settings=CONTEXT, no_args_is_help=True, **options)
+    """A typer app (the root or a sub-command group) with ``-h``, the flag display above and plain-text
+    help (``rich_markup_mode=None``: importing rich would cost more than the rest of ``radseg --help``)."""
+    options.setdefault("cls", Group)
+    return typer.Typer(help=help, context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, **options)
 
 
 class Progress:

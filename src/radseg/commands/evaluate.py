@@ -35,7 +35,9 @@ def _report_detection(result, output: Path, written) -> None:
         typer.echo(f"{key:>14}: {s[key]:.4f}")
     for key in ("dice", "auc"):
         if key in s:
-            typer.echo(f"{key:>14}: {s[key]:.4f} [{s[key + '_ci_low']:.4f}, {s[key + '_ci_high']:.4f}]")
+            low, high = s[key + "_ci_low"], s[key + "_ci_high"]
+            ci = f"[{low:.4f}, {high:.4f}]" if low == low else "(no CI: --bootstrap 0)"
+            typer.echo(f"{key:>14}: {s[key]:.4f} {ci}")
     problems((failure["case"], failure["error"]) for failure in s["failed"])
     typer.echo(f"wrote {', '.join(p.name for p in written)} to {output}")
     finish(s["failed"])
@@ -96,7 +98,7 @@ def register(app: typer.Typer) -> None:
         by: Optional[str] = typer.Option(None, "--by", help="Metadata columns for subgroups, e.g. body_part,hardware."),
         threshold: float = typer.Option(0.5, "--threshold", help="Probability that makes a pixel part of a detection."),
         min_pixels: int = typer.Option(10, "--min-pixels", help="Smallest detection kept (pixels of the input image)."),
-        bootstrap: int = typer.Option(2000, "--bootstrap", help="Bootstrap resamples for the CIs of Dice and AUC."),
+        bootstrap: int = typer.Option(2000, "--bootstrap", help="Bootstrap resamples for the CIs of Dice and AUC (0: no CIs)."),
         tta: bool = typer.Option(False, "--tta", help="Left-right flip test-time augmentation."),
         device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
         seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
@@ -108,6 +110,8 @@ def register(app: typer.Typer) -> None:
         from radseg.infer.predictor import Predictor
         from radseg.workflows.detection import evaluate_detection
 
+        if bootstrap < 0:
+            fail(f"--bootstrap {bootstrap}: the number of resamples is 0 (no confidence intervals) or more")
         try:
             predictor = Predictor.load(model, device=device, tta=tta)
             with Progress("scoring", quiet=quiet) as progress:

@@ -9,7 +9,7 @@ import typer
 
 from radseg.commands.common import Progress, QuietOpt, choice, csv_words, fail, finish, listing, model_help, problems
 
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("auto", "torch", "onnx")  # as radseg.infer.predictor.BACKENDS (not imported: it loads numpy)
 CLEANUPS = ("lcc", "fill", "none")
 
 
@@ -47,7 +47,10 @@ def register(app: typer.Typer) -> None:
                                         help=f"Output type: {listing(OUTPUT_TYPES)}. A multi-label model (CXAS-like) writes "
                                         "png/jpg as one image per class: <out>/<case>/<class>.png."),
         device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
-        backend: str = typer.Option("torch", "--backend", help=f"{' or '.join(BACKENDS)} (onnx needs `radseg export-onnx MODEL` first)."),
+        backend: str = typer.Option("auto", "--backend", help="torch, onnx (ONNX Runtime; no torch needed; the model needs "
+                                    "an ONNX graph: shipped models have one, others get it from `radseg export-onnx MODEL`) "
+                                    "or auto (onnx when the model has a graph, onnxruntime is installed and no GPU is "
+                                    "used, else torch)."),
         tta: bool = typer.Option(False, "--tta", help="Left-right flip test-time augmentation (right/left labels swapped back)."),
         overlap: float = typer.Option(0.5, "--overlap", help="Sliding-window overlap (3D / tiled images)."),
         postprocess: Optional[str] = typer.Option(None, "--postprocess", help="Clean-ups: 'lcc' (largest component per label), 'fill' (holes), both 'lcc,fill', or 'none' (default: the model's)."),
@@ -96,7 +99,7 @@ def register(app: typer.Typer) -> None:
             x = torch.from_numpy(np.random.default_rng(0).normal(size=(2, bundle.in_channels, *bundle.preprocessing.patch_size)).astype(np.float32))
             with torch.inference_mode():
                 expected = bundle.build_network()(x)
-            got = OnnxForward(bundle.onnx_bytes)(x)
+            got = OnnxForward(bundle.onnx_bytes, weights=bundle.weights_bytes)(x)
         except RadsegError as exc:
             fail(str(exc))
         diff = float((expected - got).abs().max())

@@ -9,6 +9,9 @@ import typer
 
 from radseg.commands.common import Progress, QuietOpt, WorkersOpt, choice, fail, finish, listing, problems
 
+#: The kinds made on a 3D grid, whose spacing and shape the command line may fix.
+VOLUMES = ("hip-ct", "brain-ct")
+
 
 def register(app: typer.Typer) -> None:
     from radseg.synth import PHANTOMS
@@ -19,8 +22,10 @@ def register(app: typer.Typer) -> None:
         n: int = typer.Option(10, "-n", help="Number of cases."),
         output: Path = typer.Option(..., "-o", "--output", help="Folder to write (a rerun with the same settings resumes)."),
         seed: int = typer.Option(0, "--seed", help="Run seed: same seed, byte-identical output."),
-        shift: Optional[str] = typer.Option(None, "--shift", help="Plant a difficulty for one group: ATTRIBUTE=VALUE[:contrast|noise|size|none], e.g. race=Black:contrast."),
+        shift: Optional[str] = typer.Option(None, "--shift", help="Plant a difficulty for one group: ATTRIBUTE=VALUE[:contrast|noise|size|density|none], e.g. race=Black:contrast or sex=F:density (osteoporotic bone)."),
         preview: bool = typer.Option(False, "--preview", help="Also write overlay PNGs to OUTPUT/preview/."),
+        spacing: Optional[str] = typer.Option(None, "--spacing", help="Volumes (hip-ct, brain-ct): voxel spacing in mm as SLICE,ROW,COL, e.g. 2,1.4,1.4 (default: drawn per case)."),
+        shape: Optional[str] = typer.Option(None, "--shape", help="Volumes: grid size as SLICES,ROWS,COLS (default: the body's extent at the spacing)."),
         workers: Optional[int] = WorkersOpt,
         quiet: bool = QuietOpt,
     ) -> None:
@@ -29,10 +34,23 @@ def register(app: typer.Typer) -> None:
         from radseg.synth.run import synthesize
 
         choice(PHANTOMS, kind)
+        options = {}
+        for name, text, cast in (("spacing", spacing, float), ("shape", shape, int)):
+            if text is None:
+                continue
+            if kind not in VOLUMES:
+                fail(f"--{name} is for the volume kinds ({', '.join(VOLUMES)}), not {kind}")
+            try:
+                values = tuple(cast(v) for v in text.split(","))
+            except ValueError:
+                values = ()
+            if len(values) != 3 or min(values) <= 0:
+                fail(f"--{name} {text!r}: expected three positive numbers SLICE,ROW,COL")
+            options[name] = values
         with Progress(f"synth {kind}", n, quiet=quiet) as progress:
             try:
                 result = synthesize(kind, n, output, seed=seed, shift=shift, preview=preview, workers=workers,
-                                    on_progress=progress.advance)
+                                    on_progress=progress.advance, options=options)
             except (RadsegError, ValueError) as exc:
                 fail(str(exc))
         problems(result.failed)

@@ -40,8 +40,8 @@ def annotate_cts(ct_dir: Path, rows: list[dict[str, Any]], outdir: Path) -> tupl
         case = row["case_id"]
         ct = rio.read(ct_dir / row["image"])
         truth = rio.read_labels(ct_dir / row["labels"])
-        bone = extract_bone(ct, whole=True)  # the whole bone, as annotators draw it
-        split = segment_hip_joint(ct, bone=extract_bone(ct).mask)  # the split expects the cortex-only mask
+        bone = extract_bone(ct)  # the whole bone, as annotators draw it
+        split = segment_hip_joint(ct, bone=bone.mask)
         rio.write(bone.mask, outdir / "bone" / f"{case}.nii.gz", kind="nifti")
         rio.write(split.labels, outdir / "hip" / f"{case}.nii.gz", kind="nifti")
         spacing = tuple(ct.spacing)
@@ -57,8 +57,9 @@ def annotate_cts(ct_dir: Path, rows: list[dict[str, Any]], outdir: Path) -> tupl
                 entry[f"{name} hd95 mm"] = surface_distances(pred, truth_masks[name], spacing=spacing).hd95()
         table.append(entry)
     frame = pd.DataFrame(table)
-    acetabulum = frame[[c for c in frame.columns if c.endswith("acetabulum dice")]].to_numpy().mean()
-    head = frame[[c for c in frame.columns if c.endswith("femoral head dice")]].to_numpy().mean()
+    # a side whose femoral head was resected (a hip implant) has no head to score: nanmean over the rest
+    acetabulum = np.nanmean(frame[[c for c in frame.columns if c.endswith("acetabulum dice")]].to_numpy(dtype=float))
+    head = np.nanmean(frame[[c for c in frame.columns if c.endswith("femoral head dice")]].to_numpy(dtype=float))
     numbers = {"cases": len(frame), "bone_dice": float(frame["bone_dice"].mean()),
                "acetabulum_dice": float(acetabulum), "femoral_head_dice": float(head)}
     return frame, numbers
@@ -85,9 +86,10 @@ def aim_warnings(frame) -> list[str]:
             side = columns[j].split()[0]
             split = str(frame.iloc[i].get(f"{side} split", ""))
             why = f", {split}" if split.startswith("not split") else ""
-            misses.append(f"{frame.iloc[i]['case']} {side} {values[i, j]:.2f}{why}")
+            misses.append(f"{frame.iloc[i]['case']} {side} {values[i, j]:.3f}{why}")
         zeros = int(np.sum(values == 0))
-        out.append(f"{structure} Dice {np.nanmean(values):.3f} (mean of {values.size} side(s)) is below its aim of "
+        scored = int(np.isfinite(values).sum())
+        out.append(f"{structure} Dice {np.nanmean(values):.3f} (mean of {scored} side(s)) is below its aim of "
                    f"{AIMS[structure]:.2f} per side" + (f", with {zeros} side(s) at 0" if zeros else "")
-                   + f": {len(below)} of {values.size} side(s) miss it ({'; '.join(misses)}).")
+                   + f": {len(below)} of {scored} side(s) miss it ({'; '.join(misses)}).")
     return out

@@ -137,7 +137,8 @@ def _stage_synth(record, state, *, outdir: Path, size: DemoSize, seed: int, work
     rows = pd.DataFrame(xray.rows)
     state.update(ct_dir=ct_dir, xray_dir=xray_dir, ct_rows=ct.rows, xray_rows=rows,
                  train_ids=list(rows["case_id"][:size.xray_train]), test_ids=list(rows["case_id"][size.xray_train:]))
-    record.commands = [f"radseg synth hip-ct -n {size.ct_cases} -o {ct_dir} --seed {seed} --shift {SHIFT} --preview",
+    record.commands = [f"radseg synth hip-ct -n {size.ct_cases} -o {ct_dir} --seed {seed} --shift {SHIFT} --preview "
+                       f"--spacing {','.join(f'{v:g}' for v in size.ct_spacing)} --shape {','.join(map(str, size.ct_shape))}",
                        f"radseg synth hip-xray -n {n_xray} -o {xray_dir} --seed {seed + 1} --shift {SHIFT} --preview"]
     cohort = rows.groupby(["sex", "race"]).size().rename("cases").reset_index()
     record.results["tables"] = {"Radiograph cohort by sex and race": cohort}
@@ -181,8 +182,8 @@ def _stage_annotate(record, state, *, outdir: Path, size: DemoSize, seed: int, w
             f"bone extraction Dice {numbers['bone_dice']:.3f}, acetabulum Dice {numbers['acetabulum_dice']:.3f}, "
             f"femoral head Dice {numbers['femoral_head_dice']:.3f} (mean over {numbers['cases']} CT case(s)): "
             f"every structure meets its aim ({', '.join(f'{k} >= {v:.2f}' for k, v in AIMS.items())})"]
-    record.commands = [f"radseg annotate bone CT.nii.gz --whole -o {outdir / 'annotate'}/bone.nii.gz",
-                       f"radseg annotate hip-joint CT.nii.gz -o {outdir / 'annotate'}/hip.nii.gz"]
+    record.commands = [f"radseg annotate bone CT.nii.gz -o {outdir / 'annotate'}/bone.nii.gz",
+                       f"radseg annotate hip-joint CT.nii.gz --bone {outdir / 'annotate'}/bone.nii.gz -o {outdir / 'annotate'}/hip.nii.gz"]
 
 
 def _stage_train(record, state, *, outdir: Path, size: DemoSize, seed: int, workers) -> None:

@@ -16,10 +16,7 @@ Many cases: :class:`MetricAccumulator`; statistics: :func:`bootstrap_ci` and
 """
 
 from radseg.evaluate import metrics, overlap, surface
-from radseg.evaluate.accumulate import MetricAccumulator
-from radseg.evaluate.bootstrap import bootstrap_ci, hemseg_protocol_ci
-from radseg.evaluate.fairness import age_group, fairness_report, fairness_table
-from radseg.evaluate.instances import coco_instance_ap
+
 # the metric modules' own __all__ lists are the package's metric API (one list each, not two)
 from radseg.evaluate.metrics import *  # noqa: F401,F403
 from radseg.evaluate.overlap import *  # noqa: F401,F403
@@ -38,6 +35,26 @@ __all__ = [
     "coco_instance_ap",
     "evaluate_folders",
 ]
+
+
+#: Imported on first use (PEP 562): the metrics need numpy alone, statistics need scipy.special and pandas.
+_LAZY = {
+    "MetricAccumulator": "radseg.evaluate.accumulate",
+    "bootstrap_ci": "radseg.evaluate.bootstrap",
+    "hemseg_protocol_ci": "radseg.evaluate.bootstrap",
+    "age_group": "radseg.evaluate.fairness",
+    "fairness_report": "radseg.evaluate.fairness",
+    "fairness_table": "radseg.evaluate.fairness",
+    "coco_instance_ap": "radseg.evaluate.instances",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'radseg.evaluate' has no attribute {name!r}")
 
 
 def evaluate_folders(*args, **kwargs):

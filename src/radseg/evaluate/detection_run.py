@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from radseg.evaluate.detection import image_score, instances_from_probability, roc_auc_ci
+from radseg.evaluate.detection import image_score, instances_from_probability, roc_auc, roc_auc_ci
 from radseg.evaluate.instances import coco_instance_ap, encode_mask
 
 __all__ = ["DetectionResult", "ScoredImage", "match_at_iou", "score_image", "summarise", "write_detection"]
@@ -104,13 +104,21 @@ def _metrics(cases: list[ScoredImage], *, resamples: int, seed: int) -> dict[str
     out["precision"] = hits / n_det if n_det else float("nan")
     out["recall"] = hits / n_truth if n_truth else float("nan")
     dices = np.array([c.dice if c.dice is not None else 0.0 for c in cases if c.truths], float)
+    nan = float("nan")  # resamples=0 (--bootstrap 0): the estimates without confidence intervals
     if dices.size:
-        ci = bootstrap_ci(dices, resamples=resamples, seed=seed)
-        out.update(dice=ci.estimate, dice_ci_low=ci.low, dice_ci_high=ci.high)
+        if resamples > 0:
+            ci = bootstrap_ci(dices, resamples=resamples, seed=seed)
+            out.update(dice=ci.estimate, dice_ci_low=ci.low, dice_ci_high=ci.high)
+        else:
+            out.update(dice=float(dices.mean()), dice_ci_low=nan, dice_ci_high=nan)
     labels = np.array([bool(c.truths) for c in cases])
     if labels.any() and not labels.all():
-        auc = roc_auc_ci([c.score for c in cases], labels, resamples=resamples, seed=seed)
-        out.update(auc=auc.estimate, auc_ci_low=auc.low, auc_ci_high=auc.high)
+        scores = [c.score for c in cases]
+        if resamples > 0:
+            auc = roc_auc_ci(scores, labels, resamples=resamples, seed=seed)
+            out.update(auc=auc.estimate, auc_ci_low=auc.low, auc_ci_high=auc.high)
+        else:
+            out.update(auc=roc_auc(scores, labels), auc_ci_low=nan, auc_ci_high=nan)
     return out
 
 

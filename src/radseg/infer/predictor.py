@@ -7,6 +7,12 @@ channel at a time so a large CT does not need all class volumes at once), argmax
 (multi-class) or > threshold (multi-label, default 0.5), then optional clean-ups. The result is a label map
 (or multi-label mask) on exactly the input's grid, carrying its metadata (so a DICOM
 input's source files are there for the DICOM-SEG writer) and the model's label names.
+
+Backends: ``torch`` (the network as a torch module; CPU or CUDA) and ``onnx`` (the bundle's
+ONNX graph through ONNX Runtime). The onnx path imports neither torch nor MONAI: bundle
+reading, preprocessing, the sliding window, TTA and the clean-ups are numpy/scipy code that
+the torch path shares. ``auto`` picks onnx when the bundle carries a graph, onnxruntime is
+installed and no GPU is asked for or present (a GPU machine keeps torch on CUDA), else torch.
 """
 
 from __future__ import annotations
@@ -20,13 +26,30 @@ import numpy as np
 from radseg.errors import RadsegError, ReadError
 from radseg.image import Image
 from radseg.models.bundle import ModelBundle, load_bundle
-from radseg.models.cpu import resolve_device
 from radseg.models.mirror import LR_AXIS, mirror_permutation
 from radseg.models.preprocess import prepare
 
-__all__ = ["Predictor"]
+__all__ = ["Predictor", "choose_backend", "BACKENDS"]
 
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("auto", "torch", "onnx")
+
+
+def _gpu_present() -> bool:
+    """An NVIDIA GPU on this machine (device nodes of its driver), found without importing torch."""
+    return Path("/dev/nvidia0").exists() or Path("/dev/nvidiactl").exists()
+
+
+def choose_backend(bundle: ModelBundle, backend: str = "auto", device: str = "auto") -> str:
+    """``backend`` itself unless ``auto``: then onnx when the bundle has a graph, onnxruntime is
+    installed and the device is the CPU (``cpu``, or ``auto`` on a machine without a GPU), else torch."""
+    if backend not in BACKENDS:
+        raise RadsegError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend != "auto":
+        return backend
+    from radseg.infer.onnx import onnx_available
+
+    cpu = device == "cpu" or (device == "auto" and not _gpu_present())
+    return "onnx" if bundle.onnx_bytes is not None and cpu and onnx_available() else "torch"
 
 
 class Predictor:
@@ -35,26 +58,29 @@ class Predictor:
     def __init__(self, bundle: ModelBundle, *, device: str = "auto", backend: str = "torch", tta: bool = False,
                  overlap: float = 0.5, sw_batch_size: int = 2, postprocess: dict[str, Any] | None = None,
                  threads: int | None = None, threshold: float = 0.5) -> None:
-        import torch
-
-        if backend not in BACKENDS:
-            raise RadsegError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        backend = choose_backend(bundle, backend, device)
         if not 0.0 <= overlap < 1.0:
             raise RadsegError(f"overlap must be in [0, 1), got {overlap}")
-        torch.set_num_threads(threads or os.cpu_count() or 1)
         self.bundle, self.backend, self.tta = bundle, backend, tta
-        self.device = resolve_device(device)
         if not 0.0 < threshold < 1.0:
             raise RadsegError(f"threshold must be in (0, 1), got {threshold}")
         self.overlap, self.sw_batch_size, self.threshold = overlap, sw_batch_size, float(threshold)
         self.postprocessing = {**bundle.postprocessing, **(postprocess or {})}
         if backend == "onnx":
-            from radseg.infer.onnx import OnnxForward
+            from radseg.infer.onnx import OnnxForward, onnx_device
 
             if bundle.onnx_bytes is None:
                 raise RadsegError(f"{bundle.path}: the model has no ONNX export; run `radseg export-onnx {bundle.path}`")
-            self.forward = OnnxForward(bundle.onnx_bytes, device=self.device, threads=threads)
+            self.device = onnx_device(device)
+            self.forward = OnnxForward(bundle.onnx_bytes, weights=bundle.weights_bytes, device=self.device,
+                                       threads=threads)
         else:
+            import torch
+
+            from radseg.models.cpu import resolve_device
+
+            torch.set_num_threads(threads or os.cpu_count() or 1)
+            self.device = resolve_device(device)
             try:
                 self.forward = bundle.build_network().to(self.device)
             except (RuntimeError, ValueError, KeyError) as exc:  # weights that do not fit, options the network refuses
@@ -67,18 +93,17 @@ class Predictor:
     def load(cls, model_path: str | Path, **options: Any) -> "Predictor":
         """Load (and verify) a model bundle folder or zip; options as for the constructor.
 
-        A model shipped inside radseg carries no ONNX graph (it would double the package's size):
-        ``backend="onnx"`` exports one in memory from its weights (needs torch, a few seconds).
+        The weights are loaded (with torch) only for the torch backend. The models shipped with
+        radseg carry their ONNX graph; a shipped zip without one (an older install) gets one
+        exported in memory for ``backend="onnx"`` (needs torch, a few seconds).
         """
         from radseg.models.bundle import SHIPPED_DIR
 
-        onnx = options.get("backend", "torch") == "onnx"
-        bundle = load_bundle(model_path, weights=not onnx)
-        if onnx and bundle.onnx_bytes is None and bundle.path is not None and \
-                bundle.path.resolve().parent == SHIPPED_DIR.resolve():
+        bundle = load_bundle(model_path, weights=False)
+        if options.get("backend", "torch") == "onnx" and bundle.onnx_bytes is None and bundle.path is not None \
+                and bundle.path.resolve().parent == SHIPPED_DIR.resolve():
             from radseg.infer.onnx import export_onnx
 
-            bundle = load_bundle(model_path)
             bundle.onnx_bytes = export_onnx(bundle, store=False)
         return cls(bundle, **options)
 
@@ -107,9 +132,8 @@ class Predictor:
         return self.bundle.spatial_dims
 
     def probabilities(self, image: Image):
-        """``(probabilities [C, *grid] tensor, GridMap)`` on the network grid."""
-        import torch
-
+        """``(probabilities [C, *grid], GridMap)`` on the network grid: a numpy array (onnx backend)
+        or a CPU torch tensor (torch backend)."""
         from radseg.models.grid import grid_probabilities
 
         pre = self.bundle.preprocessing
@@ -120,11 +144,16 @@ class Predictor:
             x, grid = prepare(image, pre)
         except ValueError as exc:
             raise RadsegError(str(exc)) from None
-        tensor = torch.from_numpy(x)[None].to(self.device)
-        probs = grid_probabilities(self.forward, tensor, head=self.bundle.head, patch_size=pre.patch_size,
+        if self.backend == "onnx":
+            batch = x[None]
+        else:
+            import torch
+
+            batch = torch.from_numpy(x)[None].to(self.device)
+        probs = grid_probabilities(self.forward, batch, head=self.bundle.head, patch_size=pre.patch_size,
                                    whole=pre.mode == "fit", overlap=self.overlap, sw_batch_size=self.sw_batch_size,
                                    tta=self.tta, lr_axis=LR_AXIS[pre.spatial_dims], channel_perm=self.channel_perm)
-        return probs[0].float().cpu(), grid
+        return (probs[0] if self.backend == "onnx" else probs[0].float().cpu()), grid
 
     def predict(self, image: Image) -> Image:
         """The label map (or multi-label mask) of ``image``, on its grid, with label names."""

@@ -18,11 +18,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 
 from radseg.errors import ReadError, SeriesError
 from radseg.image import Image
@@ -30,6 +28,9 @@ from radseg.io.atomic import not_regular
 from radseg.io.dicom_scan import DicomSeries, classify, frame_count, header_problem, read_header, scan, series_uid
 from radseg.io.dicom_stack import GapPolicy, Plane, TiltPolicy, plan_stack, stack_planes
 from radseg.io.dicom_tags import decode_pixels, get_float, get_floats, safe_metadata
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 
 def read_dicom(
@@ -50,6 +51,8 @@ def read_dicom(
     why = not_regular(path)
     if why:
         raise ReadError(path, why)
+    from pydicom.errors import InvalidDicomError
+
     try:
         ds = read_header(path)
     except InvalidDicomError:
@@ -146,11 +149,14 @@ def slice_plane(path: Path, ds: Dataset) -> Plane:
         intercept=get_float(ds, "RescaleIntercept", 0.0) or 0.0,
         load=lambda: decode_pixels(ds),
         thickness=get_float(ds, "SpacingBetweenSlices") or get_float(ds, "SliceThickness"),
+        load_into=getattr(ds, "read_pixels", None),  # FastHeader: one readinto per slice, no copy
     )
 
 
 def enhanced_planes(path: Path, ds: Dataset) -> list[Plane]:
     """The frames of an enhanced multi-frame object, from its functional groups."""
+    from pydicom.dataset import Dataset
+
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
     shared_seq = ds.get("SharedFunctionalGroupsSequence") or []
     shared = shared_seq[0] if len(shared_seq) else Dataset()

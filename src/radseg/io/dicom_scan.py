@@ -24,14 +24,10 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Literal
-
-import numpy as np
-import pydicom
-from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal
 
 from radseg.io.atomic import not_regular
+from radseg.io.dicom_header import fast_headers
 from radseg.io.dicom_tags import (
     ENHANCED_SOP_CLASSES,
     NON_IMAGE_MODALITIES,
@@ -39,6 +35,9 @@ from radseg.io.dicom_tags import (
     get_floats,
     image_type,
 )
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 Kind = Literal["slices", "enhanced", "multiframe", "radiograph"]
 _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -183,6 +182,9 @@ def read_header(path: Path) -> Dataset:
 
     Raises InvalidDicomError for files that are not DICOM at all.
     """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
     try:
         return pydicom.dcmread(path, defer_size="4 KB")
     except InvalidDicomError:
@@ -265,46 +267,41 @@ def scan(
     singles: list[tuple[str, str, Path, Dataset]] = []
     broken: dict[str, list[tuple[Path, str]]] = defaultdict(list)  # series UID -> its unreadable files
     orphans: list[tuple[Path, str]] = []  # unreadable files whose series is unknown
+    files = []
     for root in roots:
         for path in iter_files(root):
-            if on_file:
-                on_file(path)
             why = not_regular(path)
             if why:
                 result.skipped.append((path, why))
-                continue
-            try:
-                ds = read_header(path)
-            except InvalidDicomError:
-                why = _not_dicom_reason(path)
-                if why:
-                    result.unreadable.append((path, why))
-                    orphans.append((path, why))
-                else:
-                    result.non_dicom.append(path)
-                continue
-            except Exception as exc:  # truncated or malformed file: name it, keep going
-                why = _not_dicom_reason(path) if path.stat().st_size == 0 else None
-                why = why or f"not a readable DICOM file ({type(exc).__name__}: {exc})"
-                result.unreadable.append((path, why))
-                orphans.append((path, why))
-                continue
-            why = header_problem(ds)
-            if why:
-                result.unreadable.append((path, why))
-                if "SeriesInstanceUID" in ds:
-                    broken[series_uid(ds, path)].append((path, why))
-                else:
-                    orphans.append((path, why))
-                continue
-            kind = classify(ds, include_derived=include_derived)
-            uid = series_uid(ds, path)
-            if kind == "slices":
-                slices[uid].append((path, ds))
-            elif kind in ("enhanced", "multiframe", "radiograph"):
-                singles.append((kind, uid, path, ds))
+                if on_file:
+                    on_file(path)
             else:
-                result.skipped.append((path, kind))
+                files.append(path)
+    parsed = fast_headers(files)
+    for path in files:
+        if on_file:
+            on_file(path)
+        ds = parsed.get(path) or _read_slow(path, result, orphans)
+        if ds is None:
+            continue
+        why = header_problem(ds)
+        if why:
+            result.unreadable.append((path, why))
+            if "SeriesInstanceUID" in ds:
+                broken[series_uid(ds, path)].append((path, why))
+            else:
+                orphans.append((path, why))
+            continue
+        kind = classify(ds, include_derived=include_derived)
+        uid = series_uid(ds, path)
+        if kind != "slices" and hasattr(ds, "full"):
+            ds = ds.full()  # a single-file item: its readers want the whole pydicom dataset
+        if kind == "slices":
+            slices[uid].append((path, ds))
+        elif kind in ("enhanced", "multiframe", "radiograph"):
+            singles.append((kind, uid, path, ds))
+        else:
+            result.skipped.append((path, kind))
     for kind, uid, path, ds in singles:
         if kind == "radiograph" and uid in slices and _is_lost_slice(ds):
             broken[uid].append((path, "a slice of this series without ImagePositionPatient/ImageOrientationPatient: "
@@ -320,6 +317,27 @@ def scan(
             series.suspects = [(p, why) for p, why in orphans if p.parent in folders]
     result.series.sort(key=lambda s: (s.number if s.number is not None else 1 << 30, s.key))
     return result
+
+
+def _read_slow(path: Path, result: DicomScan, orphans: list[tuple[Path, str]]) -> Dataset | None:
+    """pydicom's reading of a file the fast reader left; records a file that is not DICOM or broken (None)."""
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return read_header(path)
+    except InvalidDicomError:
+        why = _not_dicom_reason(path)
+        if why:
+            result.unreadable.append((path, why))
+            orphans.append((path, why))
+        else:
+            result.non_dicom.append(path)
+    except Exception as exc:  # truncated or malformed file: name it, keep going
+        why = _not_dicom_reason(path) if path.stat().st_size == 0 else None
+        why = why or f"not a readable DICOM file ({type(exc).__name__}: {exc})"
+        result.unreadable.append((path, why))
+        orphans.append((path, why))
+    return None
 
 
 def _is_lost_slice(ds: Dataset) -> bool:
@@ -342,6 +360,8 @@ def series_uid(ds: Dataset, path: Path) -> str:
 
 
 def _split_by_plane(uid: str, headers: list[tuple[Path, Dataset]]) -> list[DicomSeries]:
+    import numpy as np
+
     groups: dict[tuple, list[tuple[Path, Dataset]]] = defaultdict(list)
     for path, ds in headers:
         orientation = tuple(np.round(get_floats(ds, "ImageOrientationPatient", 6), 3))

@@ -44,6 +44,7 @@ class Plane:
     intercept: float
     load: Callable[[], np.ndarray]  # stored pixel values of this plane
     thickness: float | None = None
+    load_into: Callable[[np.ndarray], np.ndarray] | None = None  # the same pixels, read into a given array when it can
 
 
 @dataclass
@@ -207,7 +208,9 @@ def _load_rescaled(planes: list[Plane], name: str) -> np.ndarray:
     volume = np.empty((len(planes), *first.shape), dtype=first.dtype)
     volume[0] = first
     for i, plane in enumerate(planes[1:], start=1):
-        volume[i] = _load_one(plane, name)
+        pixels = _load_one(plane, name, into=volume[i])
+        if pixels is not volume[i] and not np.shares_memory(pixels, volume[i]):
+            volume[i] = pixels
     slopes = np.array([p.slope for p in planes])
     intercepts = np.array([p.intercept for p in planes])
     if np.all(slopes == 1) and np.all(intercepts == 0):
@@ -229,9 +232,10 @@ def _load_rescaled(planes: list[Plane], name: str) -> np.ndarray:
             + intercepts[:, None, None].astype(np.float32))
 
 
-def _load_one(plane: Plane, name: str) -> np.ndarray:
+def _load_one(plane: Plane, name: str, into: np.ndarray | None = None) -> np.ndarray:
+    """The plane's stored pixels; read straight into ``into`` (a slice of the volume) when the plane can."""
     try:
-        pixels = plane.load()
+        pixels = plane.load_into(into) if into is not None and plane.load_into is not None else plane.load()
     except Exception as exc:  # pydicom / decoder errors: name the file
         raise SeriesError(name, f"cannot decode pixels of {plane.source}: {exc}") from exc
     if pixels.shape != plane.shape:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydicom.dataset import Dataset
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 # Acquisition metadata that is useful downstream and carries no patient identity.
 # An allow-list (not a block-list) so a new private or identifying tag never leaks.
@@ -72,8 +74,9 @@ def get_floats(ds: Dataset, keyword: str, count: int | None = None) -> np.ndarra
     value = ds.get(keyword)
     if value is None or value == "":
         return None
+    items = [value] if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__") else value
     try:
-        values = np.atleast_1d(np.asarray([float(v) for v in np.atleast_1d(value)], dtype=float))
+        values = np.array([float(v) for v in items], dtype=float).reshape(-1)
     except (TypeError, ValueError):
         return None
     if count is not None and values.size != count:
@@ -128,6 +131,8 @@ def decode_pixels(ds: Dataset) -> np.ndarray:
     Uses pydicom's decoders; compressed transfer syntaxes go through the installed
     pylibjpeg plugins (JPEG baseline/lossless, JPEG-LS, JPEG 2000, RLE).
     """
+    if hasattr(ds, "read_pixels"):  # a FastHeader (radseg.io.dicom_header): plain pixels straight from the file
+        return ds.read_pixels()
     fast = _read_native_pixels(ds)
     if fast is not None:
         return fast

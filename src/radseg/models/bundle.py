@@ -6,7 +6,9 @@ Layout (the same inside a ``.zip``)::
                      postprocessing, left/right pairs, and the SHA-256 of every file below
     weights.pt       the network's state_dict (loaded with ``weights_only=True``)
     manifest.json    how it was made: versions, data hash, training config, metrics
-    model.onnx       optional, added by ``radseg export-onnx``
+    model.onnx       optional, added by ``radseg export-onnx``: the network as an ONNX graph whose
+                     weight tensors point into weights.pt (ONNX external data: offset and length
+                     inside that file), so the weights are stored once (see radseg.infer.onnx)
 
 Trained models that ship with radseg live in ``radseg/models/shipped/<name>.zip``; wherever a
 model path is asked for, such a name (``-m fracatlas``) works too (:func:`model_path`).
@@ -63,10 +65,14 @@ class ModelBundle:
     manifest: dict[str, Any] = field(default_factory=dict)
     state_dict: Any = None
     onnx_bytes: bytes | None = None
+    #: weights.pt exactly as read or written (None until then); stands for ``state_dict`` while that is
+    #: the dict it was read into or written from (assigning another dict makes a save serialise it anew)
+    weights_bytes: bytes | None = None
     path: Path | None = None
     digest: str | None = None  # SHA-256 of the weights: identifies the model
 
     def __post_init__(self) -> None:
+        self._weights_of = self.state_dict if self.weights_bytes is not None else None
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
         if len(self.class_values) != len(self.class_names):
@@ -88,7 +94,7 @@ class ModelBundle:
                     out_channels=self.out_channels, patch_size=self.preprocessing.patch_size,
                     overrides=self.arch_kwargs)
         if load_weights:
-            if self.state_dict is None:
+            if self.load_weights() is None:
                 raise ValueError("this bundle holds no weights")
             net.load_state_dict(self.state_dict)
         return net.eval()
@@ -109,13 +115,29 @@ class ModelBundle:
             "files": files,
         }
 
-    # --- writing ------------------------------------------------------------------------
-    def _payload(self) -> dict[str, bytes]:
-        import torch
+    def load_weights(self) -> Any:
+        """The state_dict (loaded from ``weights_bytes`` with torch when the bundle was read without it)."""
+        if self.state_dict is None and self.weights_bytes is not None:
+            self.state_dict = self._weights_of = _torch_load(self.weights_bytes, self.path)
+        return self.state_dict
 
-        buffer = io.BytesIO()
-        torch.save({k: v.detach().cpu() for k, v in self.state_dict.items()}, buffer)
-        files = {_WEIGHTS: buffer.getvalue(),
+    # --- writing ------------------------------------------------------------------------
+    def weights_payload(self) -> bytes:
+        """weights.pt as it is (or will be) stored: the bytes read, else the state_dict serialised once.
+
+        Kept byte for byte on a re-save, so the model's digest and the ONNX graph's references
+        into weights.pt stay valid.
+        """
+        if self.weights_bytes is None or (self.state_dict is not None and self.state_dict is not self._weights_of):
+            import torch
+
+            buffer = io.BytesIO()
+            torch.save({k: v.detach().cpu() for k, v in self.load_weights().items()}, buffer)
+            self.weights_bytes, self._weights_of = buffer.getvalue(), self.state_dict
+        return self.weights_bytes
+
+    def _payload(self) -> dict[str, bytes]:
+        files = {_WEIGHTS: self.weights_payload(),
                  _MANIFEST: json.dumps(self.manifest, indent=2, sort_keys=True, default=str).encode()}
         if self.onnx_bytes is not None:
             files[_ONNX] = self.onnx_bytes
@@ -183,8 +205,21 @@ def model_path(value: str | Path) -> Path:
     raise ReadError(path, f"no such model bundle (folder or .zip), nor a shipped model name (shipped: {names})")
 
 
+def _torch_load(data: bytes, path: Path | None) -> Any:
+    import torch
+
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ReadError(path or "model", f"cannot load {_WEIGHTS} ({exc})") from None
+
+
 def load_bundle(path: str | Path, *, weights: bool = True) -> ModelBundle:
-    """Read and verify a bundle (a path or a shipped model's name): file hashes, format version, labels."""
+    """Read and verify a bundle (a path or a shipped model's name): file hashes, format version, labels.
+
+    ``weights=False`` leaves the state_dict unloaded (no torch import; the ONNX backend needs
+    only the raw ``weights_bytes``); :meth:`ModelBundle.load_weights` loads it later.
+    """
     path = model_path(path)
     members = _read_members(path)
     if _CONFIG not in members:
@@ -224,14 +259,7 @@ def load_bundle(path: str | Path, *, weights: bool = True) -> ModelBundle:
         manifest = json.loads(members[_MANIFEST]) if _MANIFEST in members else {}
     except ValueError as exc:
         raise ReadError(path, f"{_MANIFEST} is not valid JSON ({exc})") from None
-    state = None
-    if weights:
-        import torch
-
-        try:
-            state = torch.load(io.BytesIO(members[_WEIGHTS]), map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ReadError(path, f"cannot load {_WEIGHTS} ({exc})") from None
+    state = _torch_load(members[_WEIGHTS], path) if weights else None
     try:
         bundle = ModelBundle(
             architecture=arch["name"], spatial_dims=int(arch["spatial_dims"]), in_channels=int(arch["in_channels"]),
@@ -241,7 +269,8 @@ def load_bundle(path: str | Path, *, weights: bool = True) -> ModelBundle:
             postprocessing=dict(config.get("postprocessing") or {}),
             mirror_pairs=[tuple(p) for p in config.get("mirror_pairs") or []],
             manifest=manifest if isinstance(manifest, dict) else {},
-            state_dict=state, onnx_bytes=members.get(_ONNX), path=path, digest=files[_WEIGHTS],
+            state_dict=state, onnx_bytes=members.get(_ONNX), weights_bytes=members[_WEIGHTS], path=path,
+            digest=files[_WEIGHTS],
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ReadError(path, f"{_CONFIG} is incomplete or invalid ({exc})") from None

@@ -1,47 +1,59 @@
 """Class probabilities on the network grid: whole image or sliding window, optional flip TTA.
 
-Shared by the predictor and by validation during training, so what training reports is
-what ``radseg segment`` does. ``forward`` is anything mapping a float tensor
-``[B, 1, *patch]`` to logits ``[B, C, *patch]``: a torch module or the ONNX Runtime session
-wrapper, so both backends run the same windows with the same weights.
-
-Sliding window: MONAI's ``sliding_window_inference`` with Gaussian weighting (centre
-voxels of a window count more than its borders, which see less context) and the given
-overlap; images smaller than the patch are padded by MONAI and cropped back.
+Shared by the predictor (both backends) and by validation during training, so what training
+reports is what ``radseg segment`` does. ``forward`` maps a float input ``[B, 1, *patch]`` to
+logits ``[B, C, *patch]``: a torch module on torch tensors, or the ONNX Runtime session
+wrapper on numpy arrays (then nothing here imports torch). Both run the same windows with
+the same weights (:mod:`radseg.models.window`: Gaussian weighting as MONAI's
+``sliding_window_inference`` with ``mode="gaussian"``; images smaller than the patch are
+padded and cropped back).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
-import torch
+import numpy as np
 
 from radseg.models.tta import mirror_tta
+from radseg.models.window import sliding_window
 
-__all__ = ["grid_probabilities"]
+__all__ = ["grid_probabilities", "activate"]
 
 
-def grid_probabilities(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, head: str,
-                       patch_size: Sequence[int], whole: bool, overlap: float = 0.5, sw_batch_size: int = 2,
-                       tta: bool = False, lr_axis: int | None = None, channel_perm: Sequence[int] | None = None,
-                       ) -> torch.Tensor:
-    """Probabilities ``[B, C, *grid]`` for a network-grid input ``x`` ``[B, 1, *grid]``."""
+def activate(logits: Any, head: str) -> Any:
+    """Sigmoid (multi-label head) or softmax over the channel axis (multi-class), numpy or torch."""
+    if not isinstance(logits, np.ndarray):
+        import torch
 
-    def activate(logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits) if head == "multilabel" else torch.softmax(logits, dim=1)
+    logits = logits.astype(np.float32, copy=False)
+    if head == "multilabel":
+        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
-    def score(inputs: torch.Tensor) -> torch.Tensor:
+
+def grid_probabilities(forward: Callable[[Any], Any], x: Any, *, head: str, patch_size: Sequence[int], whole: bool,
+                       overlap: float = 0.5, sw_batch_size: int = 2, tta: bool = False, lr_axis: int | None = None,
+                       channel_perm: Sequence[int] | None = None) -> Any:
+    """Probabilities ``[B, C, *grid]`` for a network-grid input ``x`` ``[B, 1, *grid]`` (numpy or torch)."""
+
+    def score(inputs: Any) -> Any:
         if whole and tuple(inputs.shape[2:]) == tuple(patch_size):
-            return activate(forward(inputs))
-        from monai.inferers import sliding_window_inference
+            return activate(forward(inputs), head)
+        return activate(sliding_window(forward, inputs, patch_size, overlap=overlap, sw_batch_size=sw_batch_size), head)
 
-        logits = sliding_window_inference(inputs, roi_size=tuple(patch_size), sw_batch_size=sw_batch_size,
-                                          predictor=forward, overlap=overlap, mode="gaussian")
-        return activate(torch.as_tensor(logits))
-
-    with torch.inference_mode():
+    def run() -> Any:
         if tta:
             if lr_axis is None or channel_perm is None:
                 raise ValueError("flip TTA needs the left-right axis and the channel permutation")
             return mirror_tta(score, x, lr_axis=lr_axis, channel_perm=channel_perm)
         return score(x)
+
+    if isinstance(x, np.ndarray):
+        return run()
+    import torch
+
+    with torch.inference_mode():
+        return run()

@@ -31,11 +31,12 @@ can be returned to the input grid: :meth:`GridMap.restore_channel`.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from radseg.image import Image
+from radseg.models.resample import resize
 from radseg.orientation import canonical_axes, from_canonical, to_canonical
 
 __all__ = ["Preprocessing", "GridMap", "prepare", "prepare_labels"]
@@ -125,43 +126,21 @@ class GridMap:
         return grid_array[(Ellipsis, *index)]
 
     def restore_channel(self, channel, *, mode: str = "linear") -> np.ndarray:
-        """One network-grid channel (numpy or torch, shape = grid) on the original grid."""
-        import torch
-
-        tensor = torch.as_tensor(np.asarray(channel) if not torch.is_tensor(channel) else channel)
-        tensor = self.crop(tensor).float()
-        out = _resize(tensor, self.canonical_shape, mode=mode)
-        return from_canonical(out.numpy(), self.perm, self.flips)
+        """One network-grid channel (numpy, or a torch tensor: shape = grid) on the original grid."""
+        if not isinstance(channel, np.ndarray):
+            channel = channel.detach().float().cpu().numpy() if hasattr(channel, "detach") else np.asarray(channel)
+        out = resize(self.crop(channel), self.canonical_shape, mode=mode)
+        return from_canonical(out, self.perm, self.flips)
 
     def to_grid(self, array: np.ndarray, *, mode: str, pad_value: float = 0.0) -> np.ndarray:
         """Any array on the original grid (spatial axes only) onto the network grid."""
-        import torch
-
         canon = np.ascontiguousarray(to_canonical(array, self.perm, self.flips))
-        resized = _resize(torch.from_numpy(canon.astype(np.float32, copy=False)), self.resized_shape, mode=mode).numpy()
+        resized = resize(canon, self.resized_shape, mode=mode)
         if self.resized_shape == self.grid_shape:
             return resized
         out = np.full(self.grid_shape, pad_value, np.float32)
         out[tuple(slice(p, p + s) for p, s in zip(self.pad_before, self.resized_shape))] = resized
         return out
-
-
-def _resize(tensor, shape: Sequence[int], *, mode: str):
-    """Resize a spatial tensor (no batch/channel axes) with pixel edges aligned."""
-    import torch.nn.functional as F
-
-    shape = tuple(int(s) for s in shape)
-    if tuple(tensor.shape) == shape:
-        return tensor
-    ndim = tensor.dim()
-    x = tensor[None, None]
-    if mode == "nearest":
-        out = F.interpolate(x, size=shape, mode="nearest-exact")
-    else:
-        shrinking = any(n < o for n, o in zip(shape, tensor.shape))
-        interp = "bilinear" if ndim == 2 else "trilinear"
-        out = F.interpolate(x, size=shape, mode=interp, align_corners=False, antialias=shrinking and ndim == 2)
-    return out[0, 0]
 
 
 def plan_grid(image: Image, pre: Preprocessing) -> GridMap:

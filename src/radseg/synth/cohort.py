@@ -14,6 +14,9 @@ effect        what changes for subjects in the shifted group
 ``contrast``  bone (or lesion) contrast over soft tissue times ``CONTRAST_FACTOR``
 ``noise``     image noise standard deviation times ``NOISE_FACTOR``
 ``size``      anatomy linear size times ``SIZE_FACTOR`` (smaller structures)
+``density``   osteoporotic bone: cortical and cancellous bone HU over soft tissue (muscle) times
+              ``DENSITY_FACTOR`` and the cortex thinner by the same factor (``hip-ct``,
+              ``hip-xray``); kinds without bone density ignore it
 ``none``      nothing: the null setting, where a fairness audit should find no gap
 ============  ===================================================================
 """
@@ -33,9 +36,10 @@ SCANNERS = {"site-A": "Vendor1 Model X", "site-B": "Vendor2 Model Y", "site-C": 
 CONTRAST_FACTOR = 0.6
 NOISE_FACTOR = 2.0
 SIZE_FACTOR = 0.85
+DENSITY_FACTOR = 0.6
 EFFECTS = {"contrast": ("contrast", CONTRAST_FACTOR), "noise": ("noise", NOISE_FACTOR),
-           "size": ("size", SIZE_FACTOR), "none": (None, 1.0)}
-NEUTRAL = {"contrast": 1.0, "noise": 1.0, "size": 1.0}
+           "size": ("size", SIZE_FACTOR), "density": ("density", DENSITY_FACTOR), "none": (None, 1.0)}
+NEUTRAL = {"contrast": 1.0, "noise": 1.0, "size": 1.0, "density": 1.0}
 
 
 def age_group(age: float) -> str:

@@ -65,6 +65,7 @@ class HipParams:
     contrast: float
     hu: dict = field(default_factory=dict)  # tissue -> HU (bone values with contrast applied)
     body: dict = field(default_factory=dict)  # outline and organ sizes (canonical mm)
+    cortex: dict = field(default_factory=dict)  # cortical thickness (mm) by site, before partial volume
     prims: dict = field(default_factory=dict, compare=False, repr=False)  # world primitives by structure
 
     def sides(self) -> tuple[HipSide, HipSide]:
@@ -196,13 +197,17 @@ def sample_hip_params(subject, *, rng: np.random.Generator | None = None, pathol
     right = _sample_side(g_right, p_right, "right", levels[0], sc, dsize, M, t)
     left = _sample_side(g_left, p_left, "left", levels[1], sc, dsize, M, t)
     rng = g_body
-    age = float(subject.age)
+    age, density = float(subject.age), float(subject.difficulty.get("density", 1.0))
     muscle = float(rng.normal(50, 4))
+    # Calibrated against real pelvic CT (benchmarks/ct_hu_quantiles.py): true (unblurred) cortex,
+    # red-to-fatty cancellous bone that loses density with age (and after menopause), fatty marrow.
     raw_bone = {
-        "cortical": float(np.clip(rng.normal(1550, 100) - 5 * (age - 50), 1050, 1800)),
-        "cancellous": float(np.clip(rng.normal(320, 35) - 2.5 * (age - 50) - (25 if not male else 0), 140, 420)),
+        "cortical": float(np.clip(rng.normal(1150, 80) - 4 * (age - 50), 900, 1400)),
+        "cancellous": float(np.clip(rng.normal(235, 35) - 2.5 * (age - 50) - (25 if not male else 0), 110, 380)),
         "marrow": float(rng.normal(15, 12)), "cyst": float(rng.normal(25, 5)),
     }
+    for key in ("cortical", "cancellous"):  # osteoporosis (difficulty "density")
+        raw_bone[key] = muscle + (raw_bone[key] - muscle) * density
     hu = {"air": -1000.0, "fat": float(rng.normal(-100, 5)), "muscle": muscle, "cartilage": float(rng.normal(88, 4)),
           "urine": float(rng.normal(8, 3)), "gas": -950.0,
           **{k: muscle + (v - muscle) * contrast for k, v in raw_bone.items()}}
@@ -210,8 +215,13 @@ def sample_hip_params(subject, *, rng: np.random.Generator | None = None, pathol
     body = {"fat": fat, "trunk_a": 68 * sc + fat, "trunk_b": 92 * sc + 0.9 * fat, "trunk_y": 18 * sc,
             "thigh_r": 62 * sc + 0.8 * fat, "bladder": float(rng.uniform(0.6, 1.1)) * sc,
             "gas": float(rng.uniform(0, 9)) * sc, "texture_seed": int(rng.integers(2 ** 31))}
+    thin = float(rng.uniform(0.2, 0.6)) * density  # iliac wing, sacral ala, acetabular floor
+    cortex = {"thin": thin, "thick": float(rng.uniform(1.4, 2.4)) * density,  # around the socket, columns
+              "sacrum": float(rng.uniform(0.4, 0.8)) * density, "neck": float(rng.uniform(0.5, 1.0)) * density,
+              "shaft": float(rng.uniform(4.0, 6.0)) * density, "variation": float(rng.uniform(0.2, 0.4))}
     params = HipParams(right=right, left=left, rotation=tuple(M.ravel()), translation=tuple(t), scale=sc,
-                       contrast=contrast, hu=hu, body=body)
+                       contrast=contrast, hu=hu, body=body, cortex={k: v * (sc if k != "variation" else 1.0)
+                                                                    for k, v in cortex.items()})
     object.__setattr__(params, "prims", build_prims(params))
     return params
 

@@ -1,13 +1,36 @@
 """``hip-ct``: pelvic CT with both hips, labelled bone / acetabulum / femoral head, in the THA layouts.
 
 The anatomy is :mod:`radseg.synth.hip_phantom`; this module scans it. Axial slices, in-plane
-spacing 0.6-1.0 mm and slice spacing 1-5 mm drawn per case (thin slices only while the volume
-stays under ~16 M voxels, so a default case makes and writes in a few seconds). Partial volume:
-each slice averages ``k`` sub-slices across its thickness (``k`` odd, sub-slices <= 1.2 mm
-apart), then a small Gaussian blur (in-plane sigma 0.6 px, the reconstruction kernel); noise is
-white noise scaled so that after the blur its standard deviation is the case's ``noise_sd_hu``
-(10-22 HU times the subject's noise difficulty). HU are rounded to integers and clipped to
-[-1024, 3071].
+spacing 0.5-2.0 mm (log-uniform) and slice spacing 0.6-5 mm (:data:`SLICE_SPACINGS`) drawn per
+case (thin slices, then fine pixels, only while the volume stays under ``MAX_VOXELS``, so a default
+case makes and writes in a few seconds). Partial volume: each slice averages ``k`` sub-slices
+across its thickness (``k`` odd, sub-slices <= 1.2 mm apart; one centre sample below 2.4 mm), a thin
+cortex is averaged over the pixel width in-plane (so cortex 0.2-0.6 mm thick over the iliac wing,
+sacral ala and acetabular floor is only partial-volume grey), then a Gaussian blur (in-plane sigma
+0.75 px, the reconstruction kernel); noise is white noise scaled so that after the blur its
+standard deviation is the case's ``noise_sd_hu`` (10-22 HU times the subject's noise difficulty).
+HU are rounded to integers and clipped to [-1024, 3071]. Bone HU are calibrated against real
+pelvic CT (``benchmarks/ct_hu_quantiles.py``).
+
+Scanner effects (:mod:`radseg.synth.hip_artefacts`, every draw recorded in the metadata row):
+
+* **beam hardening** (``beam_hardening=True``): dark streaks between dense bone (the femoral heads,
+  the acetabula) and slight cupping, from a polychromatic error on coarse forward projections,
+  reconstructed by filtered back-projection (``bh_*`` columns);
+* **hip replacement** (probability ``implant_rate``, default 0.1; :mod:`radseg.synth.hip_implant`):
+  one side gets a metal ball, a cup with a polyethylene liner, a neck and a stem, metal saturating at
+  3071 HU with strong streaks (same mechanism plus photon starvation). Label policy: metal is not
+  bone (label 0); the resected femoral head and neck have no label (that side has no femoral-head
+  label at all; its THA ``fem`` masks are not written); the acetabulum label stays on the bone
+  around the cup; the femoral cortex around the stem stays ``bone``, except voxels the scan's blur
+  makes read as metal (``METAL_HU`` or more: no annotator can see bone there). Columns ``right_implant`` /
+  ``left_implant`` (True/False) and the implant sizes;
+* **partial field of view** (probability ``fov_rate``, default 0.15): the reconstruction circle
+  (diameter 78-97 % of the body width, never cutting the femoral heads) may cut the lateral soft
+  tissue and the greater trochanters; outside it HU are -1024 and labels 0 (nothing was imaged there)
+  (``partial_fov``, ``fov_diameter_mm``, ``fov_offset_y_mm``);
+* **the table** (``table=True``): a curved carbon-fibre shell (-50 to 200 HU, 2-4 mm) under a foam pad
+  (-950 to -850 HU, 5-20 mm), under the body and unlabelled; the default grid grows to hold it.
 
 Labels (a label map; the acetabulum and femoral head take priority over generic bone):
 
@@ -51,6 +74,9 @@ import numpy as np
 from radseg.image import Image
 from radseg.labels import make_label_map
 from radseg.synth.common import SynthCase, case_uid_seed, patient_attributes
+from radseg.synth.hip_artefacts import draw_scan, fov_mask, scan_record, table_slice
+from radseg.synth.hip_artefacts import beam_hardening as beam_hardening_error
+from radseg.synth.hip_implant import implant_record, paint_implant
 from radseg.synth.hip_phantom import (
     PART_VALUES,
     hip_bounds,
@@ -72,34 +98,45 @@ for _part, _label in {"right_acetabulum": 2, "left_acetabulum": 3, "right_pelvis
                       "sacrum": 1}.items():
     _PART_TO_LABEL[PART_VALUES[_part]] = _label
 
-SLICE_SPACINGS = (1.0, 1.25, 2.0, 2.5, 3.0, 5.0)
-_SLICE_WEIGHTS = (0.1, 0.15, 0.2, 0.25, 0.15, 0.15)
+SLICE_SPACINGS = (0.6, 0.625, 0.75, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 5.0)
+_SLICE_WEIGHTS = (0.06, 0.06, 0.08, 0.08, 0.12, 0.1, 0.1, 0.12, 0.1, 0.08, 0.1)
+PIXEL_RANGE = (0.5, 2.0)  # mm, drawn log-uniform
 MAX_VOXELS = 16_000_000
 _CHUNK_POINTS = 6_000_000
 _SUB_STEP = 1.2  # mm: largest gap between the sub-slices averaged into one slice
-_BLUR_PX = 0.6  # in-plane reconstruction blur (sigma, pixels)
-_BLUR_SLICES = 0.3
+_BLUR_PX = 0.75  # in-plane reconstruction blur (sigma, pixels)
+_BLUR_SLICES = 0.4
+METAL_HU = 2500.0  # as radseg.annotate.bone_extraction.METAL_HU: brighter than any cortex
 PREVIEW_WINDOW = (-200.0, 1300.0)  # HU
 
 
-def _grid(params, rng, shape, spacing):
-    """Shape, spacing (array order) and origin (world x, y, z) centred on the pelvic midline."""
+def _grid(params, rng, shape, spacing, margin=0.0):
+    """Shape, spacing (array order) and origin (world x, y, z) centred on the pelvic midline; the
+    body plus ``margin`` mm behind it (the table)."""
     sc = params.scale
     lo, hi = hip_bounds(params)
+    hi[1] += margin
     zc = float(np.mean([s.head_centre[2] for s in params.sides()]))
     z_lo, z_hi = zc - 95 * sc, zc + 80 * sc
     centre = np.array([params.translation[0], (lo[1] + hi[1]) / 2, (z_lo + z_hi) / 2])
     half_x = max(centre[0] - lo[0], hi[0] - centre[0])
     extent = np.array([2 * half_x, hi[1] - lo[1], z_hi - z_lo])  # world x, y, z (mm)
-    draw_dx, draw_dz = float(rng.uniform(0.6, 1.0)), int(rng.choice(len(SLICE_SPACINGS), p=_SLICE_WEIGHTS))
+    draw_dx = float(np.exp(rng.uniform(*np.log(PIXEL_RANGE))))
+    draw_dz = int(rng.choice(len(SLICE_SPACINGS), p=_SLICE_WEIGHTS))
     if spacing is None:
         dx = round(draw_dx, 3)
         if shape is None:
             nxy = np.ceil(extent[:2] / dx / 2).astype(int) * 2  # even: the midline falls between columns
             choice = draw_dz
-            while choice < len(SLICE_SPACINGS) - 1 and nxy.prod() * extent[2] / SLICE_SPACINGS[choice] > MAX_VOXELS:
+            def voxels(dz):
+                return nxy.prod() * (np.ceil(extent[2] / dz) + 1)
+
+            while choice < len(SLICE_SPACINGS) - 1 and voxels(SLICE_SPACINGS[choice]) > MAX_VOXELS:
                 choice += 1
             dz = SLICE_SPACINGS[choice]
+            while voxels(dz) > MAX_VOXELS:  # the thickest slices still too many: coarser pixels
+                dx = round(dx * 1.05, 3)
+                nxy = np.ceil(extent[:2] / dx / 2).astype(int) * 2
         else:
             dz = SLICE_SPACINGS[draw_dz]
         spacing = (dz, dx, dx)
@@ -125,14 +162,21 @@ def _noise_gain(sigmas) -> float:
     return gain
 
 
-def make_case(subject, *, shape=None, spacing=None, pathology: int | None = None) -> SynthCase:
+def make_case(subject, *, shape=None, spacing=None, pathology: int | None = None, implant_rate: float = 0.1,
+              fov_rate: float = 0.15, table: bool = True, beam_hardening: bool = True) -> SynthCase:
     """One hip CT. ``shape`` (slices, rows, cols) and ``spacing`` (mm, same order) fix the grid
-    (default: drawn per case, covering the body); ``pathology`` (0-2) fixes the level."""
+    (default: drawn per case, covering the body and the table); ``pathology`` (0-2) fixes the level;
+    ``implant_rate`` / ``fov_rate``: probability of a hip replacement / a partial field of view;
+    ``table`` and ``beam_hardening`` switch those off."""
     from scipy import ndimage
 
     rng = subject.rng()
     params = sample_hip_params(subject, rng=rng, pathology=pathology)
-    shape, spacing, origin = _grid(params, rng, shape, spacing)
+    scan = draw_scan(np.random.default_rng(int(rng.integers(2 ** 63 - 1))), params, implant_rate=implant_rate,
+                     fov_rate=fov_rate, table=table, beam_hardening=beam_hardening)
+    tab = scan["table"]
+    margin = tab["pad_mm"] + tab["shell_mm"] + 8 if tab else 0.0
+    shape, spacing, origin = _grid(params, rng, shape, spacing, margin)
     noise_sd = float(rng.uniform(10, 22)) * float(subject.difficulty.get("noise", 1.0))
     nz, ny, nx = shape
     dz, dy, dx = spacing
@@ -146,20 +190,39 @@ def make_case(subject, *, shape=None, spacing=None, pathology: int | None = None
         # Soft tissue varies slowly in z: once per slice; bones on every sub-slice.
         values = np.repeat(soft_tissue_on_grid(zs[start:stop], ys, xs, params), k, axis=0)
         labels = np.zeros(values.shape, np.uint8)
-        paint_bones_on_grid((zs[start:stop, None] + offsets[None, :]).ravel(), ys, xs, params, values, labels)
+        sub_zs = (zs[start:stop, None] + offsets[None, :]).ravel()
+        paint_bones_on_grid(sub_zs, ys, xs, params, values, labels, pv=min(dx, dy))
+        for implant in scan["implants"].values():
+            paint_implant(sub_zs, ys, xs, params, implant, values, labels)
         hu[start:stop] = values.reshape(stop - start, k, ny, nx).mean(axis=1) if k > 1 else values
         parts[start:stop] = labels.reshape(stop - start, k, ny, nx)[:, k // 2]
+    if tab:
+        table_hu = table_slice(ys, xs, tab)
+        hu = np.where(np.isnan(table_hu) | (hu > -900), hu, table_hu)
+    if scan["beam_hardening"]:
+        hu += beam_hardening_error(hu, spacing, rng=rng, **scan["beam_hardening"])
     sigmas = (_BLUR_SLICES, _BLUR_PX, _BLUR_PX)
     noise = rng.standard_normal(hu.shape, dtype=np.float32) * np.float32(noise_sd / _noise_gain(sigmas))
     hu = ndimage.gaussian_filter(hu + noise, sigmas, truncate=3.0)
+    fov = scan["fov"]
+    if fov:  # the reconstruction circle: nothing imaged (and no label) outside it
+        centre_x = params.translation[0]
+        heads = max(abs(s.head_centre[0] - centre_x) + s.head_radius for s in params.sides())
+        fov["diameter_mm"] = max(fov["fraction"] * scan["body_width_mm"], 2 * (heads + 15))
+        inside = fov_mask(shape, spacing, fov)
+        hu = np.where(inside, hu, np.float32(-1024))
+        parts = np.where(inside, parts, np.uint8(0))
     array = np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
+    if scan["implants"]:  # bone the scan's blur makes read as metal is drawn as metal: no annotator sees it
+        parts = np.where(array >= METAL_HU, np.uint8(0), parts)
     image = Image(array, spacing=spacing, origin=origin, metadata={"modality": "CT"})
     labels = make_label_map(_PART_TO_LABEL[parts], LABELS, like=image)
     record = hip_record(params)
     record.update({"slice_spacing_mm": dz, "pixel_spacing_mm": dx, "slices": nz, "rows": ny, "columns": nx,
-                   "sub_slices": k, "noise_sd_hu": round(noise_sd, 3)})
+                   "sub_slices": k, "noise_sd_hu": round(noise_sd, 3), **implant_record(scan["implants"]),
+                   **scan_record(scan)})
     return SynthCase(subject=subject, image=image, labels=labels, params=record,
-                     extras={"parts": parts, "hip_params": params})
+                     extras={"parts": parts, "hip_params": params, "scan": scan})
 
 
 def _superior_first(image: Image) -> Image:

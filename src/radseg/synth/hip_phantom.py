@@ -137,6 +137,9 @@ def hip_record(params: HipParams) -> dict[str, Any]:
             f"{s}_cysts": len(hs.cysts),
         })
     row.update({f"hu_{k}": params.hu[k] for k in ("cortical", "cancellous", "muscle", "fat")})
+    row.update({f"hu_{k}": params.hu[k] for k in ("marrow",)})
+    row.update({f"cortex_{k}_mm" if k != "variation" else "cortex_variation": round(v, 3)
+                for k, v in params.cortex.items()})
     row["subcutaneous_fat_mm"] = round(params.body["fat"], 2)
     row.update({f"pelvis_origin_{a}_mm": v for a, v in zip("xyz", params.translation)})  # mid-point of the sockets
     return row

@@ -119,30 +119,70 @@ def _in_balls(sub, balls):
     return hit
 
 
-def _tissue(p: HipParams, name: str, sub, d):
-    """Part values and bone HU of one structure on its sub-domain (``d``: its signed distance)."""
-    part, bone = _bone(p, name, sub, d)
-    # Trabecular mottling, proportional to the cancellous contrast over muscle.
-    amp = np.float32(0.3 * (p.hu["cancellous"] - p.hu["muscle"]))
-    mottle = amp * lookup(p.prims["texture"], TRABECULAR_CELL, sub.x, sub.y, sub.z)
-    return part, np.where(bone < np.float32(p.hu["cortical"]), bone + mottle * (bone > p.hu["cyst"]), bone)
+_DENSITY_CELL = 7.0  # mm per cell of the slowly varying cancellous density field
+_THICKNESS_CELL = 9.0  # mm per cell of the cortical thickness variation
+
+
+def _cortex_fraction(d, t, pv: float):
+    """Fraction of a voxel (width ``pv`` mm along the surface normal, centred at signed distance
+    ``d`` <= 0) that lies in the cortex ``-t <= d <= 0``, of the part inside the bone: in-plane partial
+    volume of a thin cortex. ``pv`` 0: a point sample (1 inside the cortex, else 0)."""
+    if pv <= 0:
+        return (d >= -t).astype(np.float32)
+    h = np.float32(pv / 2)
+    inside = np.minimum(d + h, 0) - (d - h)
+    return np.clip(np.minimum(d + h, 0) - np.maximum(-t, d - h), 0, None) / np.maximum(inside, np.float32(1e-6))
+
+
+def _tissue(p: HipParams, name: str, sub, d, pv: float = 0.0):
+    """Part values and bone HU of one structure on its sub-domain (``d``: its signed distance).
+
+    Bone = cortex (thickness varying over the bone, see :func:`_bone`) over a heterogeneous
+    interior: cancellous bone whose density varies slowly (fatty and dense regions, a 7 mm field)
+    with trabecular mottling (0.8 mm cells), both proportional to the cancellous contrast."""
+    part, thickness, interior, plate, cysts = _bone(p, name, sub, d)
+    tex = p.prims["texture"]
+    x, y, z = sub.x, sub.y, sub.z
+    contrast = np.float32(p.hu["cancellous"] - p.hu["muscle"])
+    slow = lookup(tex, _DENSITY_CELL, x + np.float32(91), y + np.float32(37), z + np.float32(53))
+    interior = interior + np.float32(0.45) * contrast * slow + np.float32(0.4) * contrast * lookup(
+        tex, TRABECULAR_CELL, x, y, z)
+    vary = 1 + np.float32(p.cortex.get("variation", 0.0)) * lookup(tex, _THICKNESS_CELL, z, x, y)
+    f = np.where(plate, np.float32(1), _cortex_fraction(d, thickness * np.clip(vary, 0.4, 1.8), pv))
+    bone = interior + (np.float32(p.hu["cortical"]) - interior) * f
+    if cysts is not None:
+        bone = np.where(cysts, np.float32(p.hu["cyst"]), bone)
+    return part, bone
 
 
 def _bone(p: HipParams, name: str, sub, d):
-    hu, sc = p.hu, p.scale
+    """Part values, cortical thickness (mm), interior HU, subchondral plate and cysts of a structure."""
+    hu, sc, ct = p.hu, p.scale, p.cortex
     x, y, z = sub.x, sub.y, sub.z
+    cancellous = np.float32(hu["cancellous"])
     if name == "sacrum":
         part = np.uint8(PART_VALUES["sacrum"])
-        return part, np.where(d > -1.2 * sc, np.float32(hu["cortical"]), np.float32(hu["cancellous"]))
+        # Thicker over the vertebral bodies (midline), thin over the alae; lower density (fatty marrow).
+        w = np.clip(1 - (np.abs(x - np.float32(p.translation[0])) - np.float32(18 * sc)) / np.float32(15 * sc), 0, 1)
+        thickness = np.float32(ct.get("thin", 1.2)) + w * np.float32(ct.get("sacrum", 1.2) - ct.get("thin", 1.2))
+        interior = np.float32(hu["marrow"]) + np.float32(0.75) * (cancellous - np.float32(hu["marrow"]))
+        return part, thickness, interior, False, None
     side = p.side(name.split("_")[0])
-    cortical, cancellous = np.float32(hu["cortical"]), np.float32(hu["cancellous"])
     if name.endswith("pelvis"):
-        A = side.cavity_centre
+        A = np.array(side.cavity_centre, np.float32)
         in_slab = np.abs(z - np.float32(side.head_centre[2])) <= np.float32(side.head_radius)
         part = np.where(in_slab, np.uint8(PART_VALUES[f"{side.side}_acetabulum"]),
                         np.uint8(PART_VALUES[f"{side.side}_pelvis"]))
-        plate = Ball(A, side.cavity_radius).sdf(x, y, z) < np.float32(side.subchondral)  # subchondral plate
-        bone = np.where((d > -1.3 * sc) | plate, cortical, cancellous)
+        socket = Ball(A, side.cavity_radius).sdf(x, y, z)
+        plate = socket < np.float32(side.subchondral)  # subchondral plate
+        # Thick cortex around the socket, thin over the iliac wing and the acetabular floor (medial).
+        medial = np.float32(-SIGN[side.side]) * (x - A[0]) / np.float32(side.cavity_radius)
+        w = np.clip(1 - (socket - np.float32(8 * sc)) / np.float32(35 * sc), 0, 1) * (
+            1 - np.float32(0.8) * np.clip(medial, 0, 1))
+        thickness = np.float32(ct.get("thin", 1.3)) + w * np.float32(ct.get("thick", 1.3) - ct.get("thin", 1.3))
+        # Denser cancellous bone around the socket (the load-bearing columns).
+        dense = np.clip(1 - (socket - np.float32(4 * sc)) / np.float32(25 * sc), 0, 1)
+        interior = cancellous + dense * np.float32(1.2) * (cancellous - np.float32(hu["muscle"]))
     else:
         C, n, J, e = (np.array(v, np.float32) for v in (side.head_centre, side.neck_axis, side.neck_base,
                                                          side.shaft_axis))
@@ -153,20 +193,19 @@ def _bone(p: HipParams, name: str, sub, d):
                         np.uint8(PART_VALUES[f"{side.side}_femur"]))
         height = -((x - J[0]) * e[0] + (y - J[1]) * e[1] + (z - J[2]) * e[2])  # above the neck base, mm
         ramp = np.clip((height + 110 * sc) / np.float32(70 * sc), 0, 1)
-        thickness = np.float32(5.5 * sc) + ramp * np.float32(-4.0 * sc)
+        shaft, neck = np.float32(ct.get("shaft", 5.5 * sc)), np.float32(ct.get("neck", 1.5 * sc))
+        thickness = shaft + ramp * (neck - shaft)
         marrow = np.clip((height + 120 * sc) / np.float32(60 * sc), 0, 1)
         interior = np.float32(hu["marrow"]) + marrow * (cancellous - np.float32(hu["marrow"]))
         plate = head & (radial > -np.float32(side.subchondral))
-        bone = np.where((d > -thickness) | plate, cortical, interior)
-    if side.cysts:
-        bone = np.where(_in_balls(sub, side.cysts), np.float32(hu["cyst"]), bone)
-    return part, bone
+    cysts = _in_balls(sub, side.cysts) if side.cysts else None
+    return part, thickness, interior, plate, cysts
 
 
 _ORDER = ("sacrum", "right_pelvis", "left_pelvis", "right_femur", "left_femur")
 
 
-def _evaluate(dom, p: HipParams, base=None):
+def _evaluate(dom, p: HipParams, base=None, pv: float = 0.0):
     """HU and parts on a domain; with ``base`` = (hu, parts) arrays of its shape, bones and
     joint spaces are painted into them (their soft tissue is kept)."""
     hu, parts = _background(dom, p) if base is None else base
@@ -189,7 +228,7 @@ def _evaluate(dom, p: HipParams, base=None):
         inside = d <= 0
         if not inside.any():
             continue
-        part, bone = _tissue(p, name, sub, d)
+        part, bone = _tissue(p, name, sub, d, pv)
         hu[key] = np.where(inside, bone, hu[key])
         parts[key] = np.where(inside, part, parts[key])
     return hu, parts
@@ -205,12 +244,14 @@ def soft_tissue_on_grid(zs, ys, xs, params: HipParams) -> np.ndarray:
     return _background(GridDomain(zs, ys, xs), params)[0]
 
 
-def paint_bones_on_grid(zs, ys, xs, params: HipParams, hu: np.ndarray, parts: np.ndarray) -> None:
+def paint_bones_on_grid(zs, ys, xs, params: HipParams, hu: np.ndarray, parts: np.ndarray, *,
+                        pv: float = 0.0) -> None:
     """Paint joint spaces and bones (HU and parts) in place into arrays of shape
     ``(len(zs), len(ys), len(xs))`` that already hold soft tissue. With
     :func:`soft_tissue_on_grid` this equals :func:`hip_phantom_on_grid`, but lets a caller
-    compute the slowly varying soft tissue on fewer slices than the bones."""
-    _evaluate(GridDomain(zs, ys, xs), params, base=(hu, parts))
+    compute the slowly varying soft tissue on fewer slices than the bones. ``pv`` (mm): the voxel
+    width over which a thin cortex is averaged (in-plane partial volume; 0: point samples)."""
+    _evaluate(GridDomain(zs, ys, xs), params, base=(hu, parts), pv=pv)
 
 
 def hip_phantom_at(x, y, z, params: HipParams) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,111 @@
+"""Fixed costs: what each command imports. A command that starts importing torch, pandas & co. for
+nothing fails here (the issue: `radseg --help` 0.29 s, `radseg version` 0.68 s, `info` 14x dcm2niix).
+
+Each check runs the real entry point (``radseg.cli.main``) in a fresh interpreter and reads
+``sys.modules`` at exit, so lazy imports inside functions count as they happen.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from radseg.image import Image
+from radseg.io.dicom_write import write_dicom_series
+
+#: Never needed by --help, version, info, convert.
+HEAVY = ("torch", "monai", "pandas", "matplotlib", "highdicom", "skimage", "scipy.special", "onnxruntime", "gradio")
+
+_PROBE = """
+import json, sys
+{preload}
+sys.argv = ["radseg"] + sys.argv[1:]
+from radseg.cli import main
+try:
+    main()
+except SystemExit:
+    pass
+sys.stdout.flush()
+print("\\nMODULES=" + json.dumps(sorted(sys.modules)))
+"""
+
+
+def imported(*args: str, preload: str = "") -> set[str]:
+    """The modules loaded by ``radseg ARGS`` in a fresh interpreter."""
+    done = subprocess.run([sys.executable, "-c", _PROBE.format(preload=preload), *args],
+                          capture_output=True, text=True, timeout=120)
+    line = next(line for line in done.stdout.splitlines() if line.startswith("MODULES="))
+    return set(json.loads(line[len("MODULES="):]))
+
+
+def loaded(modules: set[str], names) -> list[str]:
+    return [name for name in names if name in modules]
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("series")
+    volume = np.arange(4 * 16 * 16, dtype=np.int16).reshape(4, 16, 16) - 500
+    write_dicom_series(Image(volume, spacing=(2.0, 0.8, 0.8)), folder)
+    return folder
+
+
+def test_the_probe_sees_what_a_command_imports():
+    """The check can fail: a module imported on the way is in the set."""
+    assert "colorsys" in imported("--help", preload="import colorsys")
+    assert "colorsys" not in imported("--help")
+
+
+def test_help_imports_no_library_and_no_command():
+    modules = imported("--help")
+    assert loaded(modules, HEAVY + ("numpy", "pydicom", "nibabel", "rich", "pydantic", "scipy")) == []
+    assert [m for m in modules if m.startswith("radseg.") and m not in (
+        "radseg.cli", "radseg.commands", "radseg.commands.root", "radseg.commands.common",
+        "radseg.commands.coerce", "radseg.commands.version")] == []
+
+
+def test_version_imports_not_even_typer():
+    modules = imported("version")
+    assert loaded(modules, HEAVY + ("numpy", "typer", "click", "rich")) == []
+
+
+def test_info_reads_headers_without_pydicom_pandas_or_torch(series):
+    modules = imported("info", str(series))
+    assert loaded(modules, HEAVY + ("pydicom", "pydantic", "rich", "nibabel", "scipy")) == []
+
+
+def test_convert_imports_only_the_readers_and_the_writer(series, tmp_path):
+    modules = imported("convert", str(series), str(tmp_path / "out.nii"), "-q")
+    assert (tmp_path / "out.nii").exists()
+    assert loaded(modules, HEAVY + ("pydantic", "rich")) == []
+
+
+def test_segment_with_the_onnx_backend_imports_neither_torch_nor_monai(tmp_path):
+    """The shipped models carry an ONNX graph: ``--backend onnx`` (and auto, the default) runs on
+    onnxruntime, numpy and scipy alone."""
+    pytest.importorskip("onnxruntime")
+    from PIL import Image as PILImage
+
+    rows, cols = np.indices((300, 240))
+    PILImage.fromarray((128 + 100 * np.sin(rows / 20.0) * np.cos(cols / 15.0)).astype(np.uint8)).save(tmp_path / "x.png")
+    for backend in ("onnx", "auto"):
+        out = tmp_path / backend
+        modules = imported("segment", "-i", str(tmp_path / "x.png"), "-o", str(out), "-m", "fracatlas",
+                           "--backend", backend, "--device", "cpu", "-q")
+        assert (out / "x.png").exists()
+        assert loaded(modules, ("torch", "monai", "pandas", "matplotlib", "gradio", "skimage")) == []
+        assert "onnxruntime" in modules
+
+
+def test_the_help_listing_is_each_commands_own_short_help():
+    from radseg.commands.root import COMMANDS, load_commands
+
+    real = {}
+    for module in {module for module, _ in COMMANDS.values()}:
+        real.update({name: command.get_short_help_str(1000) for name, command in load_commands(module).items()})
+    assert set(real) == set(COMMANDS)
+    assert {name: text for name, (_, text) in COMMANDS.items()} == real
