@@ -116,9 +116,9 @@ def test_annotation_aims_name_the_misses_and_why():
                           "left split": ["not split: no round head", "found"]})
     warnings = aim_warnings(frame)
     assert len(warnings) == 2  # bone and acetabulum; the femoral heads meet 0.90
-    assert warnings[0].startswith("bone extraction Dice 0.900") and "1 of 2 case(s) miss it (CT2)" in warnings[0]
-    assert "acetabulum Dice 0.458" in warnings[1] and "below its aim of 0.90 per side, with 2 side(s) at 0" in warnings[1]
-    assert "CT2 right 0.00, not split: no bone 8 mm thick on this side" in warnings[1]
+    assert warnings[0] == "bone extraction Dice misses its aim of 0.95 in 1 of 2 case(s) (CT2 0.840); mean 0.900."
+    assert warnings[1].startswith("acetabulum Dice misses its aim of 0.90 per side in 2 of 4 side(s), 2 of them at 0")
+    assert "CT2 right 0.000, not split: no bone 8 mm thick on this side" in warnings[1] and "mean 0.458" in warnings[1]
     good = frame.assign(bone_dice=0.97, **{"right acetabulum dice": 0.95, "left acetabulum dice": 0.95})
     assert aim_warnings(good) == []
 

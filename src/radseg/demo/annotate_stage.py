@@ -70,9 +70,9 @@ def aim_warnings(frame) -> list[str]:
     out = []
     bone = frame["bone_dice"].to_numpy(dtype=float)
     if np.any(bone < AIMS["bone"]):
-        low = frame.loc[bone < AIMS["bone"], "case"].tolist()
-        out.append(f"bone extraction Dice {bone.mean():.3f} (mean of {len(bone)} CT(s)) is below its aim of "
-                   f"{AIMS['bone']:.2f}: {len(low)} of {len(bone)} case(s) miss it ({', '.join(map(str, low))}).")
+        low = [f"{case} {value:.3f}" for case, value in zip(frame["case"], bone) if value < AIMS["bone"]]
+        out.append(f"bone extraction Dice misses its aim of {AIMS['bone']:.2f} in {len(low)} of {len(bone)} case(s) "
+                   f"({', '.join(low)}); mean {bone.mean():.3f}.")
     for structure in ("acetabulum", "femoral head"):
         columns = [c for c in frame.columns if c.endswith(f"{structure} dice")]
         if not columns:
@@ -89,7 +89,7 @@ def aim_warnings(frame) -> list[str]:
             misses.append(f"{frame.iloc[i]['case']} {side} {values[i, j]:.3f}{why}")
         zeros = int(np.sum(values == 0))
         scored = int(np.isfinite(values).sum())
-        out.append(f"{structure} Dice {np.nanmean(values):.3f} (mean of {scored} side(s)) is below its aim of "
-                   f"{AIMS[structure]:.2f} per side" + (f", with {zeros} side(s) at 0" if zeros else "")
-                   + f": {len(below)} of {scored} side(s) miss it ({'; '.join(misses)}).")
+        out.append(f"{structure} Dice misses its aim of {AIMS[structure]:.2f} per side in {len(below)} of {scored} "
+                   f"side(s)" + (f", {zeros} of them at 0" if zeros else "")
+                   + f" ({'; '.join(misses)}); mean {np.nanmean(values):.3f}.")
     return out
