@@ -60,7 +60,9 @@ def whole_bone(mask: np.ndarray, hu: np.ndarray, *, spacing: np.ndarray, cancell
     marrow = local >= marrow_hu  # an enclosed canal of fluid or fat is no bone
     shell = inner | (fill_enclosed(inner, spacing=spacing, max_hole_mm2=max_hole_mm2, thin_mm=joint_space_mm) & marrow)
     reach = ndimage.distance_transform_edt(~shell, sampling=spacing) <= grow_mm
-    dense_edge = _edge_slope(values, spacing=spacing, low=cancellous_hu, high=dense_hu, window_mm=slope_mm)
+    size = _window_size(slope_mm, spacing)
+    highest = ndimage.maximum_filter(values, size=size)  # both rim tests read the brightest bone nearby
+    dense_edge = _edge_slope(values, highest, size=size, low=cancellous_hu, high=dense_hu)
     candidates = (values >= cancellous_hu) & ~shell & ~dense_edge
     grown = ndimage.binary_propagation(shell, mask=shell | (reach & candidates), structure=_FACES)
     enclosed = fill_enclosed(grown, spacing=spacing, max_hole_mm2=max_hole_mm2, thin_mm=joint_space_mm)
@@ -76,8 +78,7 @@ def whole_bone(mask: np.ndarray, hu: np.ndarray, *, spacing: np.ndarray, cancell
     # voxels of one exact value in a 3x3x3 neighbourhood are no tissue but a fill: a crop's masked
     # outside (PENGWIN sets all but one bone to 0), padding beyond the field of view
     filled = ndimage.minimum_filter(values, size=3) == ndimage.maximum_filter(values, size=3)
-    whole &= ~(_below_half_maximum(values, ~body & ~filled, spacing=spacing, low=cancellous_hu, window_mm=slope_mm)
-               & ~shell)
+    whole &= ~(_below_half_maximum(values, ~body & ~filled, highest, size=size, low=cancellous_hu) & ~shell)
     out = mask.copy()
     out[box] = whole
     return out
@@ -147,27 +148,24 @@ def drop_thin_holes(labels: np.ndarray, keep: np.ndarray, *, step: np.ndarray, t
     return keep
 
 
-def _edge_slope(values: np.ndarray, *, spacing: np.ndarray, low: float, high: float, window_mm: float) -> np.ndarray:
-    """Voxels on the slope of a soft-tissue-to-cortex edge: within ``window_mm`` there is both
-    tissue below ``low`` and cortex above ``high``.
+def _edge_slope(values: np.ndarray, highest: np.ndarray, *, size: tuple[int, ...], low: float, high: float) -> np.ndarray:
+    """Voxels on the slope of a soft-tissue-to-cortex edge: within the window ``size`` there is both
+    tissue below ``low`` and cortex above ``high`` (``highest``: the window's maximum).
 
     On CT the cortex is blurred into the muscle around it, so the voxels just outside a bone read
     as cancellous HU; growth must not take them (nor, inside, the voxels between the cortex and a
     marrow pore: the enclosed-marrow step takes those).
     """
-    size = _window_size(window_mm, spacing)
-    return (ndimage.minimum_filter(values, size=size) < low) & (ndimage.maximum_filter(values, size=size) > high)
+    return (ndimage.minimum_filter(values, size=size) < low) & (highest > high)
 
 
-def _below_half_maximum(values: np.ndarray, outside: np.ndarray, *, spacing: np.ndarray, low: float,
-                        window_mm: float) -> np.ndarray:
+def _below_half_maximum(values: np.ndarray, outside: np.ndarray, highest: np.ndarray, *, size: tuple[int, ...],
+                        low: float) -> np.ndarray:
     """Voxels darker than the half maximum between the tissue ``outside`` the bone (below ``low``)
-    and the brightest voxel within ``window_mm``: the partial-volume rim of a thin or low-density
-    cortex (under :func:`_edge_slope`'s ``high``), which reads as cancellous HU. Only outside
-    tissue counts: next to a fatty pore inside the bone, a low cancellous voxel is bone."""
-    size = _window_size(window_mm, spacing)
+    and ``highest``, the brightest voxel in the window ``size``: the partial-volume rim of a thin or
+    low-density cortex (under :func:`_edge_slope`'s ``high``), which reads as cancellous HU. Only
+    outside tissue counts: next to a fatty pore inside the bone, a low cancellous voxel is bone."""
     tissue = ndimage.minimum_filter(np.where(outside, values, np.inf).astype(np.float32), size=size)
-    highest = ndimage.maximum_filter(values, size=size)
     return (tissue < low) & (values < (tissue + highest) / 2)
 
 
