@@ -168,9 +168,10 @@ def main() -> None:
         head = group[[f"{full}|dice4", f"{full}|dice5"]].to_numpy()
         lines.append(f"| {pixel} | {len(group)} | {group.bone_dice.mean():.4f} | {np.nanmean(ace):.4f} | "
                      f"{np.nanmean(head):.4f} | {np.nanmin([ace.min(), head.min()]):.3f} |")
-    lines += ["", f"Cases with a hip implant: {int(frame.implant.sum())} (that side has no femoral head label: the split "
-              "reports it as not split, so its acetabulum scores 0 and its femoral head is not scored; 'heads found' "
-              "counts it as not found).", "", NOTE]
+    lines += ["", f"Cases with a hip implant: {int(frame.implant.sum())} (that side has no femoral head label; the "
+              "full pipeline labels its acetabulum around the cup and writes no head, so its femoral head is not "
+              "scored and 'heads found' counts it as not found; the paper's variants do not handle implants).", "",
+              NOTE]
     text = "\n".join(lines) + "\n"
     (RESULTS / "annotate_hip_ct.md").write_text(text)
     sys.stdout.write(text)

@@ -88,7 +88,7 @@ def demo_split(folder: Path) -> list[dict]:
             rows.append({"case": meta["case_id"], "side": side, "implant": bool(meta.get(f"{side}_implant", False)),
                          "acetabulum": dice(labels == ace, truth == ace),
                          "femoral_head": dice(labels == head, truth == head) if (truth == head).any() else None,
-                         "split": "found" if info.found else f"not split: {info.reason}"})
+                         "split": info.status()})
     return rows
 
 

@@ -159,6 +159,9 @@ def test_synth_spacing_and_shape_reproduce_the_demo_grid(tmp_path):
                             shape=(40, 96, 128), spacing=(3.0, 2.2, 2.2))
     assert made.shape == (40, 96, 128) and np.allclose(made.spacing, (3.0, 2.2, 2.2))
     assert np.array_equal(made.array, case.image.array)
+    again = runner.invoke(app, ["synth", "hip-ct", "-n", "1", "-o", str(tmp_path / "ct"), "--seed", "3",
+                                "--shift", "sex=F:density", "--spacing", "3,2.2,2.2", "--shape", "40,96,128"])
+    assert again.exit_code == 0 and "kept 1 finished" in again.output  # the same command resumes
     bad = runner.invoke(app, ["synth", "hip-xray", "-n", "1", "-o", str(tmp_path / "x"), "--spacing", "1,1,1"])
     assert bad.exit_code != 0 and "volume kinds" in bad.output
     bad = runner.invoke(app, ["synth", "hip-ct", "-n", "1", "-o", str(tmp_path / "y"), "--shape", "10,0,5"])

@@ -41,16 +41,24 @@ def test_split_holds_across_grids(index, spacing):
         assert dice(labels == ace, truth == ace) >= 0.82
 
 
-def test_a_hip_implant_is_reported_not_split():
-    """A hip replacement: that side is not split, the reason names the implant, and its metal is no bone."""
+def test_a_hip_implant_gets_its_acetabulum_and_no_head():
+    """A hip replacement: no femoral head (resected), the reason names the implant, its metal is no
+    bone, and the acetabulum is labelled around the cup, whose centre is the phantom's socket centre."""
     case = hip_ct.make_case(make_subject(3, seed=0, prefix=hip_ct.PREFIX), spacing=(3.0, 1.6, 1.6), implant_rate=1.0)
     implant = "right" if case.params["right_implant"] else "left"
     bone = extract_bone(case.image)
     assert not (bone.mask.array[case.image.array >= 2500] > 0).any()
     result = segment_hip_joint(case.image, bone=bone.mask)
-    assert not result.sides[implant].found and "implant" in result.sides[implant].reason
-    head_value = 4 if implant == "right" else 5
+    side = result.sides[implant]
+    assert not side.found and side.implant and "implant" in side.reason and "around the cup" in side.reason
+    head_value, ace_value = (4, 2) if implant == "right" else (5, 3)
     assert not (result.labels.array == head_value).any()  # no empty-looking label: none at all
+    truth = case.labels.array == ace_value
+    assert dice(result.labels.array == ace_value, truth) >= 0.75
+    centre = np.array([case.params[f"{implant}_head_centre_{a}_mm"] for a in "xyz"])
+    assert np.linalg.norm(np.array(side.centre_mm) - centre) < 2.0  # the cup sits in the native socket
+    cup = case.params[f"{implant}_implant_cup_outer_mm"]
+    assert abs(side.cup_radius_mm - cup) < 1.5
 
 
 def test_a_femoral_shaft_cut_by_the_scan_is_no_head():

@@ -184,14 +184,13 @@ def test_corrupt_files_name_the_file(tmp_path):
 
 
 def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch, ct_image):
-    import nibabel
+    from radseg.io import nifti_write
 
-    def boom(img, filename):
-        with open(filename, "wb") as handle:
-            handle.write(b"partial")
+    def boom(stream, data, dtype):
+        stream.write(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(nibabel, "save", boom)
+    monkeypatch.setattr(nifti_write, "_write_voxels", boom)
     with pytest.raises(WriteError, match="ct.nii.gz.*disk full"):
         rio.write(ct_image, tmp_path / "ct.nii.gz")
     assert list(tmp_path.iterdir()) == []

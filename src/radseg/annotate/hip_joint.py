@@ -23,6 +23,10 @@
    outside the ball that is not connected to the femur (neck, shaft) and lies within
    ``acetabulum_margin_mm`` of the head's surface is acetabulum; holes are filled.
 
+A side holding a hip replacement (:data:`~radseg.annotate.hip_implant.MIN_IMPLANT_ML` of metal or
+more) has no femoral head; its acetabulum is split off around the cup's sphere
+(:func:`~radseg.annotate.hip_implant.cup_sphere`) and no head label is written.
+
 Labels (the values of the ``hip-ct`` phantom so ``radseg evaluate`` compares directly) are in
 :data:`LABELS`.
 """
@@ -37,6 +41,7 @@ from scipy import ndimage
 from threadpoolctl import threadpool_limits
 
 from radseg.annotate.bone_extraction import METAL_HU
+from radseg.annotate.hip_implant import CUP_TO_HEAD_MM, MIN_IMPLANT_ML, cup_sphere, metal_ml
 from radseg.annotate.hip_circles import SHRINK, Circle, ray_candidates, rough_circle, select_circle, snake_circle
 from radseg.annotate.hip_seed import (MIN_HEAD_RADIUS_MM, Candidate, choose_seeds, head_candidates, is_filled, midline,
                                       neck_fraction, open_thin_gaps, sphere_coverage)
@@ -63,9 +68,6 @@ MIN_NECK_FRACTION = 0.15
 MIN_SOCKET = 0.1
 #: Adult femoral heads measure 36-60 mm across; a smaller ball is a trochanter, a column or a cut.
 MIN_ADULT_HEAD_RADIUS_MM = 15.0
-#: Metal on one side beyond this is a hip replacement: that side has no femoral head to find
-#: (a screw or a clip is well under a millilitre).
-MIN_IMPLANT_ML = 5.0
 #: Seeds tried per side before giving up (the paired one first, then the next best).
 MAX_SEEDS_TRIED = 3
 SIDES = ("right", "left")
@@ -93,10 +95,20 @@ class HipSide:
     socket: float = 0.0
     afs_failure: str = ""
     centre_mm: tuple[float, float, float] | None = None  # LPS world
+    implant: bool = False  # a hip replacement: the acetabulum around its cup, no femoral head
+    cup_radius_mm: float = 0.0
 
     def summary(self) -> dict[str, Any]:
         out = asdict(self)
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in out.items()}
+
+    def status(self) -> str:
+        """One phrase for tables: found, an implant's acetabulum, or not split and why."""
+        if self.found:
+            return "found"
+        if self.implant and self.cup_radius_mm:
+            return "hip implant: acetabulum around the cup, no femoral head"
+        return f"not split: {self.reason or 'no femoral head found'}"
 
 
 @dataclass
@@ -157,10 +169,19 @@ def segment_hip_joint(
     for side in sides:
         info = HipSide(side=side)
         result.sides[side] = info
-        implant_ml = _metal_ml(work.array, spacing, centre_col, side)
+        implant_ml = metal_ml(work.array, spacing, centre_col, side)
         if implant_ml >= MIN_IMPLANT_ML:
+            info.implant = True
             info.reason = (f"a hip implant: {implant_ml:.0f} ml of metal (>= {METAL_HU:g} HU) on this side, no femoral "
                            "head to split")
+            cup = cup_sphere(work.array, spacing, centre_col, side)
+            if cup is not None:  # the acetabulum around the cup, sized by the native head the cup replaced
+                centre, outer = cup
+                spheres.append(FemoralHead(side=side, centre=centre, radius=outer - CUP_TO_HEAD_MM, split=outer))
+                info.cup_radius_mm = round(outer, 2)
+                info.centre_index = tuple(round(float(v), 2) for v in centre)
+                info.centre_mm = tuple(round(float(v), 2) for v in ct.index_to_world(work.image_index(centre)))
+                info.reason += f"; acetabulum labelled around the cup (outer radius {outer:.1f} mm)"
             continue
         tried = seeds.get(side, [])[:MAX_SEEDS_TRIED]
         found = _find_head(hu, mask, spacing, tried[0] if tried else None, side=side, info=info, fsg=fsg, lnms=lnms,
@@ -181,16 +202,11 @@ def segment_hip_joint(
     for side, (head, acetabulum) in split_sides(mask, spheres, spacing, hu=hu, centre_col=centre_col).items():
         ace_value, head_value = _VALUES[side]
         labels[acetabulum & (labels == 1)] = ace_value
-        labels[head] = head_value
+        if not result.sides[side].implant:  # a replaced hip has no femoral head
+            labels[head] = head_value
     result.labels = make_label_map(work.back(labels), dict(LABELS), like=ct)
     result.labels.metadata.update(source="radseg annotate hip-joint")
     return result
-
-
-def _metal_ml(ct: np.ndarray, spacing: np.ndarray, centre_col: float, side: str) -> float:
-    """Millilitres of metal on one side of the midline (a hip stem and cup hold 20 ml or more)."""
-    half = ct[:, :, : int(round(centre_col))] if side == "right" else ct[:, :, int(round(centre_col)):]
-    return float((half >= METAL_HU).sum()) * float(np.prod(spacing)) / 1000.0
 
 
 def _initial_slice(mask: np.ndarray, seed: np.ndarray, radius_px: float, *, lateral: int) -> int:

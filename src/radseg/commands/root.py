@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                        "image ROC AUC with CIs, subgroups."),
     "synth": ("synth", "Make N phantom cases of KIND with exact labels and a cohort metadata.csv."),
     "train": ("train", "Train a segmentation model on a prepared dataset; writes a model bundle to OUTPUT/model."),
+    "benchmark": ("benchmark", "Train several architectures under one protocol; paired CIs and tests say which is better."),
     "segment": ("segment", "Segment a file or every image/series of a folder with a trained model "
                            "(CXAS-style -i/-o/-ot)."),
     "export-onnx": ("segment", "Export a model's network to ONNX (stored in the bundle) and check it against torch."),

@@ -49,6 +49,15 @@ for _adapter in (
         {"selection": "the JSONL selection file (default: annotion_file_info*.jsonl under the root)"},
     ),
     Adapter(
+        "brain-ct-slices", "BHSD and CT-ICH head-CT slices (windowed 8-bit PNG/JPEG, colour haemorrhage masks, 2D)",
+        "bhsd-*/{images,masks}/<scan:3><slice:3>.png (EDH red, IPH blue, IVH yellow, SAH cyan, SDH green); "
+        "ctich-*/images/<n>.jpg, ctich-*/masks/<n>.{png,jpg} (210,80,0 = haemorrhage); the root holds both "
+        "subsets or is one of them",
+        "radseg.datasets.brain_slices",
+        {"labels": "any (default: one class hemorrhage, both subsets) or types (BHSD's 1 EDH, 2 IPH, 3 IVH, "
+                   "4 SAH, 5 SDH; CT-ICH slices left out and reported)"},
+    ),
+    Adapter(
         "tha", "THA hip CT (DICOM PA*/ST*/SE* series, per-slice PNG masks of femoral head and acetabulum)",
         "PA<n>/ST<n>/SE<n>/ DICOM series; masks <folder>/{left,right}/masks/{fem,ace}/%05d.png (0/255, image "
         "halves, THA slice index), the folder named by its PA/ST/SE ids or paired in a dicom_dir,masks_dir CSV",

@@ -49,7 +49,7 @@ def annotate_cts(ct_dir: Path, rows: list[dict[str, Any]], outdir: Path) -> tupl
         entry = {"case": case, "pathology": row.get("pathology_level", ""),
                  "bone_dice": dice(bone.mask.array > 0, truth.array > 0)}
         for side, info in split.sides.items():
-            entry[f"{side} split"] = "found" if info.found else f"not split: {info.reason or 'no femoral head found'}"
+            entry[f"{side} split"] = info.status()
         for name in STRUCTURES:
             if name in truth_masks:
                 pred = found.get(name, np.zeros_like(truth_masks[name]))

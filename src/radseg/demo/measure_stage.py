@@ -71,6 +71,8 @@ def _why(case, side, name, notes, split_reasons, pseudo_exists: bool) -> str:
     if not pseudo_exists:
         return "not measured: no pseudo-label file"
     reason = (split_reasons or {}).get((case, side), "")
+    if reason.startswith("hip implant"):
+        return "not measured: a hip implant (the femoral head was resected)"
     if reason:
         return f"not measured: side could not be split ({reason.removeprefix('not split: ')})"
     note = notes.get((side, name), "")

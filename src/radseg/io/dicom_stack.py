@@ -172,7 +172,7 @@ def _check_duplicates(planes: list[Plane], distance: np.ndarray, name: str) -> N
 def _slice_step(planes: list[Plane], distance: np.ndarray) -> tuple[float, str | None]:
     """Median step along the normal, and a description of missing slices or uneven spacing."""
     diffs = np.diff(distance)
-    step = float(np.median(diffs))
+    step = _median(diffs)
     tolerance = max(0.01 * step, 0.005)
     bad = np.flatnonzero(np.abs(diffs - step) > tolerance)
     messages = []
@@ -186,6 +186,15 @@ def _slice_step(planes: list[Plane], distance: np.ndarray) -> tuple[float, str |
     if not messages:
         return step, None
     return step, "; ".join(messages[:5]) + (f"; and {len(messages) - 5} more" if len(messages) > 5 else "")
+
+
+def _median(values: np.ndarray) -> float:
+    """``np.median`` of a 1D float array without its lazy ``numpy.ma`` import (~12 ms per run)."""
+    ordered = np.sort(values)  # NaN sorts last; np.median gives NaN when there is one
+    if ordered.size == 0 or np.isnan(ordered[-1]):
+        return float("nan")
+    middle = ordered.size // 2
+    return float(ordered[middle]) if ordered.size % 2 else float((ordered[middle - 1] + ordered[middle]) / 2)
 
 
 def _tilt(planes: list[Plane], distance: np.ndarray, name: str) -> np.ndarray:

@@ -41,7 +41,7 @@ def _check_run(outdir: Path, settings: dict[str, Any]) -> None:
     path = outdir / STATE_DIR / "run.json"
     if path.exists():
         previous = json.loads(path.read_text())
-        if previous != settings:
+        if previous != json.loads(json.dumps(settings)):  # as stored: tuples read back as lists
             raise WriteError(outdir, f"holds another synth run ({previous}); use an empty folder to make {settings}")
     else:
         write_text_atomic(path, json.dumps(settings, indent=2, sort_keys=True))
