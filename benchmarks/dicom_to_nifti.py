@@ -71,6 +71,14 @@ def timed(cmd: list[str]) -> tuple[float, float]:
     return time.perf_counter() - start, float("nan")
 
 
+def series_folder(folder: Path, slices: int) -> Path:
+    """``folder`` holding the benchmark series: reused when it has files, else written."""
+    if not folder.exists() or not any(folder.iterdir()):
+        print(f"writing {slices}-slice series to {folder} ...", flush=True)
+        make_series(folder, slices)
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--slices", type=int, default=300)
@@ -78,10 +86,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="reuse/keep the series in this folder")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="radseg-bench-"))
-    series = args.keep or work / "series"
-    if not series.exists() or not any(series.iterdir()):
-        print(f"writing {args.slices}-slice series to {series} ...", flush=True)
-        make_series(series, args.slices)
+    series = series_folder(args.keep or work / "series", args.slices)
     radseg = str(ROOT / ".venv" / "bin" / "radseg") if (ROOT / ".venv" / "bin" / "radseg").exists() else "radseg"
     dcm2niix = shutil.which("dcm2niix")
     results: dict[str, list[tuple[float, float]]] = {}

@@ -33,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from dicom_to_nifti import SITK_SCRIPT, make_series  # noqa: E402
+from dicom_to_nifti import SITK_SCRIPT, series_folder  # noqa: E402
 from surface_metrics import CASES, DEEPMIND, RADSEG, blob  # noqa: E402
 
 
@@ -58,10 +58,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="reuse/keep the series in this folder")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="radseg-fixed-"))
-    series = args.keep or work / "series"
-    if not series.exists() or not any(series.iterdir()):
-        print(f"writing {args.slices}-slice series to {series} ...", flush=True)
-        make_series(series, args.slices)
+    series = series_folder(args.keep or work / "series", args.slices)
     shape, spacing, truth_spec, pred_spec = CASES["2D 1024x1024"]
     np.save(work / "truth.npy", blob(shape, *truth_spec))
     np.save(work / "pred.npy", blob(shape, *pred_spec))

@@ -28,7 +28,13 @@ __all__ = [
     "class_values",
     "iter_classes",
     "require_label_map",
+    "METAL_HU",
 ]
+
+#: A CT voxel at or above this is metal (an implant, a screw), never bone: cortical bone stays below
+#: ~2000 HU. One threshold for the annotation (metal is kept out of the bone mask and of its Otsu
+#: histogram) and for the hip-ct phantom's labels (bone the scan's blur makes read as metal has none).
+METAL_HU = 2500.0
 
 
 def make_label_map(image_or_array, names: Mapping[int, str] | None = None, *, like: Image | None = None) -> Image:

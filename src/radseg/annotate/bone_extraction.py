@@ -39,7 +39,7 @@ from scipy import ndimage
 
 from radseg.annotate.bone_interior import choose_holes, slice_holes, whole_bone
 from radseg.image import Image
-from radseg.labels import make_label_map
+from radseg.labels import METAL_HU, make_label_map
 from radseg.orientation import canonical
 
 __all__ = ["BoneExtraction", "extract_bone", "otsu_bone_threshold", "threshold_bone", "BONE_LABEL", "MODES"]
@@ -52,11 +52,8 @@ TISSUE_FLOOR_HU = -200.0
 FAT_SPLIT_HU = 100.0
 # Dense contrast is clipped to this before Otsu.
 DENSE_CLIP_HU = 2000.0
-# Above this a voxel is metal (an implant, a screw), not bone: cortical bone stays below ~2000 HU.
-# Metal and the ring the scan's blur spreads it over are kept out of the Otsu histogram (a hip stem
-# alone moves the split to ~1000 HU); metal is kept out of the bone mask (the label policy of the
-# hip-ct phantom: an implant is not bone).
-METAL_HU = 2500.0
+# Metal (radseg.labels.METAL_HU) and the ring the scan's blur spreads it over are kept out of the Otsu
+# histogram (a hip stem alone moves the split to ~1000 HU); metal is kept out of the bone mask.
 
 
 @dataclass

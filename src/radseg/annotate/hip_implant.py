@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from radseg.annotate.bone_extraction import METAL_HU
+from radseg.labels import METAL_HU
 
 __all__ = ["CUP_TO_HEAD_MM", "MIN_IMPLANT_ML", "MIN_BALL_RADIUS_MM", "metal_ml", "cup_sphere"]
 

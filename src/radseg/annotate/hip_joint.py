@@ -40,14 +40,13 @@ import numpy as np
 from scipy import ndimage
 from threadpoolctl import threadpool_limits
 
-from radseg.annotate.bone_extraction import METAL_HU
-from radseg.annotate.hip_implant import CUP_TO_HEAD_MM, MIN_IMPLANT_ML, cup_sphere, metal_ml
 from radseg.annotate.hip_circles import SHRINK, Circle, ray_candidates, rough_circle, select_circle, snake_circle
+from radseg.annotate.hip_implant import CUP_TO_HEAD_MM, MIN_IMPLANT_ML, cup_sphere, metal_ml
 from radseg.annotate.hip_seed import (MIN_HEAD_RADIUS_MM, Candidate, choose_seeds, head_candidates, is_filled, midline,
                                       neck_fraction, open_thin_gaps, sphere_coverage)
 from radseg.annotate.hip_split import FemoralHead, fit_head_surface, joint_space, split_sides
 from radseg.image import Image
-from radseg.labels import make_label_map
+from radseg.labels import METAL_HU, make_label_map
 from radseg.orientation import canonical
 
 __all__ = ["HipSide", "HipJointResult", "segment_hip_joint", "LABELS", "SIDES"]

@@ -57,6 +57,18 @@ def _ci(values: np.ndarray, groups: np.ndarray, method: str, resamples: int, see
     return float(ci.low), float(ci.high), method
 
 
+def _statistics(group, metric: str, ci: str, resamples: int, seed: int) -> dict:
+    """n, mean, sd, median and CI of ``metric`` over the group's finite values; NaN and inf counted."""
+    values = group[metric].to_numpy(dtype=float)
+    finite = values[np.isfinite(values)]
+    low, high, used = _ci(values, _patients(group), ci, resamples, seed)
+    return {"n": int(finite.size), "mean": float(finite.mean()) if finite.size else float("nan"),
+            "sd": float(finite.std(ddof=1)) if finite.size > 1 else float("nan"),
+            "median": float(np.median(finite)) if finite.size else float("nan"),
+            "ci_low": low, "ci_high": high, "ci_method": used,
+            "n_nan": int(np.isnan(values).sum()), "n_inf": int(np.isinf(values).sum())}
+
+
 def _patients(frame) -> np.ndarray:
     if "patient" not in frame.columns:
         return frame["case"].astype(str).to_numpy()
@@ -89,15 +101,8 @@ def summary_table(per_case, *, metrics: Sequence[str] | None = None, ci: str = "
     order = list(dict.fromkeys(per_case["architecture"]))
     for (arch, label, name, unit), group in per_case.groupby(["architecture", *KEYS], sort=False):
         for metric in _metrics(per_case, metrics):
-            values = group[metric].to_numpy(dtype=float)
-            finite = values[np.isfinite(values)]
-            low, high, used = _ci(values, _patients(group), ci, resamples, seed)
             rows.append({"architecture": arch, "label": label, "label_name": name, "unit": unit, "metric": metric,
-                         "n": int(finite.size), "mean": float(finite.mean()) if finite.size else float("nan"),
-                         "sd": float(finite.std(ddof=1)) if finite.size > 1 else float("nan"),
-                         "median": float(np.median(finite)) if finite.size else float("nan"),
-                         "ci_low": low, "ci_high": high, "ci_method": used,
-                         "n_nan": int(np.isnan(values).sum()), "n_inf": int(np.isinf(values).sum())})
+                         **_statistics(group, metric, ci, resamples, seed)})
     table = pd.DataFrame(rows)
     if not table.empty:
         metric_order = {m: i for i, m in enumerate(_metrics(per_case, metrics))}
@@ -169,11 +174,8 @@ def subgroup_table(per_case, by: Sequence[str], *, metric: str = "dice", ci: str
                              f"(columns: {', '.join(map(str, per_case.columns))})")
         keys = ["architecture", *KEYS, attribute]
         for (arch, label, name, unit, group_value), group in per_case.groupby(keys, sort=True, dropna=False):
-            values = group[metric].to_numpy(dtype=float)
-            finite = values[np.isfinite(values)]
-            low, high, used = _ci(values, _patients(group), ci, resamples, seed)
+            stats = _statistics(group, metric, ci, resamples, seed)
             rows.append({"architecture": arch, "label": label, "label_name": name, "unit": unit,
-                         "attribute": attribute, "group": group_value, "metric": metric, "n": int(finite.size),
-                         "mean": float(finite.mean()) if finite.size else float("nan"), "ci_low": low,
-                         "ci_high": high, "ci_method": used})
+                         "attribute": attribute, "group": group_value, "metric": metric,
+                         **{k: stats[k] for k in ("n", "mean", "ci_low", "ci_high", "ci_method")}})
     return pd.DataFrame(rows)

@@ -40,6 +40,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from radseg.evaluate.bootstrap import bootstrap_distribution
 
 __all__ = ["PairedDifference", "paired_difference", "patient_bootstrap_ci", "sign_flip_p", "holm", "verdict"]
 
@@ -190,14 +191,12 @@ def patient_bootstrap_ci(values, groups=None, *, resamples: int = 10000, confide
         return float("nan"), float("nan")
     codes = np.unique(groups, return_inverse=True)[1].ravel()
     sums, counts = np.bincount(codes, weights=values), np.bincount(codes).astype(float)
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    g = sums.size
-    chunk = max(1, 2_000_000 // g)
-    means = np.empty(int(resamples))
-    for start in range(0, means.size, chunk):
-        stop = min(start + chunk, means.size)
-        picks = rng.integers(0, g, size=(stop - start, g))
-        means[start:stop] = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
+    def ratio(patients: np.ndarray, axis: int = -1) -> np.ndarray:  # mean over the drawn patients' cases
+        picks = patients.astype(np.intp)
+        return sums[picks].sum(axis=axis) / counts[picks].sum(axis=axis)
+
+    means = bootstrap_distribution(np.arange(sums.size, dtype=float), statistic=ratio, resamples=resamples,
+                                   seed=seed)
     alpha = 1.0 - confidence
     low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
     return float(low), float(high)

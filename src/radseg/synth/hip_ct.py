@@ -72,7 +72,7 @@ from typing import Any
 import numpy as np
 
 from radseg.image import Image
-from radseg.labels import make_label_map
+from radseg.labels import METAL_HU, make_label_map
 from radseg.synth.common import SynthCase, case_uid_seed, patient_attributes
 from radseg.synth.hip_artefacts import draw_scan, fov_mask, scan_record, table_slice
 from radseg.synth.hip_artefacts import beam_hardening as beam_hardening_error
@@ -106,7 +106,6 @@ _CHUNK_POINTS = 6_000_000
 _SUB_STEP = 1.2  # mm: largest gap between the sub-slices averaged into one slice
 _BLUR_PX = 0.75  # in-plane reconstruction blur (sigma, pixels)
 _BLUR_SLICES = 0.4
-METAL_HU = 2500.0  # as radseg.annotate.bone_extraction.METAL_HU: brighter than any cortex
 PREVIEW_WINDOW = (-200.0, 1300.0)  # HU
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -243,15 +242,9 @@ def _protocol(settings: dict[str, Any]) -> str:
             "several cases; paired test: sign-flip permutation per patient with its inverted CI, Holm-adjusted.")
 
 
-def _clean(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, np.generic):
-        return _clean(value.item())
-    return value
-
-
 def _records(frame) -> list[dict[str, Any]]:
+    from radseg.evaluate.report import _clean
+
     return [] if frame is None else [{k: _clean(v) for k, v in row.items()} for row in frame.to_dict("records")]
 
 
