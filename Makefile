@@ -15,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "torch==2.13.0"
-	$(BIN)/python -m pip install -q -e ".[dev,train,web]"
+	$(BIN)/python -m pip install -q -e ".[dev,train,web,scale]"
 	touch $(STAMP)
 
 test: setup

@@ -4,6 +4,7 @@ acetabulum / femoral-head split per side); the TotalSegmentator example CT (3 mm
 run, the hips found and an overlay picture); the HU table of ``ct_hu_quantiles.md`` (issue 22).
 
     .venv/bin/python benchmarks/annotate_real_ct.py [--data ../shared/data/ct/pengwin-crops] [--demo-ct DIR]
+        [--demo-made-by "radseg synth hip-ct ..."]
 
 Writes benchmarks/results/annotate_real_ct.md, .json and annotate_real_ct_totalseg.png. ``--demo-ct``
 takes the hip-ct folder a ``radseg demo`` run made (``runs/demo/data/hip-ct``); without it that table
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -164,8 +166,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "ct" / "pengwin-crops")
     parser.add_argument("--demo-ct", type=Path, default=None)
+    parser.add_argument("--demo-made-by", default=None,
+                        help="how the --demo-ct folder was made (a radseg demo run, or the synth command), for the report")
     args = parser.parse_args()
-    results = {"command": "python " + " ".join(sys.argv), "machine": platform.platform(),
+    results = {"command": "python " + shlex.join(sys.argv), "machine": platform.platform(),
                "pengwin": pengwin(args.data)}
     out = ROOT / "benchmarks" / "results"
     if args.demo_ct:
@@ -183,8 +187,9 @@ def main() -> None:
              "into soft tissue cannot show here (the phantoms below and annotate_resolution.md show it).", "",
              *_table(results["pengwin"])]
     if "demo" in results:
+        made = f"`{args.demo_ct}`" + (f", made by `{args.demo_made_by}`" if args.demo_made_by else "")
         lines += ["", "## The demo's hip-ct phantoms (as `radseg demo` makes them: 1.4 mm pixels, 2 mm slices)", "",
-                  *_table(results["demo"]), "", "Acetabulum / femoral head (`radseg annotate hip-joint` on the whole "
+                  f"Data: {made}.", "", *_table(results["demo"]), "", "Acetabulum / femoral head (`radseg annotate hip-joint` on the whole "
                   "bone), Dice per side against the exact labels:", "",
                   "| case | side | implant | acetabulum | femoral head | split |", "| --- | --- | --- | --- | --- | --- |"]
         for r in results["demo_split"]:

@@ -137,11 +137,12 @@ def main() -> None:
         rows.append((name, seconds, memory, dice(runs[-1][2], truth), runs[-1][3]))
         print(f"{name}: {seconds:.1f} s, {memory:.2f} GB, Dice {rows[-1][3]:.4f}", flush=True)
     plain = min(seconds for name, seconds, *_ in rows if not name.startswith("radseg"))
+    niced = f"nice -n {os.nice(0)} " if os.nice(0) > 0 else ""  # the niceness it ran at
     lines = [
         "# Bone extraction speed: 512 x 512 x 300 CT", "",
         f"## {datetime.now():%Y-%m-%d %H:%M} on {platform.node()} ({platform.machine()}, {os.cpu_count()} cores, "
         "shared with other jobs)", "",
-        f"Command: `nice -n 10 .venv/bin/python benchmarks/annotate_speed.py --repeat {args.repeat}`. "
+        f"Command: `{niced}.venv/bin/python benchmarks/annotate_speed.py --repeat {args.repeat}`. "
         f"CT: hip-ct phantom (seed 7, pathology 1) made directly on a {SHAPE[2]} x {SHAPE[1]} x {SHAPE[0]} grid "
         f"({SPACING[1]} mm pixels, {SPACING[0]} mm slices; {np.prod(SHAPE) / 1e6:.1f} M voxels, synthesized in "
         f"{synth_seconds:.0f} s, not timed). Wall clock, best of {args.repeat}, each run in a forked child; memory "

@@ -22,7 +22,7 @@ LAYERS = {
     "errors": 0, "registry": 0,
     "radseg": 1, "image": 1, "labels": 1, "case": 1, "geometry": 1, "orientation": 1,
     "io": 2,
-    "convert": 3, "info": 3,
+    "convert": 3, "info": 3, "scale": 3,
     "evaluate": 4, "models": 4,
     "annotate": 5, "datasets": 5, "features": 5, "synth": 5,
     "infer": 6,

@@ -30,6 +30,8 @@ from radseg.errors import ReadError, RadsegError
 from radseg.image import Image
 from radseg.io import IMAGE_WRITERS, detect_format, read, write
 from radseg.io.atomic import full_suffix, remove_stale_partials, write_text_atomic
+from radseg.scale.engine import EngineOptions, map_jobs
+from radseg.scale.parts import select_part
 
 ProgressCallback = Callable[[str], None]
 
@@ -68,18 +70,26 @@ def convert(
     sidecar: bool = True,
     on_progress: ProgressCallback | None = None,
     jobs_total: Callable[[int], None] | None = None,
+    part: tuple[int, int] | None = None,
+    engine: EngineOptions | None = None,
+    entries: list | None = None,
     **read_options: Any,
 ) -> ConvertReport:
     """Convert ``source`` to ``target``; see the module docstring for the modes.
 
     ``read_options`` go to :func:`radseg.io.read` (``series``, ``on_gap``, ``tilt``,
-    ``include_derived``, ``invert_monochrome1``).
+    ``include_derived``, ``invert_monochrome1``). ``part=(K, N)`` converts part K of N of the
+    items (by output path); ``engine`` runs the items in this process (local, the default) or on Ray.
+    ``entries`` (rows of a ``radseg index`` catalog, :func:`radseg.scale.catalog_read.catalog_entries`) replace
+    ``source``: each becomes ``target/<key><suffix>``, read from the files the catalog lists.
     """
     source, target = Path(source), Path(target)
     report = ConvertReport()
-    if not source.exists():
+    if entries is not None:
+        jobs = list(_catalog_jobs(entries, target, suffix, report, read_options))
+    elif not source.exists():
         raise ReadError(source, "no such file or folder")
-    if select is not None:
+    elif select is not None:
         jobs = list(_select_jobs(source, target, Path(select), suffix, report, read_options))
     elif full_suffix(target) in IMAGE_WRITERS:
         jobs = [_Job(source.name, target, lambda: read(source, **_options_for(source, read_options)), _is_dicom(source))]
@@ -90,33 +100,65 @@ def convert(
         jobs = [_Job(source.name, target / name, lambda: read(source, **_options_for(source, read_options)),
                      _is_dicom(source))]
     _check_suffix(jobs, suffix)
+    jobs = select_part(jobs, part, key=lambda job: str(job.output))
     if jobs_total:
         jobs_total(len(jobs))
+    pending = []
     for job in jobs:
-        if on_progress:
-            on_progress(job.name)
         for output in (job.output, sidecar_path(job.output)):
             for stale in remove_stale_partials(output):
                 report.warnings.append((job.name, f"removed {stale.name}, left by an interrupted run"))
         complete = job.output.exists() and (not (sidecar and job.dicom) or sidecar_path(job.output).exists())
         if complete and not overwrite:
             report.kept.append(job.output)
-            continue
-        try:
-            image = job.load()
-            write(image, job.output)
-            if sidecar and image.metadata.get("format") == "dicom":
-                write_text_atomic(sidecar_path(job.output), json.dumps(sidecar_content(image), indent=2))
-            report.written.append(job.output)
-            for problem in image.metadata.get("problems", []):
-                report.warnings.append((job.name, problem))
-        except RadsegError as exc:
-            # Avoid "item: item: problem" when the error already names this very item.
-            same_item = str(getattr(exc, "path", "")) == job.name
-            report.failed.append((job.name, getattr(exc, "problem", str(exc)) if same_item else str(exc)))
-        except Exception as exc:  # keep a batch going; name the item and the error
-            report.failed.append((job.name, f"{type(exc).__name__}: {exc}"))
+            if on_progress:
+                on_progress(job.name)
+        else:
+            pending.append((job, sidecar))
+    if engine is None or engine.engine == "local":
+        engine = EngineOptions(workers=1)  # locally one process: the readers' closures do not pickle, and reading is I/O
+    for _, result in map_jobs(_convert_job, pending, engine):
+        if on_progress:
+            on_progress(result["name"])
+        report.warnings.extend(result["warnings"])
+        if "error" in result:
+            report.failed.append((result["name"], result["error"]))
+        else:
+            report.written.append(result["output"])
     return report
+
+
+def _convert_job(task: tuple[_Job, bool]) -> dict[str, Any]:
+    """Read one item and write its output (then its sidecar); never raises: a failure is the result."""
+    job, sidecar = task
+    try:
+        image = job.load()
+        write(image, job.output)
+        if sidecar and image.metadata.get("format") == "dicom":
+            write_text_atomic(sidecar_path(job.output), json.dumps(sidecar_content(image), indent=2))
+        return {"name": job.name, "output": job.output,
+                "warnings": [(job.name, problem) for problem in image.metadata.get("problems", [])]}
+    except RadsegError as exc:
+        # Avoid "item: item: problem" when the error already names this very item.
+        same_item = str(getattr(exc, "path", "")) == job.name
+        error = getattr(exc, "problem", str(exc)) if same_item else str(exc)
+    except Exception as exc:  # keep a batch going; name the item and the error
+        error = f"{type(exc).__name__}: {exc}"
+    return {"name": job.name, "output": job.output, "warnings": [], "error": error}
+
+
+def _catalog_jobs(entries, target: Path, suffix: str, report: ConvertReport,
+                  read_options: dict[str, Any]) -> Iterator[_Job]:
+    from functools import partial
+
+    dicom_options = {k: v for k, v in read_options.items() if k in ("on_gap", "tilt", "invert_monochrome1")}
+    for entry in entries:
+        if entry.kind == "unreadable":
+            report.failed.append((entry.label, entry.problems or "unreadable (as indexed)"))
+            continue
+        dicom = entry.format == "dicom"
+        yield _Job(entry.label, target / f"{_safe_name(entry.key)}{suffix}",
+                   partial(entry.load, **dicom_options) if dicom else entry.load, dicom)
 
 
 def _check_suffix(jobs: list[_Job], suffix: str) -> None:

@@ -103,3 +103,23 @@ def test_metal_is_no_bone_and_does_not_move_the_threshold():
     assert not with_metal[rod].any()
     assert abs(metal.threshold_hu - plain.threshold_hu) < 30
     assert dice(with_metal, truth) >= 0.95
+
+
+def test_the_ring_metal_brightens_takes_the_label_beyond_it():
+    """The cut takes the ring the blur brightens around metal (1000-2500 HU) for dense bone; it takes
+    the label of the nearest voxel beyond the ring: bone where bone touches the metal, none in soft
+    tissue or a cup's liner (on the demo's CT with a hip replacement: over-segmentation within 3 mm
+    of the metal from 2259 to 894 voxels, bone Dice 0.944 to 0.947)."""
+    from radseg.annotate.bone_extraction import _across_bloom, _metal
+
+    spacing = np.array([1.0, 0.8, 0.8])
+    hu = np.full((10, 40, 40), 50.0)
+    hu[:, 15:25, 15:25] = 3071.0  # a metal bar
+    hu[:, :, :13] = 400.0  # bone on its left, 2 voxels (1.6 mm) away
+    metal = hu >= 2500
+    bloom = _metal(hu, spacing)
+    ring = bloom & ~metal
+    cut = (hu > 200) | ring  # the cut takes the ring for dense bone
+    out = _across_bloom(cut.copy(), metal, bloom, spacing)
+    assert ring[:, 20, 13:15].all() and out[:, 20, 13:15].all()  # next to bone: bone, as beyond it
+    assert ring[:, 20, 25:27].all() and cut[:, 20, 25:27].all() and not out[:, 20, 25:27].any()  # tissue beyond

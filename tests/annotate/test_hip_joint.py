@@ -137,3 +137,32 @@ def test_thin_gap_between_cortices_is_opened_wide_marrow_is_not():
     assert not opened[2, 30, 30] and mask[2, 30, 30]  # the joint space is opened
     assert opened[2, 30, 65]  # the marrow stays
     assert (mask & ~opened).sum() <= 2 * 5 * 40  # nothing else (the gap column, a pixel of slack)
+
+
+def test_a_joint_space_closed_in_the_mask_is_opened_around_the_head():
+    """A head (radius 20 mm) in its socket across a 3.5 mm joint space that the bone mask closed (as
+    partial volume does at 1.4 mm pixels): the joint space is opened from the image, the socket's
+    cancellous interior behind its plate stays, and the head refits to its own radius."""
+    from scipy import ndimage
+
+    from radseg.annotate.hip_split import fit_head_surface, open_joint
+
+    spacing = np.array([2.0, 1.4, 1.4])
+    z, y, x = (np.indices((40, 80, 80)).astype(float) * spacing[:, None, None, None])
+    centre_mm = np.array([40.3, 56.1, 55.9])
+    r = np.sqrt((z - centre_mm[0]) ** 2 + (y - centre_mm[1]) ** 2 + (x - centre_mm[2]) ** 2)
+    hu = np.full(r.shape, 40.0)
+    hu[r <= 32.0] = 250.0  # the socket's cancellous bone
+    hu[(r > 23.5) & (r <= 25.5)] = 900.0  # its subchondral plate
+    hu[(r > 20.0) & (r <= 23.5)] = 40.0  # the joint space
+    hu[r <= 20.0] = 250.0  # the head
+    hu[(r > 18.5) & (r <= 20.0)] = 900.0  # its plate
+    hu = ndimage.gaussian_filter(hu, (0.5, 1.0, 1.0))
+    mask = r <= 32.0
+    centre = centre_mm / spacing
+    opened = open_joint(mask, hu, centre, 21.0, spacing)  # a radius the closed joint space inflated
+    joint, socket = (r > 21.0) & (r <= 22.5), r > 26.5
+    assert (~opened[joint & mask]).mean() > 0.9
+    assert opened[socket & mask].all()
+    refit = fit_head_surface(opened, centre, 21.0, spacing)
+    assert refit is not None and abs(refit[1] - 20.0) < 0.7

@@ -59,6 +59,9 @@ def test_a_hip_implant_gets_its_acetabulum_and_no_head():
     assert np.linalg.norm(np.array(side.centre_mm) - centre) < 2.0  # the cup sits in the native socket
     cup = case.params[f"{implant}_implant_cup_outer_mm"]
     assert abs(side.cup_radius_mm - cup) < 1.5
+    other = result.sides["left" if implant == "right" else "right"]
+    if other.found:  # the replaced hip's acetabulum slab spans the native head of the other side
+        assert "the other side's femoral head" in side.reason
 
 
 def test_a_femoral_shaft_cut_by_the_scan_is_no_head():

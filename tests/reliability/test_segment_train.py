@@ -83,9 +83,9 @@ def counted(monkeypatch):
     calls = []
     original = Predictor.predict
 
-    def predict(self, image):
+    def predict(self, image, prepared=None):
         calls.append(image.metadata.get("source_files"))
-        return original(self, image)
+        return original(self, image, prepared)
 
     monkeypatch.setattr(Predictor, "predict", predict)
     return calls

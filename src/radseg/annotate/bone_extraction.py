@@ -25,7 +25,8 @@ roof), then 3D components smaller than
 By default (``whole=True``) the mask is then grown to the whole bone an annotator draws
 (:mod:`radseg.annotate.bone_interior`); ``whole=False`` (``--cortex-only``) keeps the paper's
 steps. Metal (:data:`METAL_HU` and above: implants) is never bone and stays out of the Otsu
-histogram.
+histogram; the ring its blur brightens (1.5 pixels, at least 2 mm) takes the label of the nearest
+voxel beyond it.
 """
 
 from __future__ import annotations
@@ -193,10 +194,13 @@ def extract_bone(
     if fill_holes and max_hole_mm2 > 0 and not whole:  # the whole-bone step fills by its own rules
         bone = _fill_slice_holes(bone, blurred, spacing=spacing, max_pixels=int(max_hole_mm2 / pixel_mm2),
                                  marrow_hu=marrow_hu, thin_mm=joint_space_mm)
+    metal_voxels = work.array >= METAL_HU
     if whole:
         bone = whole_bone(bone, work.array, spacing=spacing, cancellous_hu=cancellous_hu, marrow_hu=fatty_marrow_hu,
                           grow_mm=grow_mm, max_hole_mm2=max_hole_mm2, joint_space_mm=joint_space_mm)
-    bone &= work.array < METAL_HU
+    bone &= ~metal_voxels
+    if metal.any():
+        bone = _across_bloom(bone, metal_voxels, metal, spacing)
     if min_component_mm3 > 0:
         bone = _drop_small(bone, min_voxels=int(np.ceil(min_component_mm3 / float(np.prod(spacing)))))
     seconds["cleanup"] = time.perf_counter() - clock
@@ -208,13 +212,29 @@ def extract_bone(
 
 
 def _metal(hu: np.ndarray, spacing: np.ndarray) -> np.ndarray:
-    """Metal voxels and the ring of 1.5 pixels (at least 1 mm) around them, where the scan's blur
-    spreads the metal's brightness over the bone and tissue it touches."""
+    """Metal voxels and the ring of 1.5 pixels (at least 2 mm) around them, where the scan's blur
+    spreads the metal's brightness over the bone and tissue it touches (metal's own HU lie far above
+    the 3071 HU the scale saturates at, so its blur tail reads as bone for a millimetre or two even at
+    fine pixels)."""
     metal = hu >= METAL_HU
     if not metal.any():
         return metal
-    bloom_mm = max(1.0, 1.5 * float(np.max(spacing[1:])))
+    bloom_mm = max(2.0, 1.5 * float(np.max(spacing[1:])))
     return ndimage.distance_transform_edt(~metal, sampling=spacing) <= bloom_mm
+
+
+def _across_bloom(bone: np.ndarray, metal: np.ndarray, bloom: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """``bone`` with the ring the scan's blur spreads metal over (``bloom`` less ``metal``) labelled as
+    the nearest voxel beyond it. There the HU read the metal's brightness (1000-2500 HU next to a cup
+    or a stem), not the tissue: the liner between a prosthetic ball and its cup, and the soft tissue
+    at a prosthetic neck, read as dense bone, while bone that touches the metal stays bone."""
+    box = ndimage.find_objects(bloom.astype(np.uint8))[0]
+    box = tuple(slice(max(0, b.start - 2), min(n, b.stop + 2)) for b, n in zip(box, bone.shape))
+    ring = bloom[box] & ~metal[box]
+    nearest = ndimage.distance_transform_edt(bloom[box], sampling=spacing, return_distances=False, return_indices=True)
+    local = bone[box]
+    local[ring] = local[tuple(nearest)][ring]
+    return bone
 
 
 def _window(window_mm: float, spacing: np.ndarray) -> tuple[int, int, int]:

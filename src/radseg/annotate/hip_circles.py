@@ -157,3 +157,54 @@ def snake_circle(image: np.ndarray, previous: Circle, *, scale: tuple[float, flo
     radii = np.arange(low, high + 1)
     keep = (snake[:, 0] >= 0) & (snake[:, 0] < image.shape[0]) & (snake[:, 1] >= 0) & (snake[:, 1] < image.shape[1])
     return select_circle(snake[keep], image.shape, radii, anatomy_radius=previous.radius, ahs=False, peaks=1)
+
+
+def rough_or_inscribed(bone2d, seed_rc, radius_px, *, medial) -> tuple[Circle, Circle, str]:
+    """The paper's three-point rough circle when it is plausible, else the largest inscribed circle."""
+    found = rough_circle(bone2d, medial=medial)
+    if found is not None:
+        anatomy, rough = found
+        inside = fraction_inside(bone2d, rough)
+        close = np.hypot(anatomy.row - seed_rc[0], anatomy.col - seed_rc[1]) <= 0.5 * radius_px
+        if inside >= 0.8 and close and 0.5 * radius_px <= anatomy.radius <= 2.0 * radius_px:
+            return anatomy, rough, "hull-3-points"
+    filled = ndimage.binary_fill_holes(bone2d)
+    depth = ndimage.distance_transform_edt(filled)
+    labelled, _ = ndimage.label(filled)
+    value = labelled[seed_rc]
+    if value:
+        depth[labelled != value] = 0
+    row, col = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    anatomy = Circle(float(row), float(col), float(depth[row, col]))
+    return anatomy, Circle(anatomy.row, anatomy.col, anatomy.radius / SHRINK), "inscribed"
+
+
+def fraction_inside(bone2d: np.ndarray, circle: Circle) -> float:
+    angles = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+    rows = np.round(circle.row + circle.radius * np.sin(angles)).astype(int)
+    cols = np.round(circle.col + circle.radius * np.cos(angles)).astype(int)
+    ok = (rows >= 0) & (rows < bone2d.shape[0]) & (cols >= 0) & (cols < bone2d.shape[1])
+    filled = ndimage.binary_fill_holes(bone2d)
+    return float(filled[rows[ok], cols[ok]].sum()) / len(angles)
+
+
+def propagate_circles(hu: np.ndarray, circle: Circle, z0: int, spacing: np.ndarray) -> list[tuple[int, Circle]]:
+    """Circles on the initial slice and, by snakes, on the slices above and below until the head ends."""
+    circles = [(z0, circle)]
+    reach = int(np.ceil(circle.radius * spacing[1] / spacing[0]))
+    for direction in (1, -1):
+        previous = circle
+        for step in range(1, reach + 1):
+            z = z0 + direction * step
+            if not 0 <= z < hu.shape[0] or previous.radius < 4:
+                break
+            half = int(np.ceil(1.5 * previous.radius))
+            r0, c0 = max(0, int(previous.row) - half), max(0, int(previous.col) - half)
+            window = (slice(r0, int(previous.row) + half + 1), slice(c0, int(previous.col) + half + 1))
+            local = Circle(previous.row - r0, previous.col - c0, previous.radius)
+            found = snake_circle(hu[z][window], local)
+            if found is None:
+                break
+            previous = Circle(found.row + r0, found.col + c0, found.radius, found.score)
+            circles.append((z, previous))
+    return circles

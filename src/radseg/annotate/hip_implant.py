@@ -11,9 +11,10 @@ superior hemisphere holds only the cup: the neck and stem leave downwards), whic
 blur widens by a fraction of a millimetre.
 
 The native femoral head that the acetabulum label is sized by (its axial slab spans the head,
-see :mod:`radseg.annotate.hip_split`) is estimated as the cup's outer radius minus
-:data:`CUP_TO_HEAD_MM`: the cup fills the reamed socket, about 1 mm beyond the native socket,
-which lies about 4 mm (cartilage and joint space) beyond the head.
+see :mod:`radseg.annotate.hip_split`) is the other side's femoral head where that was found
+(:mod:`radseg.annotate.hip_joint`), else the cup's outer radius minus :data:`CUP_TO_HEAD_MM`: the
+cup fills the reamed socket, about 1 mm beyond the native socket, which lies about 4 mm (cartilage
+and joint space) beyond the head.
 """
 
 from __future__ import annotations

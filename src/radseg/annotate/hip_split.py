@@ -25,7 +25,7 @@ from scipy import ndimage
 
 from radseg.geometry import ball_box, box_distances, fit_sphere, sphere_directions
 
-__all__ = ["FemoralHead", "fit_head_surface", "joint_space", "split_sides"]
+__all__ = ["FemoralHead", "fit_head_surface", "joint_space", "open_joint", "split_sides"]
 
 CONTACT_MM = 3.0
 # a sphere's surface normal points at its centre; the neck, its fillet and osteophytes tilt away
@@ -273,6 +273,27 @@ def joint_gap(crop, hu, centre, radius, spacing, *, reach_mm: float = 6.0, windo
     edge = (high - low) > 0.3 * np.maximum(high, 1.0)
     shell = (distance > radius - 0.5) & (distance <= radius + reach_mm)
     return box, crop[box] & shell & edge & (image < (high + low) / 2)
+
+
+def open_joint(mask: np.ndarray, hu: np.ndarray, centre: np.ndarray, radius: float, spacing: np.ndarray) -> np.ndarray:
+    """``mask`` without the joint space around one femoral head that partial volume closed in it:
+    the voxels of :func:`joint_gap` connected (face neighbours) to the head's surface (within a
+    pixel of ``radius``). Darker voxels behind the socket's subchondral plate (its cancellous
+    interior) are cut off from the head by the plate and stay. On the demo's 1.4 mm phantoms the
+    bone mask fills 0.4-0.9 mm of the joint space on some sides: the head sphere fitted to it is
+    that much too large (the acetabulum's slab a slice too tall) and the filled joint space is
+    labelled acetabulum."""
+    box, gap = joint_gap(mask, hu, centre, radius, spacing)
+    if not gap.any():
+        return mask
+    labels, count = ndimage.label(gap, structure=ndimage.generate_binary_structure(3, 1))
+    distance = box_distances(box, centre, spacing)
+    touching = np.zeros(count + 1, bool)
+    touching[np.unique(labels[distance <= radius + float(spacing[1:].max())])] = True
+    touching[0] = False
+    out = mask.copy()
+    out[box] &= ~touching[labels]
+    return out
 
 
 def _components(crop, spheres, spacing, offset, gaps):

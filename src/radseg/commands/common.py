@@ -20,7 +20,8 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 160}
 #: The options that mean the same in every command that has them (one spelling, one help text).
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress output (neither the bar nor the log lines).")
 JsonOpt = typer.Option(False, "--json", help="Print JSON instead of text.")
-WorkersOpt = typer.Option(None, "--workers", help="Processes (default or 0: all cores).")
+WorkersOpt = typer.Option(None, "--workers", help="Worker processes, or Ray workers with --engine ray (default or 0: "
+                          "all cores).")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -180,3 +181,50 @@ class Progress:
             count = f"{self.done}/{self.total}" if self.total else str(self.done)
         self.stream.write(f"{self.what} {count}{' ' + item if item else ''}\n")
         self.stream.flush()
+
+
+#: Scale-out options of the batch commands (segment, evaluate, convert, index).
+EngineOpt = typer.Option("local", "--engine", help="Where the per-item work runs: local (this machine) or ray "
+                         "(a Ray Data pipeline; needs the extra radseg[scale]).")
+RayAddressOpt = typer.Option(None, "--ray-address", help="With --engine ray: join this Ray cluster (auto or HOST:PORT) "
+                             "instead of starting a local Ray with --workers CPUs.")
+PartOpt = typer.Option(None, "--part", help="Only part K of N of the items, e.g. 2/4 (items sorted by case key; "
+                       "the N parts together cover every item exactly once): for SLURM arrays and other schedulers.")
+
+
+def scale_options(engine: str, workers: Optional[int], ray_address: Optional[str], part: Optional[str]):
+    """(EngineOptions, (K, N) or None) from the scale-out options; a bad value exits with its message."""
+    from radseg.errors import RadsegError
+    from radseg.scale.engine import EngineOptions
+    from radseg.scale.parts import parse_part
+
+    try:
+        return EngineOptions(engine=engine, workers=workers or None, ray_address=ray_address), parse_part(part)
+    except (RadsegError, ValueError) as exc:
+        fail(str(exc))
+
+CatalogOpt = typer.Option(None, "--catalog", help="Items from a catalog of `radseg index` (a .parquet file or a glob of "
+                          "part catalogs) instead of walking a folder.")
+WhereOpt = typer.Option(None, "--where", help="With --catalog: the rows to take, a pandas query such as "
+                        "\"modality == 'CT' and n_files > 100\".")
+
+
+def input_or_catalog(source, catalog: Optional[str], where: Optional[str]) -> str:
+    """What a batch reads: its input path, or its catalog (exactly one of them; --where only with --catalog)."""
+    if (source is None) == (catalog is None):
+        fail("give an input (file or folder) or --catalog CATALOG.parquet, not both" if source is not None
+             else "no input: give a file or folder, or --catalog CATALOG.parquet from `radseg index`")
+    if where and not catalog:
+        fail("--where selects rows of a catalog: it needs --catalog")
+    return str(source if source is not None else catalog)
+
+
+def catalog_rows(catalog: str, where: Optional[str]):
+    """The catalog's entries that ``where`` selects; a bad catalog or query exits with its message."""
+    from radseg.errors import RadsegError
+    from radseg.scale.catalog_read import catalog_entries, read_catalog
+
+    try:
+        return catalog_entries(read_catalog(catalog, where))
+    except RadsegError as exc:
+        fail(str(exc))

@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from radseg.commands.common import Progress, QuietOpt, WorkersOpt, choice, csv_words, fail, finish, model_help, problems
+from radseg.commands.common import (EngineOpt, PartOpt, Progress, QuietOpt, RayAddressOpt, WorkersOpt, choice, csv_words,
+                                   fail, finish, model_help, problems, scale_options)
 
 CI_METHODS = ("percentile", "bca")
 
@@ -46,8 +47,8 @@ def _report_detection(result, output: Path, written) -> None:
 def register(app: typer.Typer) -> None:
     @app.command()
     def evaluate(
-        pred: Path = typer.Option(..., "--pred", help="Folder of predicted label maps (any readable label format)."),
-        truth: Path = typer.Option(..., "--truth", help="Folder of ground-truth label maps; cases pair by file name."),
+        pred: Optional[Path] = typer.Option(None, "--pred", help="Folder of predicted label maps (any readable label format)."),
+        truth: Optional[Path] = typer.Option(None, "--truth", help="Folder of ground-truth label maps; cases pair by file name."),
         output: Path = typer.Option(..., "-o", "--output", help="Folder for per_case.csv, summary.csv, fairness.csv, summary.json, report.html."),
         labels: Optional[str] = typer.Option(None, "--labels", help="Labels to evaluate, e.g. 1=femur,2=tibia (default: every label present)."),
         metadata: Optional[Path] = typer.Option(None, "--metadata", help="CSV/XLSX of subject metadata keyed by case name."),
@@ -58,6 +59,11 @@ def register(app: typer.Typer) -> None:
         nsd_tolerance: Optional[float] = typer.Option(None, "--nsd-tolerance", help="Tolerance (mm) of the normalised surface Dice."),
         seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and permutation tests."),
         workers: Optional[int] = WorkersOpt,
+        engine: str = EngineOpt,
+        ray_address: Optional[str] = RayAddressOpt,
+        part: Optional[str] = PartOpt,
+        merge: Optional[str] = typer.Option(None, "--merge", help="Instead of --pred/--truth: the output folders of "
+                                            "--part runs, comma-separated; their cases together, statistics over all."),
         quiet: bool = QuietOpt,
     ) -> None:
         """Score predictions against ground truth: metrics per case, CIs, fairness by subgroup, an HTML report."""
@@ -67,6 +73,11 @@ def register(app: typer.Typer) -> None:
         from radseg.evaluate.run import check_options, evaluate_folders, parse_labels
 
         choice(CI_METHODS, ci_method, "confidence interval (--ci)")
+        engine_options, shard = scale_options(engine, workers, ray_address, part)
+        if merge and (pred or truth or part):
+            fail("--merge combines finished part runs: give it without --pred, --truth or --part")
+        if not merge and (pred is None or truth is None):
+            fail("give --pred and --truth (or --merge with the output folders of --part runs)")
         if by and metadata is None:
             fail("--by needs --metadata (the table with those columns)")
         try:
@@ -80,10 +91,17 @@ def register(app: typer.Typer) -> None:
             fail(str(exc))
         with Progress("evaluating", quiet=quiet) as progress:
             try:
-                result = evaluate_folders(pred, truth, labels=label_table, metadata=metadata, by=csv_words(by),
-                                          reference=references, resamples=bootstrap, ci_method=ci_method, nsd_tolerance=nsd_tolerance,
-                                          seed=seed, workers=workers, jobs_total=progress.set_total,
-                                          on_progress=progress.advance)
+                if merge:
+                    from radseg.evaluate.merge import merge_parts
+
+                    result = merge_parts(csv_words(merge), metadata=metadata, by=csv_words(by), reference=references,
+                                         resamples=bootstrap, ci_method=ci_method, seed=seed)
+                else:
+                    result = evaluate_folders(pred, truth, labels=label_table, metadata=metadata, by=csv_words(by),
+                                              reference=references, resamples=bootstrap, ci_method=ci_method,
+                                              nsd_tolerance=nsd_tolerance, seed=seed, workers=workers,
+                                              jobs_total=progress.set_total, on_progress=progress.advance, part=shard,
+                                              engine=engine_options)
                 written = write_outputs(result, output)
             except RadsegError as exc:
                 fail(str(exc))

@@ -9,7 +9,9 @@ from typing import Optional
 
 import typer
 
-from radseg.commands.common import JsonOpt, Progress, QuietOpt, choice, fail, finish, listing, problems
+from radseg.commands.common import (CatalogOpt, EngineOpt, JsonOpt, PartOpt, Progress, QuietOpt, RayAddressOpt,
+                                   WhereOpt, WorkersOpt, catalog_rows, choice, fail, finish, input_or_catalog,
+                                   listing, problems, scale_options)
 
 
 class TiltChoice(str, Enum):
@@ -71,8 +73,10 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def convert(
-        source: Path = typer.Argument(..., help="Input file or folder (DICOM series, NIfTI, PNG/JPG/TIFF, MHA/NRRD)."),
-        target: Path = typer.Argument(..., help="Output file (format from its suffix) or folder (one file per series)."),
+        source: Optional[Path] = typer.Argument(None, help="Input file or folder (DICOM series, NIfTI, PNG/JPG/TIFF, "
+                                                "MHA/NRRD); with --catalog, give only TARGET."),
+        target: Optional[Path] = typer.Argument(None, help="Output file (format from its suffix) or folder (one file per "
+                                                "series; with --catalog: <key><suffix> per row)."),
         select: Optional[Path] = typer.Option(None, "--select", help="HemSeg-200 JSONL: convert only the listed slices of each scan."),
         output_format: str = typer.Option(".nii.gz", "--format", help=f"Suffix of outputs written into a folder: {listing(IMAGE_WRITERS)}."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Rewrite outputs that already exist (default: keep them, so a rerun resumes)."),
@@ -81,19 +85,39 @@ def register(app: typer.Typer) -> None:
         tilt: TiltChoice = TiltOpt,
         include_derived: bool = DerivedOpt,
         invert_monochrome1: bool = InvertOpt,
+        engine: str = EngineOpt,
+        workers: Optional[int] = WorkersOpt,
+        ray_address: Optional[str] = RayAddressOpt,
+        part: Optional[str] = PartOpt,
+        catalog: Optional[str] = CatalogOpt,
+        where: Optional[str] = WhereOpt,
         quiet: bool = QuietOpt,
     ) -> None:
-        """Convert images to NIfTI (or another format by suffix), with a JSON sidecar for DICOM."""
+        """Convert images to NIfTI (or another format by suffix), with a JSON sidecar for DICOM.
+
+        The local engine converts in this process (reading is mostly disk and decoding); --engine ray
+        spreads the items over --workers Ray workers.
+        """
         from radseg.convert import convert as run_convert
         from radseg.errors import RadsegError
 
         suffix = choice(IMAGE_WRITERS, output_format if output_format.startswith(".") else "." + output_format)
+        if catalog and target is None:
+            source, target = None, source  # `convert --catalog C.parquet OUT`: the one argument is the output
+        if target is None:
+            fail("no output: give SOURCE and TARGET (or --catalog CATALOG.parquet TARGET)")
+        shown = input_or_catalog(source, catalog, where)
+        if catalog and select:
+            fail("--select and --catalog both choose the items: use one")
         options = _read_options(series, allow_gaps, tilt, include_derived, invert_monochrome1)
+        engine_options, shard = scale_options(engine, workers, ray_address, part)
+        entries = catalog_rows(catalog, where) if catalog else None
         with Progress("converting", quiet=quiet) as progress:
             try:
-                report = run_convert(source, target, select=select, suffix=suffix, overwrite=overwrite,
-                                     jobs_total=progress.set_total,
+                report = run_convert(source or catalog, target, select=select, suffix=suffix, overwrite=overwrite,
+                                     entries=entries,
+                                     jobs_total=progress.set_total, part=shard, engine=engine_options,
                                      on_progress=lambda name: progress.advance(Path(name).name), **options)
             except RadsegError as exc:
                 fail(str(exc))
-        _report(report, source)
+        _report(report, Path(shown))

@@ -25,6 +25,7 @@ from radseg.commands.common import Group, group
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("info", "Show modality, shape, spacing, orientation, the series found and any problems."),
     "convert": ("info", "Convert images to NIfTI (or another format by suffix), with a JSON sidecar for DICOM."),
+    "index": ("index", "Catalog every series and image under ROOT (modality, shape, spacing, problems) in one Parquet file."),
     "evaluate": ("evaluate", "Score predictions against ground truth: metrics per case, CIs, fairness by subgroup, "
                              "an HTML report."),
     "evaluate-detection": ("evaluate", "A segmentation model as detector and screener: mask/box AP, P/R, Dice, "

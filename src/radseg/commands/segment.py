@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from radseg.commands.common import Progress, QuietOpt, choice, csv_words, fail, finish, listing, model_help, problems
+from radseg.commands.common import (CatalogOpt, EngineOpt, PartOpt, Progress, QuietOpt, RayAddressOpt, WhereOpt,
+                                   WorkersOpt, catalog_rows, choice, csv_words, fail, finish, input_or_catalog,
+                                   listing, model_help, problems, scale_options)
 
 BACKENDS = ("auto", "torch", "onnx")  # as radseg.infer.predictor.BACKENDS (not imported: it loads numpy)
 CLEANUPS = ("lcc", "fill", "none")
@@ -39,7 +44,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def segment(
-        input: Path = typer.Option(..., "-i", "--input", help="A file, a DICOM series folder, or a folder of images/series."),
+        input: Optional[Path] = typer.Option(None, "-i", "--input", help="A file, a DICOM series folder, or a folder of "
+                                             "images/series (or --catalog)."),
         output: Path = typer.Option(..., "-o", "--output", help="Output folder."),
         model: Optional[Path] = typer.Option(None, "-m", "--model", envvar="RADSEG_MODEL",
                                              help=model_help("A trained model bundle (folder or .zip; default: $RADSEG_MODEL)")),
@@ -55,31 +61,60 @@ def register(app: typer.Typer) -> None:
         overlap: float = typer.Option(0.5, "--overlap", help="Sliding-window overlap (3D / tiled images)."),
         postprocess: Optional[str] = typer.Option(None, "--postprocess", help="Clean-ups: 'lcc' (largest component per label), 'fill' (holes), both 'lcc,fill', or 'none' (default: the model's)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Redo finished cases (default: a rerun resumes)."),
-        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
+        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores; with --engine ray: "
+                                              "per worker, default cores / workers)."),
+        engine: str = EngineOpt,
+        workers: Optional[int] = WorkersOpt,
+        ray_address: Optional[str] = RayAddressOpt,
+        part: Optional[str] = PartOpt,
+        catalog: Optional[str] = CatalogOpt,
+        where: Optional[str] = WhereOpt,
+        allow_gaps: bool = typer.Option(False, "--allow-gaps", help="Interpolate missing slices / uneven spacing of a "
+                                        "CT series instead of failing it."),
         quiet: bool = QuietOpt,
     ) -> None:
-        """Segment a file or every image/series of a folder with a trained model (CXAS-style -i/-o/-ot)."""
+        """Segment a file or every image/series of a folder with a trained model (CXAS-style -i/-o/-ot).
+
+        The local engine runs every item in this process (the model loaded once, --threads threads);
+        --engine ray reads images on Ray's CPU workers and predicts in --workers actors.
+        """
         from radseg.errors import RadsegError
         from radseg.infer.predictor import Predictor
         from radseg.infer.segment import segment as run_segment
 
+        source = input_or_catalog(input, catalog, where)
         if model is None:
             fail("no model: pass -m MODEL (a bundle folder or .zip from `radseg train`) or set RADSEG_MODEL")
         choice(OUTPUT_TYPES, output_type)
         choice(BACKENDS, backend, "backend")
         clean = _postprocess(postprocess)
+        engine_options, shard = scale_options(engine, workers, ray_address, part)
+        options = dict(device=device, backend=backend, tta=tta, overlap=overlap, postprocess=clean, threads=threads)
         try:
-            predictor = Predictor.load(model, device=device, backend=backend, tta=tta, overlap=overlap,
-                                       postprocess=clean, threads=threads)
+            predictor = Predictor.load(model, **options)
         except RadsegError as exc:
             fail(str(exc))
+        if engine_options.engine != "local":
+            options["threads"] = threads or max(1, (os.cpu_count() or 1) // engine_options.worker_count())
+            engine_options = replace(engine_options, threads=options["threads"])
+        read_options = {"on_gap": "resample"} if allow_gaps else None
         with Progress("segmenting", quiet=quiet) as progress:
             try:
-                report = run_segment(input, output, predictor=predictor, output_type=output_type, overwrite=overwrite,
-                                     jobs_total=progress.set_total, on_progress=progress.advance)
+                items, report = None, None
+                if catalog:
+                    from radseg.infer.segment import SegmentReport, catalog_items
+
+                    report = SegmentReport()
+                    items = catalog_items(catalog_rows(catalog, where), report, read_options)
+                done = run_segment(input, output, predictor=predictor, output_type=output_type, overwrite=overwrite,
+                                     read_options=read_options, items=items,
+                                     jobs_total=progress.set_total, on_progress=progress.advance, part=shard,
+                                     engine=engine_options, load_predictor=partial(Predictor.load, model, **options))
             except RadsegError as exc:
                 fail(str(exc))
-        _report(report, input, output)
+        if report is not None:  # the catalog's unreadable rows first, as a folder's unreadable files are
+            done.failed[:0] = report.failed
+        _report(done, source, output)
 
     @app.command("export-onnx")
     def export_onnx_cmd(

@@ -54,8 +54,9 @@ def _on_event(progress: Progress, quiet: bool):
         if kind == "start":
             progress.set_total(event["epochs"] * event["iters_per_epoch"])
             progress.update(event["epoch"] * event["iters_per_epoch"])
+            processes = f" x {event['processes']} processes" if event.get("processes", 1) > 1 else ""
             typer.echo(f"training on {event['n_train']} case(s), validating on {event['n_val']}, "
-                       f"{event['parameters']:,} parameters, device {event['device']}", err=True)
+                       f"{event['parameters']:,} parameters, device {event['device']}{processes}", err=True)
         elif kind == "iteration":
             best = f" best Dice {state['best']:.3f}" if state["best"] is not None else ""
             progress.update(event["iteration"], f"epoch {event['epoch'] + 1} loss {event['loss']:.3f}{best}")
@@ -114,7 +115,11 @@ def register(app: typer.Typer) -> None:
         time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop after this many seconds (it only stops: the learning-rate schedule follows --epochs x --iters-per-epoch, so results stay reproducible)."),
         seed: int = typer.Option(0, "--seed", help="Seed: same seed and data, same model."),
         device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
-        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
+        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores), shared out over --nproc."),
+        nproc: int = typer.Option(1, "--nproc", help="Data-parallel training processes (torch.distributed); the batch size "
+                                                     "stays the global batch and must be divisible by it. Same model as 1 "
+                                                     "process up to float rounding."),
+        backend: Optional[str] = typer.Option(None, "--backend", help="With --nproc > 1: gloo or nccl (default: nccl on CUDA, else gloo)."),
         no_augment: bool = typer.Option(False, "--no-augment", help="Turn augmentation off."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run in OUTPUT from its last checkpoint."),
         init: Optional[str] = typer.Option(None, "--init", help=model_help("Start from this trained bundle's weights (fine-tuning; "
@@ -138,12 +143,13 @@ def register(app: typer.Typer) -> None:
         config = TrainConfig(output=output, preset=preset, architecture=architecture, arch_kwargs=kwargs, preprocessing=pre,
                              epochs=epochs, iters_per_epoch=iters, batch_size=batch_size, lr=lr, val_every=val_every,
                              patience=patience, time_limit=time_limit, seed=seed, device=device, threads=threads,
-                             augment=not no_augment, resume=resume, save_zip=save_zip, init=init)
+                             augment=not no_augment, resume=resume, save_zip=save_zip, init=init, nproc=nproc,
+                             backend=backend)
         with Progress("training", quiet=quiet) as progress, _sigterm_as_interrupt():
             try:
                 result = run_train(config, data=data, on_event=_on_event(progress, quiet))
             except (RadsegError, ValueError) as exc:
-                fail(str(exc))
+                fail(str(exc), getattr(exc, "exit_code", 1))  # a failed training process: its exit status
         best = f"{result.best_dice:.4f}" if result.best_dice is not None else "n/a"
         typer.echo(f"{result.stopped} after {result.epochs_done} epoch(s); best validation Dice {best}; model {result.model_path}")
         if result.stopped == "interrupted":

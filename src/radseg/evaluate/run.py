@@ -18,8 +18,6 @@ are NaN. Options are checked by :func:`check_options` before any case is read.
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -27,6 +25,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from radseg.errors import ReadError, RadsegError
+from radseg.scale.engine import EngineOptions, map_jobs
+from radseg.scale.parts import select_part
 from radseg.evaluate.metrics import ID_COLUMNS, label_rows, per_label_metrics
 
 #: Columns of the per-case table that are neither ids nor metrics.
@@ -119,8 +119,13 @@ def evaluate_folders(
     workers: int | None = None,
     on_progress: ProgressCallback | None = None,
     jobs_total: Callable[[int], None] | None = None,
+    part: tuple[int, int] | None = None,
+    engine: EngineOptions | None = None,
 ) -> Evaluation:
-    """Evaluate every prediction against the ground truth with the same case name."""
+    """Evaluate every prediction against the ground truth with the same case name.
+
+    ``part=(K, N)`` scores part K of N of the case pairs (by case name; the statistics then describe
+    that part only). ``engine`` runs the per-case metrics locally (``workers`` processes) or on Ray."""
     import pandas as pd
 
     from radseg.evaluate.cases import pair_cases
@@ -132,25 +137,20 @@ def evaluate_folders(
                                      f"({len(pairing.only_prediction)} predictions, {len(pairing.only_truth)} truths)")
     options = {"nsd_tolerance": nsd_tolerance, "hd_percentile": hd_percentile}
     table = load_metadata(metadata, by) if metadata is not None and by else None  # fail before the work
-    workers = max(1, min(workers or os.cpu_count() or 1, len(pairing.pairs)))
+    pairs = select_part(pairing.pairs, part, key=lambda pair: pair[0])
+    engine = EngineOptions(engine.engine if engine else "local", workers or (engine.workers if engine else None),
+                           engine.ray_address if engine else None)
     # One process per core already: keep the KD-tree queries single-threaded inside each.
-    options["threads"] = 1 if workers > 1 else -1
-    jobs = [(case, p, t, dict(labels or {}), options) for case, p, t in pairing.pairs]
+    options["threads"] = 1 if engine.worker_count(len(pairs)) > 1 or engine.engine != "local" else -1
+    jobs = [(case, p, t, dict(labels or {}), options) for case, p, t in pairs]
     if jobs_total:
         jobs_total(len(jobs))
-    results = []
-    if workers == 1:
-        for job in jobs:
-            results.append(_evaluate_case(job))
-            if on_progress:
-                on_progress(job[0])
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for result in pool.map(_evaluate_case, jobs, chunksize=1):
-                results.append(result)
-                if on_progress:
-                    on_progress(result["case"])
-    evaluation = Evaluation(per_case=None, summary=None, files={case: (p, t) for case, p, t in pairing.pairs},
+    results: list[Any] = [None] * len(jobs)
+    for index, result in map_jobs(_evaluate_case, jobs, engine):
+        results[index] = result  # in case order, whichever engine finished them
+        if on_progress:
+            on_progress(result["case"])
+    evaluation = Evaluation(per_case=None, summary=None, files={case: (p, t) for case, p, t in pairs},
                             unmatched_predictions=[str(p) for p in pairing.only_prediction],
                             unmatched_truths=[str(p) for p in pairing.only_truth])
     rows = []
@@ -163,17 +163,31 @@ def evaluate_folders(
                                                         "distances are in pixels (unit px), not mm"))
     rows = _complete_rows(good, labels, options)
     evaluation.per_case = pd.DataFrame(rows)
+    add_statistics(evaluation, table, by=by, reference=reference, resamples=resamples, ci_method=ci_method, seed=seed)
+    evaluation.settings = {
+        "predictions": str(predictions), "truths": str(truths), "labels": labels or {},
+        "bootstrap_resamples": resamples, "ci_method": ci_method, "seed": seed,
+        "nsd_tolerance_mm": nsd_tolerance, "hd_percentile": hd_percentile, "by": list(by),
+        "part": f"{part[0]}/{part[1]}" if part else None,
+    }
+    if part:
+        evaluation.warnings.append((f"part {part[0]}/{part[1]}", f"{len(pairs)} of {len(pairing.pairs)} cases: the "
+                                    f"statistics describe this part only; {PART_MERGE_HINT}"))
+    return evaluation
+
+
+#: What a --part evaluation tells its user about the whole (radseg.evaluate.merge).
+PART_MERGE_HINT = "`radseg evaluate --merge PART_DIRS -o OUT` gives the whole evaluation"
+
+
+def add_statistics(evaluation: Evaluation, table, *, by: Sequence[str], reference: dict[str, str] | None,
+                   resamples: int, ci_method: str, seed: int) -> None:
+    """The summary (and, with a metadata ``table``, the groups and fairness) of ``evaluation.per_case``."""
     evaluation.summary = summarise(evaluation.per_case, resamples=resamples, method=ci_method, seed=seed)
     if table is not None:
         evaluation.groups = evaluation.per_case.merge(table[["case", *by]], on="case", how="left")
         evaluation.fairness = fairness_by_label(evaluation.per_case, table, by=list(by), resamples=resamples,
                                                 seed=seed, reference=reference)
-    evaluation.settings = {
-        "predictions": str(predictions), "truths": str(truths), "labels": labels or {},
-        "bootstrap_resamples": resamples, "ci_method": ci_method, "seed": seed,
-        "nsd_tolerance_mm": nsd_tolerance, "hd_percentile": hd_percentile, "by": list(by),
-    }
-    return evaluation
 
 
 def check_options(*, resamples: int, by: Sequence[str] = (), hd_percentile: float = 95,

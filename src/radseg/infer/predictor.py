@@ -131,19 +131,24 @@ class Predictor:
     def spatial_dims(self) -> int:
         return self.bundle.spatial_dims
 
-    def probabilities(self, image: Image):
+    def prepare(self, image: Image):
+        """``(network input, GridMap)``: the bundle's preprocessing of ``image`` (needs no network, so a
+        batch may run it on other workers and hand the result to :meth:`predict`)."""
+        try:
+            return prepare(image, self.bundle.preprocessing)
+        except ValueError as exc:
+            raise RadsegError(str(exc)) from None
+
+    def probabilities(self, image: Image, prepared=None):
         """``(probabilities [C, *grid], GridMap)`` on the network grid: a numpy array (onnx backend)
-        or a CPU torch tensor (torch backend)."""
+        or a CPU torch tensor (torch backend). ``prepared``: :meth:`prepare`'s result, when done already."""
         from radseg.models.grid import grid_probabilities
 
         pre = self.bundle.preprocessing
         if self.tta and not self.flips_allowed:
             raise RadsegError("this model was trained without left-right flips (a mirrored PA chest is not a chest), "
                               "so flip test-time augmentation would feed it images it never saw: run it without --tta")
-        try:
-            x, grid = prepare(image, pre)
-        except ValueError as exc:
-            raise RadsegError(str(exc)) from None
+        x, grid = prepared if prepared is not None else self.prepare(image)
         if self.backend == "onnx":
             batch = x[None]
         else:
@@ -155,11 +160,12 @@ class Predictor:
                                    tta=self.tta, lr_axis=LR_AXIS[pre.spatial_dims], channel_perm=self.channel_perm)
         return (probs[0] if self.backend == "onnx" else probs[0].float().cpu()), grid
 
-    def predict(self, image: Image) -> Image:
-        """The label map (or multi-label mask) of ``image``, on its grid, with label names."""
+    def predict(self, image: Image, prepared=None) -> Image:
+        """The label map (or multi-label mask) of ``image``, on its grid, with label names
+        (``prepared``: :meth:`prepare`'s result for ``image``, when a reader made it already)."""
         from radseg.labels import make_label_map, make_multilabel
 
-        probs, grid = self.probabilities(image)
+        probs, grid = self.probabilities(image, prepared)
         values = self.bundle.class_values
         if self.bundle.head == "multilabel":
             restored = [grid.restore_channel(probs[c]) for c in range(len(values))]

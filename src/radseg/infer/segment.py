@@ -43,6 +43,7 @@ import json
 import re
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -54,6 +55,8 @@ from radseg.infer.quality import assess
 from radseg.io.atomic import strip_suffix, write_text_atomic
 from radseg.io.label_formats import LABEL_WRITERS
 from radseg.registry import Registry
+from radseg.scale.engine import EngineOptions, map_jobs_with_state
+from radseg.scale.parts import select_part, unique_key
 
 __all__ = ["segment", "SegmentReport", "OUTPUT_TYPES", "list_inputs"]
 
@@ -118,14 +121,27 @@ def list_inputs(source: Path, report: SegmentReport, read_options: dict[str, Any
             if per_folder[folder] > 1:
                 name += f"_{series.number if series.number is not None else series.key[-6:]}"
         label = str(series.files[0] if len(series.files) == 1 else folder)
-        items.append(_Item(_unique(_safe(name), used), label, lambda s=series: read_series(s, **dicom_options)))
+        items.append(_Item(unique_key(_safe(name), used), label, lambda s=series: read_series(s, **dicom_options)))
     for path in found.non_dicom:
         try:
             if detect_format(path) == "dicom":
                 continue
         except ReadError:
             continue  # not an image (notes, listings)
-        items.append(_Item(_unique(_safe(strip_suffix(path)), used), str(path), lambda p=path: read(p)))
+        items.append(_Item(unique_key(_safe(strip_suffix(path)), used), str(path), lambda p=path: read(p)))
+    return items
+
+
+def catalog_items(entries, report: SegmentReport, read_options: dict[str, Any] | None = None) -> list[_Item]:
+    """The items of catalog rows (:func:`radseg.scale.catalog_read.catalog_entries`): the case is the row's key,
+    the files are the ones the catalog lists (no folder is walked); unreadable rows are failures."""
+    dicom_options = {k: v for k, v in (read_options or {}).items() if k in ("on_gap", "tilt", "invert_monochrome1")}
+    items = []
+    for entry in entries:
+        if entry.kind == "unreadable":
+            report.failed.append((entry.label, entry.problems or "unreadable (as indexed)"))
+        else:
+            items.append(_Item(_safe(entry.key), entry.label, partial(entry.load, **dicom_options)))
     return items
 
 
@@ -133,14 +149,6 @@ def _dicom_only(path: Path, options: dict[str, Any]) -> dict[str, Any]:
     from radseg.io import detect_format
 
     return options if options and detect_format(path) == "dicom" else {}
-
-
-def _unique(name: str, used: set[str]) -> str:
-    candidate, n = name, 2
-    while candidate in used:
-        candidate, n = f"{name}-{n}", n + 1
-    used.add(candidate)
-    return candidate
 
 
 def _fullest_slice(image: Image, labels: Image) -> tuple[Image, Image]:
@@ -179,17 +187,30 @@ def write_output(image: Image, labels: Image, out: Path, case: str, output_type:
     return [Path(p) for p in (result if isinstance(result, (list, tuple)) else [result])]
 
 
-def segment(source: str | Path, output: str | Path, *, predictor, output_type: str = "png", overwrite: bool = False,
+def segment(source: str | Path | None, output: str | Path, *, predictor, output_type: str = "png", overwrite: bool = False,
             read_options: dict[str, Any] | None = None, on_progress: Callable[[str], None] | None = None,
-            jobs_total: Callable[[int], None] | None = None) -> SegmentReport:
-    """Run ``predictor`` (a loaded :class:`~radseg.infer.predictor.Predictor`) over ``source``."""
+            jobs_total: Callable[[int], None] | None = None, part: tuple[int, int] | None = None,
+            engine: EngineOptions | None = None, load_predictor: Callable[[], Any] | None = None,
+            items: list[_Item] | None = None) -> SegmentReport:
+    """Run ``predictor`` (a loaded :class:`~radseg.infer.predictor.Predictor`) over ``source``
+    (or over ``items``, e.g. a catalog's rows from :func:`catalog_items`).
+
+    ``part=(K, N)`` keeps part K of N of the items (by case name, :mod:`radseg.scale.parts`).
+    ``engine`` (default local: this process) may name Ray: images are then read on Ray's CPU
+    workers and predicted and written by an actor pool whose actors each call ``load_predictor()``
+    once; the outputs, state files and report are the same as the local engine's."""
     if output_type not in OUTPUT_TYPES:
         raise RadsegError(OUTPUT_TYPES.unknown_message(output_type))
-    source, out = Path(source), Path(output)
+    engine = engine or EngineOptions()
+    if engine.engine != "local" and load_predictor is None:
+        raise RadsegError("segment on another engine needs load_predictor (each worker loads the model once)")
+    out = Path(output)
     if out.exists() and not out.is_dir():
         raise RadsegError(f"{out}: the output must be a folder (it is a file)")
     report = SegmentReport()
-    items = list_inputs(source, report, read_options)
+    if items is None:
+        items = list_inputs(Path(source), report, read_options)
+    items = select_part(items, part, key=lambda item: item.case)
     if jobs_total:
         jobs_total(len(items))
     digest = predictor.bundle.digest
@@ -197,52 +218,109 @@ def segment(source: str | Path, output: str | Path, *, predictor, output_type: s
                                      default=str))  # as it reads back from the state file
     check = (predictor.bundle.manifest or {}).get("quality_check")
     quality_rows: dict[str, dict[str, Any]] = {}
+    jobs = []
     for item in items:
-        if on_progress:
-            on_progress(item.case)
         state = out / STATE_DIR / output_type / f"{item.case}.json"
         record, changed = (None, None) if overwrite else _finished(state, digest, output_type, settings)
         if changed:
             report.redone.append((item.case, changed))
-        if record is not None:
-            report.kept.append(item.case)
-            if record.get("quality"):  # a resumed case keeps its flag
-                quality_rows[item.case] = record["quality"]
-                if str(record["quality"].get("plausible")) == "False":
-                    report.flagged.append((item.case, record["quality"].get("reasons", "")))
+        if record is None:
+            jobs.append(_Job(item, state, out, output_type, {"model": digest, "settings": settings}, check,
+                             predictor.bundle.preprocessing))
             continue
-        try:
-            image = item.load()
-            if output_type == "dicom-seg" and image.metadata.get("format") != "dicom":
-                # refuse before the network runs: a SEG must reference DICOM source images
-                raise ReadError(item.label, f"dicom-seg needs DICOM input; this is {image.metadata.get('format', 'not DICOM')} "
-                                            "(choose -ot png, npz, json or nifti)")
-            labels = predictor.predict(image)
-            quality = assess(labels, check)
-            if quality is not None:
-                quality_rows[item.case] = quality.row(item.case)
-                if not quality.ok:
-                    report.flagged.append((item.case, "; ".join(quality.reasons)))
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                files = write_output(image, labels, out, item.case, output_type)
-            report.warnings.extend((item.label, str(w.message).removeprefix(f"{item.label}: ")) for w in caught)
-            _remove_stale(state, files, out)
-            write_text_atomic(state, json.dumps({
-                "input": item.label, "model": digest, "output_type": output_type, "settings": settings,
-                "quality": quality.row(item.case) if quality is not None else None,
-                "files": [str(f) for f in files]}, indent=1))
-            report.written.extend(files)
-        except RadsegError as exc:
-            same = str(getattr(exc, "path", "")) == item.label
-            report.failed.append((item.label, getattr(exc, "problem", str(exc)) if same else str(exc)))
-        except Exception as exc:  # noqa: BLE001 - a batch reports the item and goes on
-            report.failed.append((item.label, f"{type(exc).__name__}: {exc}"))
+        report.kept.append(item.case)
+        if on_progress:
+            on_progress(item.case)
+        if record.get("quality"):  # a resumed case keeps its flag
+            quality_rows[item.case] = record["quality"]
+            if str(record["quality"].get("plausible")) == "False":
+                report.flagged.append((item.case, record["quality"].get("reasons", "")))
+    setup = load_predictor if engine.engine != "local" else (lambda: predictor)
+    for _, result in map_jobs_with_state(setup, _predict_and_write, jobs, engine, prepare=_read_job):
+        if on_progress:
+            on_progress(result["case"])
+        if "error" in result:
+            report.failed.append(result["error"])
+            continue
+        report.written.extend(result["files"])
+        report.warnings.extend(result["warnings"])
+        if result["quality"] is not None:
+            quality_rows[result["case"]] = result["quality"]
+            if result["flagged"]:
+                report.flagged.append((result["case"], result["flagged"]))
     if quality_rows:
         _write_quality(out, quality_rows)  # this run's items only, rebuilt from their state records
     elif (out / QUALITY_FILE).exists():
         (out / QUALITY_FILE).unlink()  # another model's flags: they do not describe these outputs
     return report
+
+
+@dataclass
+class _Job:
+    """One case to segment: the item, where its state record goes, and what the record must say."""
+
+    item: _Item
+    state: Path
+    out: Path
+    output_type: str
+    record: dict[str, Any]  # model digest and settings, as the state file stores them
+    check: Any  # the model's quality check (manifest), or None
+    preprocessing: Any = None  # the model's Preprocessing: the reader prepares the network input too
+    image: Image | None = None  # filled by _read_job
+    prepared: Any = None  # (network input, GridMap), filled by _read_job
+
+
+def _failure(label: str, exc: Exception) -> tuple[str, str]:
+    """(item, problem), without repeating the item when the error already names it."""
+    if isinstance(exc, RadsegError):
+        same = str(getattr(exc, "path", "")) == label
+        return label, getattr(exc, "problem", str(exc)) if same else str(exc)
+    return label, f"{type(exc).__name__}: {exc}"
+
+
+def _read_job(job: _Job) -> _Job | dict[str, Any]:
+    """Read and decode the item's image and prepare the network input (a Ray CPU task, or inline):
+    the job with both, or an error record."""
+    from radseg.models.preprocess import prepare
+
+    try:
+        image = job.item.load()
+        if job.output_type == "dicom-seg" and image.metadata.get("format") != "dicom":
+            # refuse before the network runs: a SEG must reference DICOM source images
+            raise ReadError(job.item.label, f"dicom-seg needs DICOM input; this is {image.metadata.get('format', 'not DICOM')} "
+                                            "(choose -ot png, npz, json or nifti)")
+        try:
+            job.prepared = prepare(image, job.preprocessing)
+        except ValueError as exc:
+            raise RadsegError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - a batch reports the item and goes on
+        return {"case": job.item.case, "error": _failure(job.item.label, exc)}
+    job.image = image
+    return job
+
+
+def _predict_and_write(predictor, job: _Job | dict[str, Any]) -> dict[str, Any]:
+    """Predict one read image, write its outputs and then its state record (atomically, in that order)."""
+    if isinstance(job, dict):
+        return job  # the read failed
+    item, image = job.item, job.image
+    try:
+        labels = predictor.predict(image, job.prepared)
+        job.prepared = None  # the network input is not needed any more
+        quality = assess(labels, job.check)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            files = write_output(image, labels, job.out, item.case, job.output_type)
+        _remove_stale(job.state, files, job.out)
+        row = quality.row(item.case) if quality is not None else None
+        write_text_atomic(job.state, json.dumps({
+            "input": item.label, **job.record, "output_type": job.output_type, "quality": row,
+            "files": [str(f) for f in files]}, indent=1))
+    except Exception as exc:  # noqa: BLE001 - a batch reports the item and goes on
+        return {"case": item.case, "error": _failure(item.label, exc)}
+    return {"case": item.case, "files": files, "quality": row,
+            "flagged": "; ".join(quality.reasons) if quality is not None and not quality.ok else "",
+            "warnings": [(item.label, str(w.message).removeprefix(f"{item.label}: ")) for w in caught]}
 
 
 QUALITY_FILE = "quality.csv"

@@ -87,11 +87,28 @@ class DicomSeries:
     def files(self) -> list[Path]:
         return [path for path, _ in self.headers]
 
+    def __reduce__(self):
+        # Headers hold deferred pixel reads and parser state that do not survive pickling: a series sent
+        # to another process (a Ray worker) travels as its files and re-reads their headers there.
+        return _series_from_files, (self.uid, self.kind, self.files, self.part, self.problems, self.broken,
+                                    self.suspects)
+
     def matches(self, selector: str) -> bool:
         """True when ``selector`` is this series' UID (or key) or a case-insensitive part of its description."""
         return selector in (self.uid, self.key) or (
             bool(self.description) and selector.lower() in self.description.lower()
         )
+
+
+def _series_from_files(uid: str, kind: Kind, files: list[Path], part: int, problems: list[str],
+                       broken: list[tuple[Path, str]], suspects: list[tuple[Path, str]]) -> DicomSeries:
+    """A series rebuilt from its files (see DicomSeries.__reduce__)."""
+    parsed = fast_headers(files)
+    headers = []
+    for path in files:
+        ds = parsed.get(path) or read_header(path)
+        headers.append((path, ds.full() if kind != "slices" and hasattr(ds, "full") else ds))
+    return DicomSeries(uid, kind, headers, part, problems, broken, suspects)
 
 
 @dataclass

@@ -48,7 +48,10 @@ class TrainConfig:
     scale_range: tuple[float, float] = (0.85, 1.15)
     seed: int = 0
     device: str = "auto"
-    threads: int | None = None
+    threads: int | None = None  # with nproc > 1: shared out, threads // nproc per process
+    #: Data-parallel processes (see :mod:`radseg.train.distributed`); batch_size stays the global batch.
+    nproc: int = 1
+    backend: str | None = None  # torch.distributed backend for nproc > 1: gloo, nccl; None: nccl on CUDA, else gloo
     val_fraction: float = 0.2
     resume: bool = False
     save_zip: bool = False

@@ -16,7 +16,8 @@ follows a cosine. Validation runs the same inference code as ``radseg segment`` 
 held-out cases' network grid and reports Dice per class. Seeded: the same config and data
 give the same weights (one process; a time limit only stops the run, the schedule follows
 the planned iterations); ``resume`` restores weights, optimiser and every RNG state, so a
-resumed run continues exactly where it stopped. Ctrl-C (or SIGTERM under ``radseg train``)
+resumed run continues exactly where it stopped. ``nproc`` > 1 trains data-parallel over that
+many processes, the same model up to float rounding (:mod:`radseg.train.distributed`). Ctrl-C (or SIGTERM under ``radseg train``)
 stops after writing the bundle from the best (or last) checkpoint; checkpoints are written to
 a temporary file and renamed, so the last end-of-epoch checkpoint stays intact, and a damaged
 one is refused naming the file.
@@ -32,6 +33,8 @@ from typing import Any, Callable, Iterable
 from radseg.errors import ReadError, RadsegError
 from radseg.train.config import TrainConfig
 from radseg.train.data import TrainData, from_pairs, load_prepared
+from radseg.train.distributed import check_nproc
+from radseg.train.launcher import launch
 from radseg.train.records import TrainResult, cosine_lr
 from radseg.train.session import Session
 
@@ -50,6 +53,7 @@ def train(config: TrainConfig, cases: TrainData | Iterable | None = None, *, dat
     clock_start = time.perf_counter()  # the time limit covers reading and preprocessing too
     if cases is None and data is None:
         raise ValueError("give the training data: cases=... or data=FOLDER")
+    check_nproc(config.nproc)  # before reading the data
     dataset = load_prepared(data) if data is not None else (cases if isinstance(cases, TrainData) else from_pairs(cases))
     run = Path(config.output)
     last = run / "checkpoints" / "last.pt"
@@ -59,8 +63,26 @@ def train(config: TrainConfig, cases: TrainData | Iterable | None = None, *, dat
     elif last.exists():
         raise RadsegError(f"{run}: already holds a training run; resume it (--resume) or choose another folder")
     resolved = _resolve(config, dataset)
+    if resolved.nproc > 1:
+        # a folder is read by every process; cases in memory travel to them pickled
+        payload = Path(data) if data is not None else _portable(dataset)
+        del dataset
+        return launch(resolved, payload, on_event=on_event or (lambda event: None), clock_start=clock_start)
     session = Session(resolved, dataset, on_event=on_event or (lambda event: None), clock_start=clock_start)
     return session.run()
+
+
+def _portable(dataset: TrainData) -> TrainData:
+    """The dataset with every image loaded (lazy loaders need not pickle)."""
+    from dataclasses import replace
+
+    from radseg.case import Case
+    from radseg.datasets.prepared import IMAGE, LABELS
+
+    cases = [Case(c.case_id, images={IMAGE: c.image}, labels={LABELS: c.label}, subject=dict(c.subject),
+                  label_names=dict(c.label_names), metadata=dict(c.metadata), split=c.split, sources=dict(c.sources))
+             for c in dataset.cases]
+    return replace(dataset, cases=cases)
 
 
 def _resolve(config: TrainConfig, dataset: TrainData) -> TrainConfig:
@@ -75,7 +97,8 @@ def _resolve(config: TrainConfig, dataset: TrainData) -> TrainConfig:
             for name in ("epochs", "time_limit", "patience", "threads"):
                 if getattr(config, name) is not None:
                     setattr(stored, name, getattr(config, name))
-            stored.device = config.device
+            # how it runs, not what it learns: N processes continue a run of M (same model up to rounding)
+            stored.device, stored.nproc, stored.backend = config.device, config.nproc, config.backend
             stored.resume, stored.output = True, Path(config.output)
             return stored
     info = dataset.info or {}

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -25,6 +24,7 @@ from radseg.train import records
 from radseg.train.config import TrainConfig
 from radseg.case import Case
 from radseg.train.data import TrainData, split_cases
+from radseg.train.distributed import LOCAL, Local
 from radseg.train.sampler import GridCase, PatchSampler
 
 
@@ -52,8 +52,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 class Session:
     def __init__(self, config: TrainConfig, dataset: TrainData, *, on_event: Callable[[dict], None],
-                 clock_start: float | None = None) -> None:
-        self.cfg, self.dataset, self.emit = config, dataset, on_event
+                 clock_start: float | None = None, dist: Local = LOCAL) -> None:
+        self.cfg, self.dataset, self.emit, self.dist = config, dataset, on_event, dist
         self.clock_start = clock_start if clock_start is not None else time.perf_counter()
         self.run_dir = Path(config.output)
         self.ckpt_dir = self.run_dir / "checkpoints"
@@ -99,10 +99,11 @@ class Session:
 
     def _setup(self) -> None:
         cfg = self.cfg
-        torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+        self.threads = self.dist.threads(cfg.threads)
+        torch.set_num_threads(self.threads)
         from radseg.models.cpu import resolve_device
 
-        self.device = resolve_device(cfg.device)
+        self.device = self.dist.device(resolve_device(cfg.device))
         self.train_cases, self.val_cases = split_cases(self.dataset, val_fraction=cfg.val_fraction, seed=cfg.seed)
         self.class_values, self.class_names = self._label_table()
         resuming = cfg.resume and (self.ckpt_dir / "last.pt").exists()
@@ -114,7 +115,9 @@ class Session:
             lut = np.zeros(max(self.class_values) + 1, np.uint8)
             lut[self.class_values] = np.arange(1, len(self.class_values) + 1)
         self.grid_train = [self._grid_case(c, self.pre, lut) for c in self.train_cases]
-        self.grid_val = [self._grid_case(c, self.pre, lut) for c in self.val_cases]
+        # with N processes each validates (and so prepares) its share of the validation cases
+        self.val_index = self.dist.mine(len(self.val_cases))
+        self.grid_val = [self._grid_case(self.val_cases[i], self.pre, lut) for i in self.val_index]
         self.out_channels = len(self.class_values) + (0 if self.multilabel else 1)
         # Left/right pairs only mean something to a model that saw mirrored images: without flips
         # (a PA chest) there are none, and flip TTA is refused for the model (see Predictor).
@@ -127,13 +130,14 @@ class Session:
                          overrides=cfg.arch_kwargs).to(self.device)
         if cfg.init and not state:
             self._initialise(cfg.init)
+        # N processes: the module (SyncBatchNorm with nccl) and its DistributedDataParallel wrapper
+        self.net, self.train_net = self.dist.wrap(self.net)
         self.arch_kwargs = resolve_kwargs(cfg.architecture, spatial_dims=self.pre.spatial_dims,
                                           patch_size=self.pre.patch_size, overrides=cfg.arch_kwargs)
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         from radseg.train.augment import Augmenter
-        from radseg.train.losses import make_loss
 
-        self.loss_fn = make_loss(cfg.head)
+        self.loss_fn = self.dist.make_loss(cfg.head)
         lut_t = torch.arange(self.out_channels)[self.perm] if not self.multilabel else None
         self.augment = Augmenter(self.pre.spatial_dims, LR_AXIS[self.pre.spatial_dims], lut_t,
                                  self.perm if self.multilabel else None, flip_lr=cfg.flip_lr,
@@ -148,7 +152,7 @@ class Session:
         self.elapsed_before = 0.0
         if state:
             self._restore(state)
-        else:
+        elif self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_text_atomic(self.run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
 
@@ -177,7 +181,7 @@ class Session:
         self.gen.set_state(state["torch_gen"])
         torch.set_rng_state(state["torch_rng"])
         best = self.ckpt_dir / "best.pt"
-        if best.exists():
+        if best.exists() and self.dist.is_main:
             self.best_state = load_checkpoint(best)
 
     # --- steps ----------------------------------------------------------------------------
@@ -193,35 +197,39 @@ class Session:
         lr = records.cosine_lr(self.cfg.lr, self._progress(), self.cfg.warmup_fraction)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        # the global batch: with N processes all draw (and augment) the same one and each takes its slice
         images, targets = self.sampler.batch(self.cfg.batch_size)
         x = torch.from_numpy(images).to(self.device)
         y = torch.from_numpy(targets.astype(np.int64 if not self.multilabel else np.float32)).to(self.device)
         if self.cfg.augment:
             x, y = self.augment(x, y, self.gen)
-        self.net.train()
+        x, y = self.dist.shard(x), self.dist.shard(y)
+        self.train_net.train()
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss_fn(self.net(x), y)
+        loss = self.loss_fn(self.train_net(x), y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), 12.0)
         self.optimizer.step()
         self.iteration += 1
-        return float(loss.detach())
+        return self.dist.loss_value(self.loss_fn, loss)
 
     def validate(self) -> tuple[float | None, list[float | None]]:
         from radseg.models.grid import grid_probabilities
 
         self.net.eval()
-        per_case = []
-        for case in self.grid_val:
+        rows = {}
+        for index, case in zip(self.val_index, self.grid_val):
             x = torch.from_numpy(case.image)[None].to(self.device)
             probs = grid_probabilities(self.net, x, head=self.cfg.head, patch_size=self.pre.patch_size,
                                        whole=self.pre.mode == "fit", overlap=0.25,
                                        sw_batch_size=max(1, self.cfg.batch_size))[0].cpu()
             if self.multilabel:
                 pred = (probs > 0.5).numpy()
-                per_case.append([records.class_dice(pred[c], case.target[c] > 0) for c in range(self.out_channels)])
+                rows[index] = [records.class_dice(pred[c], case.target[c] > 0) for c in range(self.out_channels)]
             else:
-                per_case.append(records.mean_dice(probs.argmax(0).numpy(), case.target, self.out_channels))
+                rows[index] = records.mean_dice(probs.argmax(0).numpy(), case.target, self.out_channels)
+        width = self.out_channels - (0 if self.multilabel else 1)
+        per_case = self.dist.gather_rows(rows, len(self.val_cases), width)  # every case, in order, on every rank
         per_class = []
         for values in zip(*per_case):
             finite = [v for v in values if v is not None]
@@ -230,6 +238,8 @@ class Session:
         return (float(np.mean(finite)) if finite else None), per_class
 
     def _checkpoint(self, elapsed: float) -> None:
+        if not self.dist.is_main:
+            return
         state = {"model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": self.epoch,
                  "iteration": self.iteration, "stale": self.stale, "history": self.history, "best": self.best,
                  "best_epoch": self.best_epoch, "best_per_class": self.best_per_class, "elapsed": elapsed,
@@ -243,17 +253,20 @@ class Session:
         self._setup()
         cfg, start = self.cfg, self.clock_start
         self.emit({"kind": "start", "epochs": cfg.epochs, "iters_per_epoch": cfg.iters_per_epoch,
-                   "epoch": self.epoch, "n_train": len(self.grid_train), "n_val": len(self.grid_val),
-                   "parameters": count_parameters(self.net), "device": self.device})
+                   "epoch": self.epoch, "n_train": len(self.grid_train), "n_val": len(self.val_cases),
+                   "parameters": count_parameters(self.net), "device": self.device, "processes": self.dist.world})
         stopped, val_seconds = "completed", 0.0
         try:
             while self.epoch < cfg.epochs:
                 losses = []
                 for _ in range(cfg.iters_per_epoch):
+                    if self.dist.should_stop():  # N processes: a stop asked of the launcher, at the same step on all
+                        raise KeyboardInterrupt
                     losses.append(self._step())
                     self.emit({"kind": "iteration", "epoch": self.epoch, "iteration": self.iteration, "loss": losses[-1]})
                     # stop early enough for the last validation and writing the bundle (a few seconds)
-                    if cfg.time_limit and self.elapsed_before + records.seconds(start) + 1.2 * val_seconds + 3.0 >= cfg.time_limit:
+                    if cfg.time_limit and self.dist.agree(
+                            self.elapsed_before + records.seconds(start) + 1.2 * val_seconds + 3.0 >= cfg.time_limit):
                         stopped = "time-limit"
                         break
                 self.epoch += 1
@@ -262,7 +275,7 @@ class Session:
                        "lr": self.optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(losses)),
                        "val_dice": None}
                 last_epoch = self.epoch >= cfg.epochs or stopped != "completed"
-                if self.grid_val and (self.epoch % cfg.val_every == 0 or last_epoch):
+                if self.val_cases and (self.epoch % cfg.val_every == 0 or last_epoch):
                     t0 = time.perf_counter()
                     dice, per_class = self.validate()
                     val_seconds = time.perf_counter() - t0
@@ -271,7 +284,8 @@ class Session:
                     self._track_best(dice, per_class)
                 self.history.append(row)
                 self._checkpoint(self.elapsed_before + records.seconds(start))
-                records.write_metrics(self.run_dir, self.history)
+                if self.dist.is_main:
+                    records.write_metrics(self.run_dir, self.history)
                 self.emit({"kind": "epoch", **row, "best": self.best})
                 if stopped != "completed":
                     break
@@ -285,6 +299,8 @@ class Session:
     def _track_best(self, dice: float | None, per_class: list[float | None]) -> None:
         if dice is not None and (self.best is None or dice > self.best):
             self.best, self.best_epoch, self.best_per_class, self.stale = dice, self.epoch, per_class, 0
+            if not self.dist.is_main:
+                return
             self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.net.state_dict().items()})
             with atomic_path(self.ckpt_dir / "best.pt") as tmp:
                 torch.save(self.best_state, tmp)
@@ -292,6 +308,9 @@ class Session:
             self.stale += 1
 
     def _finish(self, stopped: str, start: float) -> records.TrainResult:
+        if not self.dist.is_main:  # rank 0 writes the bundle
+            return records.TrainResult(self.run_dir, self.run_dir / "model", self.best, self.epoch, stopped,
+                                       list(self.history))
         weights = self.best_state
         if weights is None:
             last = self.ckpt_dir / "last.pt"
@@ -306,6 +325,8 @@ class Session:
                         "best_val_dice_per_class": dict(zip(self.class_names, self.best_per_class or [])),
                         "epochs_done": self.epoch, "iterations": self.iteration, "train_seconds": round(elapsed, 1),
                         "stopped": stopped},
+            # how it was trained: N processes train the one-process model up to float rounding (radseg.train.distributed)
+            "processes": self.dist.describe(self.net, self.cfg.batch_size, self.threads),
         }
         bundle = ModelBundle(
             architecture=self.cfg.architecture, spatial_dims=self.pre.spatial_dims, in_channels=1,
