@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator
 
 from radseg.errors import ReadError, RadsegError
 from radseg.image import Image
-from radseg.io import IMAGE_WRITERS, detect_format, read, write
+from radseg.io import IMAGE_WRITERS, detect_format, read, series_options, write
 from radseg.io.atomic import full_suffix, remove_stale_partials, write_text_atomic
 from radseg.scale.engine import EngineOptions, map_jobs
 from radseg.scale.parts import select_part
@@ -151,7 +151,7 @@ def _catalog_jobs(entries, target: Path, suffix: str, report: ConvertReport,
                   read_options: dict[str, Any]) -> Iterator[_Job]:
     from functools import partial
 
-    dicom_options = {k: v for k, v in read_options.items() if k in ("on_gap", "tilt", "invert_monochrome1")}
+    dicom_options = series_options(read_options)
     for entry in entries:
         if entry.kind == "unreadable":
             report.failed.append((entry.label, entry.problems or "unreadable (as indexed)"))
@@ -218,7 +218,7 @@ def _folder_jobs(source: Path, target: Path, suffix: str, report: ConvertReport,
     for path, reason in found.skipped:
         if reason.startswith("not a regular file"):
             report.warnings.append((str(path), reason))
-    dicom_options = {k: v for k, v in read_options.items() if k in ("on_gap", "tilt", "invert_monochrome1")}
+    dicom_options = series_options(read_options)
     selector = read_options.get("series")
     used: set[Path] = set()
     for series in found.series:
@@ -256,7 +256,7 @@ def _select_jobs(source: Path, target: Path, select: Path, suffix: str, report: 
     for folder, _, files in os.walk(source):
         for name in files:
             index.setdefault(name, Path(folder) / name)
-    dicom_options = {k: v for k, v in read_options.items() if k in ("on_gap", "tilt", "invert_monochrome1")}
+    dicom_options = series_options(read_options)
     for line_number, scan_name, slices in read_selection(select):
         label = f"{select.name}:{line_number} scan {scan_name}"
         paths, missing = [], []

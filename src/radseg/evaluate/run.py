@@ -138,8 +138,7 @@ def evaluate_folders(
     options = {"nsd_tolerance": nsd_tolerance, "hd_percentile": hd_percentile}
     table = load_metadata(metadata, by) if metadata is not None and by else None  # fail before the work
     pairs = select_part(pairing.pairs, part, key=lambda pair: pair[0])
-    engine = EngineOptions(engine.engine if engine else "local", workers or (engine.workers if engine else None),
-                           engine.ray_address if engine else None)
+    engine = engine or EngineOptions(workers=workers)  # the CLI's EngineOptions carry --workers already
     # One process per core already: keep the KD-tree queries single-threaded inside each.
     options["threads"] = 1 if engine.worker_count(len(pairs)) > 1 or engine.engine != "local" else -1
     jobs = [(case, p, t, dict(labels or {}), options) for case, p, t in pairs]

@@ -29,7 +29,7 @@ from radseg.models.bundle import ModelBundle, load_bundle
 from radseg.models.mirror import LR_AXIS, mirror_permutation
 from radseg.models.preprocess import prepare
 
-__all__ = ["Predictor", "choose_backend", "BACKENDS"]
+__all__ = ["Predictor", "choose_backend", "prepare_input", "BACKENDS"]
 
 BACKENDS = ("auto", "torch", "onnx")
 
@@ -50,6 +50,15 @@ def choose_backend(bundle: ModelBundle, backend: str = "auto", device: str = "au
 
     cpu = device == "cpu" or (device == "auto" and not _gpu_present())
     return "onnx" if bundle.onnx_bytes is not None and cpu and onnx_available() else "torch"
+
+
+def prepare_input(image: Image, preprocessing) -> tuple:
+    """``(network input, GridMap)`` of ``image`` under a bundle's ``Preprocessing``; an image the
+    preprocessing cannot take is a RadsegError."""
+    try:
+        return prepare(image, preprocessing)
+    except ValueError as exc:
+        raise RadsegError(str(exc)) from None
 
 
 class Predictor:
@@ -133,11 +142,8 @@ class Predictor:
 
     def prepare(self, image: Image):
         """``(network input, GridMap)``: the bundle's preprocessing of ``image`` (needs no network, so a
-        batch may run it on other workers and hand the result to :meth:`predict`)."""
-        try:
-            return prepare(image, self.bundle.preprocessing)
-        except ValueError as exc:
-            raise RadsegError(str(exc)) from None
+        batch may run it on other workers, :func:`prepare_input`, and hand the result to :meth:`predict`)."""
+        return prepare_input(image, self.bundle.preprocessing)
 
     def probabilities(self, image: Image, prepared=None):
         """``(probabilities [C, *grid], GridMap)`` on the network grid: a numpy array (onnx backend)

@@ -95,7 +95,7 @@ def _safe(text: str) -> str:
 
 def list_inputs(source: Path, report: SegmentReport, read_options: dict[str, Any] | None = None) -> list[_Item]:
     """The items of ``source``: one per readable image or DICOM series."""
-    from radseg.io import detect_format, read
+    from radseg.io import detect_format, read, series_options
     from radseg.io.dicom import read_series
     from radseg.io.dicom_scan import scan
 
@@ -108,7 +108,7 @@ def list_inputs(source: Path, report: SegmentReport, read_options: dict[str, Any
     for path, problem in found.unreadable:
         report.failed.append((str(path), problem))
     items, used = [], set()
-    dicom_options = {k: v for k, v in options.items() if k in ("on_gap", "tilt", "invert_monochrome1")}
+    dicom_options = series_options(options)
     per_folder: dict[Path, int] = {}
     for series in found.series:
         per_folder[series.files[0].parent] = per_folder.get(series.files[0].parent, 0) + 1
@@ -135,7 +135,9 @@ def list_inputs(source: Path, report: SegmentReport, read_options: dict[str, Any
 def catalog_items(entries, report: SegmentReport, read_options: dict[str, Any] | None = None) -> list[_Item]:
     """The items of catalog rows (:func:`radseg.scale.catalog_read.catalog_entries`): the case is the row's key,
     the files are the ones the catalog lists (no folder is walked); unreadable rows are failures."""
-    dicom_options = {k: v for k, v in (read_options or {}).items() if k in ("on_gap", "tilt", "invert_monochrome1")}
+    from radseg.io import series_options
+
+    dicom_options = series_options(read_options)
     items = []
     for entry in entries:
         if entry.kind == "unreadable":
@@ -281,7 +283,7 @@ def _failure(label: str, exc: Exception) -> tuple[str, str]:
 def _read_job(job: _Job) -> _Job | dict[str, Any]:
     """Read and decode the item's image and prepare the network input (a Ray CPU task, or inline):
     the job with both, or an error record."""
-    from radseg.models.preprocess import prepare
+    from radseg.infer.predictor import prepare_input
 
     try:
         image = job.item.load()
@@ -289,10 +291,7 @@ def _read_job(job: _Job) -> _Job | dict[str, Any]:
             # refuse before the network runs: a SEG must reference DICOM source images
             raise ReadError(job.item.label, f"dicom-seg needs DICOM input; this is {image.metadata.get('format', 'not DICOM')} "
                                             "(choose -ot png, npz, json or nifti)")
-        try:
-            job.prepared = prepare(image, job.preprocessing)
-        except ValueError as exc:
-            raise RadsegError(str(exc)) from None
+        job.prepared = prepare_input(image, job.preprocessing)
     except Exception as exc:  # noqa: BLE001 - a batch reports the item and goes on
         return {"case": job.item.case, "error": _failure(job.item.label, exc)}
     job.image = image

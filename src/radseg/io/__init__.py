@@ -23,7 +23,7 @@ from radseg.image import Image
 from radseg.io.atomic import full_suffix, not_regular
 from radseg.registry import Registry
 
-__all__ = ["read", "read_labels", "write", "detect_format", "IMAGE_WRITERS", "READERS"]
+__all__ = ["read", "read_labels", "write", "detect_format", "series_options", "IMAGE_WRITERS", "READERS"]
 
 _SUFFIX_FORMATS = {
     ".dcm": "dicom", ".dicom": "dicom", ".ima": "dicom",
@@ -103,6 +103,15 @@ def _unknown(path: Path, suffix: str) -> str:
         f"unknown image format {suffix or '(no suffix)'}; readable: DICOM (file or folder), "
         f"{', '.join(sorted(_SUFFIX_FORMATS))}",
     )
+
+
+#: The read options that apply to an already grouped DICOM series (radseg.io.dicom.read_series).
+SERIES_OPTIONS = ("on_gap", "tilt", "invert_monochrome1")
+
+
+def series_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """Of ``read``'s options, those ``read_series`` takes (the others choose files and series)."""
+    return {k: v for k, v in (options or {}).items() if k in SERIES_OPTIONS}
 
 
 def read(path: str | Path, **options: Any) -> Image:
