@@ -9,6 +9,12 @@ Every tool runs as a fresh process (start-up and imports count, as they do for a
 runs every tool once, in turn, so load drift hits all alike; the table gives medians and the ratio
 to the reference measured in the same run. The 1-minute load average is noted before and after.
 
+radseg's own modules are compiled first (``compileall``, as ``make setup`` does): radseg is an
+editable install, which pip leaves uncompiled, and where PYTHONDONTWRITEBYTECODE is set (this
+machine) Python never caches the bytecode, so every run would compile ~25 modules again (~40 ms;
+after an edit, the edited ones). A normal ``pip install`` compiles them, so this measures what a
+user runs.
+
     .venv/bin/python benchmarks/fixed_costs.py [--runs 5] [--slices 300] [--keep /tmp/fc/s300]
 
 Writes benchmarks/results/fixed_costs.md (the latest run; the command is at its top).
@@ -57,6 +63,7 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=300)
     parser.add_argument("--keep", type=Path, default=None, help="reuse/keep the series in this folder")
     args = parser.parse_args()
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src")], check=True)  # see the docstring
     work = Path(tempfile.mkdtemp(prefix="radseg-fixed-"))
     series = series_folder(args.keep or work / "series", args.slices)
     shape, spacing, truth_spec, pred_spec = CASES["2D 1024x1024"]
@@ -111,6 +118,8 @@ def main() -> None:
         f"{len(os.sched_getaffinity(0))} cores); load average (1/5/15 min) {load_before} before, {load_after} after. "
         f"Median of {args.runs} interleaved rounds after one warm-up round; each tool a fresh process.",
         f"Series: {args.slices} slices of 512x512 int16, uncompressed, shuffled file names (benchmarks/dicom_to_nifti.py).",
+        "radseg's modules are compiled to bytecode first, as `make setup` and a normal pip install do "
+        "(the editable install does not, and PYTHONDONTWRITEBYTECODE would make every run compile them).",
         "",
         "| task | tool | median s | ratio to the first tool of the task |",
         "| --- | --- | --- | --- |",

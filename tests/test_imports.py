@@ -118,3 +118,46 @@ def test_the_help_listing_is_each_commands_own_short_help():
         real.update({name: command.get_short_help_str(1000) for name, command in load_commands(module).items()})
     assert set(real) == set(COMMANDS)
     assert {name: text for name, (_, text) in COMMANDS.items()} == real
+
+
+def _blas_threads(*args: str, preset: str | None = None) -> str:
+    """OPENBLAS_NUM_THREADS as ``radseg ARGS`` left it (the value numpy's OpenBLAS starts with)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if preset is not None:
+        env["OPENBLAS_NUM_THREADS"] = preset
+    probe = _PROBE.format(preload="") + "import os\nprint('\\nBLAS=' + os.environ.get('OPENBLAS_NUM_THREADS', 'unset'))\n"
+    done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120, env=env)
+    return next(line for line in done.stdout.splitlines() if line.startswith("BLAS="))[len("BLAS="):]
+
+
+def test_info_and_convert_start_openblas_with_one_thread(series, tmp_path):
+    """OpenBLAS's thread pool costs 40-60 ms of start-up; info and convert never use it. A value the
+    user set stays, and other commands are left alone."""
+    assert _blas_threads("info", str(series)) == "1"
+    assert _blas_threads("convert", str(series), str(tmp_path / "out.nii"), "-q") == "1"
+    assert _blas_threads("info", str(series), preset="3") == "3"
+    assert _blas_threads("--help") == "unset"
+
+
+def _gc_after(*args: str) -> str:
+    probe = _PROBE.format(preload="") + "import gc\nprint('\\nGC=%s %s' % (gc.isenabled(), gc.get_freeze_count() > 0))\n"
+    done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120)
+    return next(line for line in done.stdout.splitlines() if line.startswith("GC="))[len("GC="):]
+
+
+def test_the_garbage_collector_is_paused_only_while_the_command_loads(series):
+    """main() pauses the cyclic collector during start-up; once the command is loaded what start-up made
+    is frozen out of later collections and the collector runs again, also when the command line stops
+    early (help, a usage error)."""
+    assert _gc_after("info", str(series)) == "True True"
+    assert _gc_after("--help") == "True False"
+    assert _gc_after("no-such-command") == "True False"
+
+
+def test_info_and_convert_to_a_file_skip_openssl_and_logging(series, tmp_path):
+    """hashlib (OpenSSL's start-up, 3-7 ms) names folder outputs and series without a UID; logging (~3 ms)
+    quiets Ray. Neither is needed to describe a series or convert it to one file."""
+    for args in (("info", str(series)), ("convert", str(series), str(tmp_path / "out.nii"), "-q")):
+        assert loaded(imported(*args), ("hashlib", "_hashlib", "logging")) == [], args

@@ -7,7 +7,15 @@ else goes through the typer app, which loads a command module only when that com
 
 from __future__ import annotations
 
+import gc
+import os
 import sys
+
+#: Commands whose numpy starts OpenBLAS with one thread (unless the user set OPENBLAS_NUM_THREADS).
+#: OpenBLAS starts a pool of threads when numpy is imported: 40-60 ms of every start on a busy
+#: 2-core machine, more than radseg's own imports (issue 25: info and convert against dcm2niix). These
+#: commands read headers and copy voxels; the only linear algebra they do is on 3x3 to 300x2 matrices.
+ONE_BLAS_THREAD = ("info", "convert")
 
 
 def main() -> None:
@@ -16,13 +24,23 @@ def main() -> None:
 
         print(__version__)
         return
-    from radseg.commands.root import app
+    if sys.argv[1:2] and sys.argv[1] in ONE_BLAS_THREAD:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # Loading typer, numpy and a command module makes ~100,000 objects that all live on, and the cyclic
+    # garbage collector walks them ~50 times while they load (~7 ms of each start) and again at each
+    # later full collection. It is paused here; the root group's callback, which runs once the command
+    # is loaded, freezes what was loaded (never walked again) and resumes it.
+    gc.disable()
+    from radseg.commands import root
 
+    root.RESUME_GC = True
     try:
-        app()
+        root.app()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:
+        gc.enable()  # also when the command line stopped before the callback (--help, a usage error)
 
 
 def __getattr__(name: str):

@@ -18,7 +18,6 @@ Files that are not regular files (FIFOs, devices) are never opened: they are nam
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -56,8 +55,9 @@ class _Job:
 
     name: str
     output: Path
-    load: Callable[[], Image]
+    load: Callable[..., Image]
     dicom: bool = False  # a DICOM item gets a JSON sidecar
+    sinks: bool = False  # ``load(sink=...)`` takes a NiftiSink: a .nii output is then written slice by slice
 
 
 def convert(
@@ -92,7 +92,11 @@ def convert(
     elif select is not None:
         jobs = list(_select_jobs(source, target, Path(select), suffix, report, read_options))
     elif full_suffix(target) in IMAGE_WRITERS:
-        jobs = [_Job(source.name, target, lambda: read(source, **_options_for(source, read_options)), _is_dicom(source))]
+        if _is_dicom(source):
+            jobs = [_Job(source.name, target, lambda sink=None: _read_dicom(source, read_options, sink), True,
+                         sinks=True)]
+        else:
+            jobs = [_Job(source.name, target, lambda: read(source), False)]
     elif source.is_dir():
         jobs = list(_folder_jobs(source, target, suffix, report, read_options))
     else:
@@ -132,8 +136,16 @@ def _convert_job(task: tuple[_Job, bool]) -> dict[str, Any]:
     """Read one item and write its output (then its sidecar); never raises: a failure is the result."""
     job, sidecar = task
     try:
-        image = job.load()
-        write(image, job.output)
+        if job.sinks and full_suffix(job.output) == ".nii":
+            from radseg.io.nifti import NiftiSink
+
+            sink = NiftiSink(job.output)  # a plain series goes to the file slice by slice, never whole in memory
+            image = job.load(sink=sink)
+            if not sink.written:
+                write(image, job.output)
+        else:
+            image = job.load()
+            write(image, job.output)
         if sidecar and image.metadata.get("format") == "dicom":
             write_text_atomic(sidecar_path(job.output), json.dumps(sidecar_content(image), indent=2))
         return {"name": job.name, "output": job.output,
@@ -173,6 +185,13 @@ def _is_dicom(path: Path) -> bool:
         return detect_format(path) == "dicom"
     except RadsegError:
         return False
+
+
+def _read_dicom(path: Path, options: dict[str, Any], sink: Any = None) -> Image:
+    """``read(path, **options)`` of a DICOM file or folder, with ``sink`` (see :func:`_convert_job`)."""
+    from radseg.io.dicom import read_dicom
+
+    return read_dicom(path, sink=sink, **options)
 
 
 def _options_for(path: Path, options: dict[str, Any]) -> dict[str, Any]:
@@ -231,7 +250,8 @@ def _folder_jobs(source: Path, target: Path, suffix: str, report: ConvertReport,
             stem = series.files[0].name.split(".")[0]
         output = _unique(target / relative / f"{_safe_name(stem)}_{_short_hash(series.key)}{suffix}", used)
         yield _Job(f"{series.files[0] if len(series.files) == 1 else series.files[0].parent} [series {series.key}]",
-                   output, lambda s=series: read_series(s, **dicom_options), dicom=True)
+                   output, lambda s=series, sink=None: read_series(s, sink=sink, **dicom_options), dicom=True,
+                   sinks=True)
     if selector:
         return
     for path in found.non_dicom:
@@ -310,6 +330,8 @@ def _safe_name(text: str) -> str:
 
 
 def _short_hash(text: str) -> str:
+    import hashlib  # here: OpenSSL's start-up (3-7 ms) is for folder outputs only
+
     return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 

@@ -38,7 +38,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from radseg.annotate.bone_interior import choose_holes, slice_holes, whole_bone
+from radseg.annotate import morphology
+from radseg.annotate.bone_interior import whole_bone
 from radseg.image import Image
 from radseg.labels import METAL_HU, make_label_map
 from radseg.orientation import canonical
@@ -102,7 +103,7 @@ def otsu_bone_threshold(hu: np.ndarray, *, floor: float = TISSUE_FLOOR_HU, sampl
 def threshold_bone(ct: Image, *, sigma_mm: float = 0.5, threshold_hu: float | None = None) -> Image:
     """The plain baseline: Gaussian blur then the Otsu (or given) threshold, nothing else."""
     work = canonical(ct, oblique="raise")
-    blurred = ndimage.gaussian_filter(work.array.astype(np.float32), sigma=sigma_mm / work.spacing, truncate=3.0)
+    blurred = morphology.gaussian(work.array, sigma_mm / work.spacing)
     t = otsu_bone_threshold(blurred)[0] if threshold_hu is None else float(threshold_hu)
     return make_label_map(work.back((blurred > t).astype(np.uint8)), {BONE_LABEL: "bone"}, like=ct)
 
@@ -148,7 +149,7 @@ def extract_bone(
     # holes, joint spaces and "2d" cuts are per axial slice: an oblique volume has none, so it is refused
     work = canonical(ct, oblique="raise")
     spacing = work.spacing
-    blurred = ndimage.gaussian_filter(work.array.astype(np.float32), sigma=sigma_mm / spacing, truncate=3.0)
+    blurred = morphology.gaussian(work.array, sigma_mm / spacing)
     seconds["blur"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -220,7 +221,7 @@ def _metal(hu: np.ndarray, spacing: np.ndarray) -> np.ndarray:
     if not metal.any():
         return metal
     bloom_mm = max(2.0, 1.5 * float(np.max(spacing[1:])))
-    return ndimage.distance_transform_edt(~metal, sampling=spacing) <= bloom_mm
+    return morphology.dilate_ball(metal, spacing, bloom_mm)
 
 
 def _across_bloom(bone: np.ndarray, metal: np.ndarray, bloom: np.ndarray, spacing: np.ndarray) -> np.ndarray:
@@ -257,8 +258,8 @@ def _local_extremes(image: np.ndarray, index: np.ndarray, *, window: tuple[int, 
         lo, hi = max(0, z0 - pad), min(image.shape[0], z0 + chunk + pad)
         slab = image[lo:hi]
         local = index[a:b] - lo * per_slice
-        maxima[a:b] = ndimage.maximum_filter(slab, size=window).ravel()[local]
-        minima[a:b] = ndimage.minimum_filter(slab, size=window).ravel()[local]
+        maxima[a:b] = morphology.maximum_filter(slab, window).ravel()[local]
+        minima[a:b] = morphology.minimum_filter(slab, window).ravel()[local]
     return maxima, minima
 
 
@@ -330,18 +331,13 @@ def _fill_slice_holes(mask: np.ndarray, hu: np.ndarray, *, spacing: np.ndarray, 
     background with an in-plane neighbourhood finds the holes (components not touching their
     slice's border).
     """
-    labels, sizes = slice_holes(mask)
-    sums = np.bincount(labels.ravel(), weights=hu.ravel(), minlength=sizes.size)
-    keep = (sums >= marrow_hu * sizes) | (sizes <= max_pixels)
-    return mask | choose_holes(labels, keep, step=spacing[1:], thin_mm=thin_mm)[labels]
+    def choose(where: tuple, labels: np.ndarray, area: np.ndarray) -> np.ndarray:
+        sums = np.bincount(labels.ravel(), weights=hu[where].ravel(), minlength=area.size)
+        return (sums >= marrow_hu * area) | (area <= max_pixels)
+
+    return morphology.fill_slice_holes(mask, choose, step=spacing[1:], thin_mm=thin_mm)
 
 
 def _drop_small(mask: np.ndarray, *, min_voxels: int) -> np.ndarray:
     """Remove 3D connected components (26-connectivity) smaller than ``min_voxels``."""
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
-    if count == 0:
-        return mask
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)
-    keep = sizes >= min_voxels
-    keep[0] = False
-    return keep[labels]
+    return morphology.drop_small(mask, min_voxels=min_voxels)

@@ -28,16 +28,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["whole_bone", "thin_valleys", "fill_enclosed", "slice_holes", "choose_holes", "drop_thin_holes", "inplane_structure"]
+from radseg.annotate import morphology
 
-_FACES = ndimage.generate_binary_structure(3, 1)
-
-
-def inplane_structure() -> np.ndarray:
-    """Face neighbours within a slice of axis 0 (4-connectivity in-plane, none across slices)."""
-    structure = np.zeros((3, 3, 3), bool)
-    structure[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
-    return structure
+__all__ = ["whole_bone", "thin_valleys", "fill_enclosed"]
 
 
 def whole_bone(mask: np.ndarray, hu: np.ndarray, *, spacing: np.ndarray, cancellous_hu: float = 100.0,
@@ -54,17 +47,17 @@ def whole_bone(mask: np.ndarray, hu: np.ndarray, *, spacing: np.ndarray, cancell
     box = _box(mask, margin=np.ceil((grow_mm + close_mm) / spacing).astype(int) + 1)
     inner, values = mask[box], hu[box]
     if marrow_sigma_mm > 0:
-        local = ndimage.gaussian_filter(values.astype(np.float32), sigma=marrow_sigma_mm / spacing, truncate=3.0)
+        local = morphology.gaussian(values, marrow_sigma_mm / spacing)
     else:
         local = values
     marrow = local >= marrow_hu  # an enclosed canal of fluid or fat is no bone
     shell = inner | (fill_enclosed(inner, spacing=spacing, max_hole_mm2=max_hole_mm2, thin_mm=joint_space_mm) & marrow)
-    reach = ndimage.distance_transform_edt(~shell, sampling=spacing) <= grow_mm
+    reach = morphology.within_distance(shell, spacing, grow_mm)
     size = _window_size(slope_mm, spacing)
-    highest = ndimage.maximum_filter(values, size=size)  # both rim tests read the brightest bone nearby
+    highest = morphology.maximum_filter(values, size)  # both rim tests read the brightest bone nearby
     dense_edge = _edge_slope(values, highest, size=size, low=cancellous_hu, high=dense_hu)
     candidates = (values >= cancellous_hu) & ~shell & ~dense_edge
-    grown = ndimage.binary_propagation(shell, mask=shell | (reach & candidates), structure=_FACES)
+    grown = morphology.propagate(shell, shell | (reach & candidates))
     enclosed = fill_enclosed(grown, spacing=spacing, max_hole_mm2=max_hole_mm2, thin_mm=joint_space_mm)
     # the bone's volume with gaps in a thin cortex closed: dark voxels inside are fatty marrow, tissue
     # outside is soft tissue
@@ -77,7 +70,7 @@ def whole_bone(mask: np.ndarray, hu: np.ndarray, *, spacing: np.ndarray, cancell
     whole = grown | ((enclosed | bridged) & marrow)
     # voxels of one exact value in a 3x3x3 neighbourhood are no tissue but a fill: a crop's masked
     # outside (PENGWIN sets all but one bone to 0), padding beyond the field of view
-    filled = ndimage.minimum_filter(values, size=3) == ndimage.maximum_filter(values, size=3)
+    filled = morphology.minimum_filter(values, 3) == morphology.maximum_filter(values, 3)
     whole &= ~(_below_half_maximum(values, ~body & ~filled, highest, size=size, low=cancellous_hu) & ~shell)
     out = mask.copy()
     out[box] = whole
@@ -90,17 +83,13 @@ def thin_valleys(hu: np.ndarray, spacing: np.ndarray, *, radius_mm: float = 2.0,
     radius_px = max(1, int(np.ceil(radius_mm / spacing[1])))
     rows, cols = np.mgrid[-radius_px:radius_px + 1, -radius_px:radius_px + 1]
     disc = (np.hypot(rows * spacing[1], cols * spacing[2]) <= max(radius_mm, spacing[1]))[None]
-    image = ndimage.gaussian_filter(hu.astype(np.float32), (0.0, 0.5, 0.5))
-    return ndimage.grey_closing(image, footprint=disc) - image > contrast_hu
+    image = morphology.gaussian(hu, (0.0, 0.5, 0.5), truncate=4.0)
+    return morphology.close_inplane(image, disc[0]) - image > contrast_hu
 
 
 def _close(mask: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
-    """Morphological closing with a ball of ``radius_mm`` (by distance transforms: any spacing, fast)."""
-    pad = int(np.ceil(radius_mm / float(np.min(spacing)))) + 1
-    padded = np.pad(mask, pad)
-    dilated = ndimage.distance_transform_edt(~padded, sampling=spacing) <= radius_mm
-    closed = ndimage.distance_transform_edt(dilated, sampling=spacing) > radius_mm
-    return closed[pad:-pad, pad:-pad, pad:-pad] | mask
+    """Morphological closing with a ball of ``radius_mm`` (any spacing; nothing cut at the array's edge)."""
+    return morphology.close_ball(mask, spacing, radius_mm) | mask
 
 
 def fill_enclosed(mask: np.ndarray, *, spacing: np.ndarray, max_hole_mm2: float, thin_mm: float) -> np.ndarray:
@@ -111,41 +100,12 @@ def fill_enclosed(mask: np.ndarray, *, spacing: np.ndarray, max_hole_mm2: float,
     """
     out = mask.copy()
     for axis in range(3):
-        plane = np.moveaxis(mask, axis, 0)
         step = np.delete(spacing, axis)
-        labels, sizes = slice_holes(plane)
-        keep = sizes * float(step[0] * step[1]) <= max_hole_mm2
-        np.moveaxis(out, axis, 0)[...] |= choose_holes(labels, keep, step=step, thin_mm=thin_mm)[labels]
-    return ndimage.binary_fill_holes(out)
-
-
-def slice_holes(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """In-plane components of the background of each slice of axis 0, and their sizes (voxels)."""
-    labels, count = ndimage.label(~mask, structure=inplane_structure())
-    return labels, np.bincount(labels.ravel(), minlength=count + 1)
-
-
-def choose_holes(labels: np.ndarray, keep: np.ndarray, *, step: np.ndarray, thin_mm: float) -> np.ndarray:
-    """``keep`` (per component of :func:`slice_holes`) less the background (0), the components
-    touching their slice's border (not enclosed) and, with ``thin_mm``, the thin ones."""
-    keep = keep.copy()
-    keep[0] = False
-    for border in (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]):
-        keep[np.unique(border)] = False
-    return drop_thin_holes(labels, keep, step=step, thin_mm=thin_mm) if thin_mm > 0 else keep
-
-
-def drop_thin_holes(labels: np.ndarray, keep: np.ndarray, *, step: np.ndarray, thin_mm: float) -> np.ndarray:
-    """``keep`` without the holes whose widest inscribed circle (in-plane) is under ``thin_mm``."""
-    keep = keep.copy()
-    for value, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None or not keep[value]:
-            continue
-        hole = np.pad(labels[box] == value, ((0, 0), (1, 1), (1, 1)))
-        # a huge step along axis 0 keeps the distance transform in-plane
-        if 2.0 * ndimage.distance_transform_edt(hole, sampling=(1e6, step[0], step[1])).max() < thin_mm:
-            keep[value] = False
-    return keep
+        max_voxels = max_hole_mm2 / float(step[0] * step[1])
+        filled = morphology.fill_slice_holes(np.moveaxis(mask, axis, 0), lambda where, labels, area: area <= max_voxels,
+                                             step=step, thin_mm=thin_mm)
+        np.moveaxis(out, axis, 0)[...] |= filled
+    return morphology.fill_holes(out)
 
 
 def _edge_slope(values: np.ndarray, highest: np.ndarray, *, size: tuple[int, ...], low: float, high: float) -> np.ndarray:
@@ -156,7 +116,7 @@ def _edge_slope(values: np.ndarray, highest: np.ndarray, *, size: tuple[int, ...
     as cancellous HU; growth must not take them (nor, inside, the voxels between the cortex and a
     marrow pore: the enclosed-marrow step takes those).
     """
-    return (ndimage.minimum_filter(values, size=size) < low) & (highest > high)
+    return (morphology.minimum_filter(values, size) < low) & (highest > high)
 
 
 def _below_half_maximum(values: np.ndarray, outside: np.ndarray, highest: np.ndarray, *, size: tuple[int, ...],
@@ -165,7 +125,7 @@ def _below_half_maximum(values: np.ndarray, outside: np.ndarray, highest: np.nda
     and ``highest``, the brightest voxel in the window ``size``: the partial-volume rim of a thin or
     low-density cortex (under :func:`_edge_slope`'s ``high``), which reads as cancellous HU. Only
     outside tissue counts: next to a fatty pore inside the bone, a low cancellous voxel is bone."""
-    tissue = ndimage.minimum_filter(np.where(outside, values, np.inf).astype(np.float32), size=size)
+    tissue = morphology.minimum_filter(np.where(outside, values, np.inf).astype(np.float32), size)
     return (tissue < low) & (values < (tissue + highest) / 2)
 
 

@@ -71,11 +71,10 @@ def fill_pores(mask: np.ndarray, spacing: np.ndarray, *, max_mm2: float = PORE_M
     """``mask`` with the small holes of each axial slice filled: at fine pixels the fatty pores of a
     femoral head riddle it, and the pooled mask of :func:`head_candidates` (a coarse voxel is bone
     only when all its fine voxels are) would lose the head. A joint space is a long ring, far larger."""
-    from radseg.annotate.bone_interior import choose_holes, slice_holes
+    from radseg.annotate.morphology import fill_slice_holes
 
-    labels, sizes = slice_holes(mask)
-    small = choose_holes(labels, sizes * float(spacing[1] * spacing[2]) <= max_mm2, step=spacing[1:], thin_mm=0.0)
-    return mask | small[labels]
+    max_voxels = max_mm2 / float(spacing[1] * spacing[2])
+    return fill_slice_holes(mask, lambda where, labels, area: area <= max_voxels)
 
 
 def head_candidates(mask: np.ndarray, spacing: np.ndarray, *, side: str, centre_col: float) -> list[Candidate]:

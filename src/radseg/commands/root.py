@@ -10,6 +10,7 @@ of ``radseg --help`` does now.
 
 from __future__ import annotations
 
+import gc
 import importlib
 from collections.abc import MutableMapping
 from typing import Any, Iterator
@@ -113,6 +114,14 @@ app = group(
 )
 
 
+#: Set by :func:`radseg.cli.main`, which pauses the garbage collector while the command loads.
+RESUME_GC = False
+
+
 @app.callback()
 def _root(show_version: bool = version.VersionOpt) -> None:
-    pass
+    global RESUME_GC
+    if RESUME_GC:  # the command is loaded: what start-up made is frozen out of every later collection
+        RESUME_GC = False
+        gc.freeze()
+        gc.enable()

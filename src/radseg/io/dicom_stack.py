@@ -19,7 +19,7 @@ keeps the stored voxels and puts the exact sheared step in the affine instead.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable, Iterator, Literal
 
 import numpy as np
 
@@ -105,6 +105,10 @@ def plan_stack(planes: list[Plane], *, name: str) -> StackPlan:
     return StackPlan(planes, distance, grid, step, drift, tilt_degrees, irregular, problems)
 
 
+#: ``sink(shell, slices) -> volume`` takes a volume slice by slice instead of whole (see :func:`stack_planes`).
+Sink = Callable[[Image, Iterator[np.ndarray]], np.ndarray]
+
+
 def stack_planes(
     planes: list[Plane],
     *,
@@ -112,8 +116,16 @@ def stack_planes(
     on_gap: GapPolicy = "error",
     tilt: TiltPolicy = "resample",
     metadata: dict | None = None,
+    sink: Sink | None = None,
 ) -> Image:
-    """Build an LPS volume ``[slice, row, column]`` from planes in any order."""
+    """Build an LPS volume ``[slice, row, column]`` from planes in any order.
+
+    ``sink`` (a file writer: :class:`radseg.io.nifti.NiftiSink`) may take the volume slice by slice,
+    so it is never held whole: for planes read straight from their files that need no resampling
+    and no rescale beyond one integer intercept, ``sink(shell, slices)`` gets an Image whose array
+    only gives the final shape and dtype, and the slices in order (each valid until the next), and
+    returns the volume as it kept it. Anything else is loaded whole, as without a sink.
+    """
     plan = plan_stack(planes, name=name)
     problems = list(plan.problems)
     if plan.irregular:
@@ -125,13 +137,9 @@ def stack_planes(
             )
         problems.append(f"slice spacing not regular ({plan.irregular}); linearly interpolated "
                         f"onto {len(plan.grid)} slices at {plan.step:.3f} mm")
-    volume = _load_rescaled(plan.planes, name)
-    if plan.irregular:
-        volume = _resample_along_normal(volume, plan.distance, plan.grid)
     sheared = False
     if plan.tilt_degrees > 0:
         if tilt == "resample":
-            volume = _deshear(volume, plan.drift, plan.grid - plan.grid[0], plan.planes[0].pixel_spacing)
             problems.append(
                 f"gantry tilt of {plan.tilt_degrees:.2f} degrees: slices shifted in-plane onto an "
                 "orthogonal grid (linear interpolation); use tilt='shear' to keep the stored voxels"
@@ -143,19 +151,42 @@ def stack_planes(
     meta = dict(metadata or {})
     meta["problems"] = meta.get("problems", []) + problems
     meta["slice_sources"] = [p.source for p in plan.planes]
-    return Image(volume, affine=plan.affine(sheared=sheared), metadata=meta)
+    affine = plan.affine(sheared=sheared)
+    volume = None
+    if sink is not None and not plan.irregular and (plan.tilt_degrees == 0 or sheared):
+        volume = _stream(plan.planes, name, sink, affine, meta)
+    if volume is None:
+        volume = _load_rescaled(plan.planes, name)
+        if plan.irregular:
+            volume = _resample_along_normal(volume, plan.distance, plan.grid)
+        if plan.tilt_degrees > 0 and not sheared:
+            volume = _deshear(volume, plan.drift, plan.grid - plan.grid[0], plan.planes[0].pixel_spacing)
+    return Image(volume, affine=affine, metadata=meta)
 
 
 def _check_consistent(planes: list[Plane], name: str) -> None:
     first = planes[0]
-    for p in planes[1:]:
-        if p.shape != first.shape:
-            raise SeriesError(name, f"mixed image sizes: {p.source} is {p.shape}, {first.source} is {first.shape}")
-        if (np.abs(p.row_cosine - first.row_cosine).max() > 1e-3
-                or np.abs(p.column_cosine - first.column_cosine).max() > 1e-3):
-            raise SeriesError(name, f"mixed orientations: {p.source} and {first.source} differ in ImageOrientationPatient")
-        if not np.allclose(p.pixel_spacing, first.pixel_spacing, rtol=1e-3):
-            raise SeriesError(name, f"mixed pixel spacing: {p.source} {p.pixel_spacing} vs {first.source} {first.pixel_spacing}")
+    rest = planes[1:]
+    if not rest:
+        return
+    # The checks of every plane in three numpy operations (per plane they cost ~50 us, 15 ms for 300
+    # slices); the first plane failing any of them is then named as before, its first failing check first.
+    rows = np.array([p.row_cosine for p in rest])
+    columns = np.array([p.column_cosine for p in rest])
+    bad_orientation = ((np.abs(rows - first.row_cosine).max(axis=1) > 1e-3)
+                       | (np.abs(columns - first.column_cosine).max(axis=1) > 1e-3))
+    bad_spacing = ~np.isclose(np.array([p.pixel_spacing for p in rest], dtype=float), first.pixel_spacing,
+                              rtol=1e-3).all(axis=1)
+    bad = bad_orientation | bad_spacing | np.array([p.shape != first.shape for p in rest])
+    if not bad.any():
+        return
+    index = int(np.argmax(bad))
+    p = rest[index]
+    if p.shape != first.shape:
+        raise SeriesError(name, f"mixed image sizes: {p.source} is {p.shape}, {first.source} is {first.shape}")
+    if bad_orientation[index]:
+        raise SeriesError(name, f"mixed orientations: {p.source} and {first.source} differ in ImageOrientationPatient")
+    raise SeriesError(name, f"mixed pixel spacing: {p.source} {p.pixel_spacing} vs {first.source} {first.pixel_spacing}")
 
 
 def _check_duplicates(planes: list[Plane], distance: np.ndarray, name: str) -> None:
@@ -215,13 +246,26 @@ def _load_rescaled(planes: list[Plane], name: str) -> np.ndarray:
     """Stored values x slope + intercept, kept integer when that is exact."""
     first = _load_one(planes[0], name)
     volume = np.empty((len(planes), *first.shape), dtype=first.dtype)
-    volume[0] = first
-    for i, plane in enumerate(planes[1:], start=1):
-        pixels = _load_one(plane, name, into=volume[i])
-        if pixels is not volume[i] and not np.shares_memory(pixels, volume[i]):
-            volume[i] = pixels
     slopes = np.array([p.slope for p in planes])
     intercepts = np.array([p.intercept for p in planes])
+    # CT's usual case (slope 1, one integer intercept, 16-bit values that stay 16-bit): each slice gets the
+    # intercept as soon as it is read, while it is still in the CPU cache, instead of three passes over the
+    # whole volume afterwards (min, max, add: ~30 ms for 300 x 512 x 512). A slice whose values would not
+    # fit int16 undoes those additions (exact: nothing overflowed) and the whole-volume code below decides.
+    shift = _int16_shift(volume.dtype, slopes, intercepts)
+    done = 0
+    for i, plane in enumerate(planes):
+        target = volume[i]
+        _load_into(plane, name, target, first if i == 0 else None)
+        if shift is not None:
+            if _shift_in_place(target, shift):
+                done += 1
+            else:
+                undo = volume[:done].view(np.int16)
+                undo -= np.int16(shift)
+                shift = None
+    if shift is not None:
+        return volume.view(np.int16)  # every slice fitted: what the code below gives, without its passes
     if np.all(slopes == 1) and np.all(intercepts == 0):
         return volume
     if np.all(slopes == 1) and np.all(intercepts == np.round(intercepts)):
@@ -239,6 +283,74 @@ def _load_rescaled(planes: list[Plane], name: str) -> np.ndarray:
         return out
     return (volume.astype(np.float32) * slopes[:, None, None].astype(np.float32)
             + intercepts[:, None, None].astype(np.float32))
+
+
+def _load_into(plane: Plane, name: str, target: np.ndarray, pixels: np.ndarray | None = None) -> None:
+    """The plane's stored pixels in ``target`` (read straight into it when the plane can), or ``pixels`` when given."""
+    if pixels is None:
+        pixels = _load_one(plane, name, into=target)
+    if pixels is not target and not np.shares_memory(pixels, target):
+        target[...] = pixels
+
+
+def _shift_in_place(target: np.ndarray, shift: int) -> bool:
+    """Add ``shift`` to 16-bit stored values in place, as int16, when every result fits int16 (else False, unchanged)."""
+    # Only the bounds that can fail are computed (one pass over the slice, not two): uint16 must stay
+    # below 2**15 to be read as int16, a negative shift can only break the low end, a positive the high end.
+    unsigned = target.dtype == np.uint16
+    high = int(target.max()) if unsigned or shift > 0 else 0
+    low = int(target.min()) if shift < 0 and not unsigned else 0  # uint16 + a shift >= -2**15 stays >= -2**15
+    if high < 2**15 and -(2**15) <= low + shift and high + shift < 2**15:
+        in_place = target.view(np.int16)
+        in_place += np.int16(shift)
+        return True
+    return False
+
+
+class _NotStreamed(Exception):
+    """A slice's values do not fit the dtype the stream began with: the volume is loaded whole instead."""
+
+
+#: Stored dtypes a stream passes on as they are (or as int16, with the intercept added).
+_STREAMED = (np.dtype(np.int16), np.dtype(np.uint16), np.dtype(np.int8), np.dtype(np.uint8))
+
+
+def _stream(planes: list[Plane], name: str, sink: Sink, affine: np.ndarray, metadata: dict) -> np.ndarray | None:
+    """The volume of _load_rescaled handed to ``sink`` slice by slice; None (nothing kept) when it needs the
+    whole volume first: values that become float or int32, intercepts that differ, pixels pydicom decodes."""
+    if any(plane.load_into is None for plane in planes):
+        return None
+    first = _load_one(planes[0], name)
+    slopes = np.array([p.slope for p in planes])
+    intercepts = np.array([p.intercept for p in planes])
+    shift = _int16_shift(first.dtype, slopes, intercepts)
+    if first.dtype not in _STREAMED or (shift is None and not (np.all(slopes == 1) and np.all(intercepts == 0))):
+        return None
+    dtype = np.dtype(np.int16) if shift is not None else first.dtype
+    shell = Image(np.broadcast_to(np.zeros((), dtype), (len(planes), *first.shape)), affine=affine, metadata=metadata)
+
+    def slices() -> Iterator[np.ndarray]:
+        buffer = np.empty(first.shape, first.dtype)
+        for i, plane in enumerate(planes):
+            _load_into(plane, name, buffer, first if i == 0 else None)
+            if shift is not None and not _shift_in_place(buffer, shift):
+                raise _NotStreamed
+            yield buffer.view(dtype)
+
+    try:
+        return sink(shell, slices())
+    except _NotStreamed:  # the sink has dropped what it wrote
+        return None
+
+
+def _int16_shift(dtype: np.dtype, slopes: np.ndarray, intercepts: np.ndarray) -> int | None:
+    """The one nonzero integer intercept (an int16) of 16-bit stored values with slope 1, else None."""
+    if dtype not in (np.int16, np.uint16) or not np.all(slopes == 1):
+        return None
+    shift = intercepts[0]
+    if shift == 0 or shift != np.round(shift) or not np.all(intercepts == shift) or not -(2**15) <= shift < 2**15:
+        return None
+    return int(shift)
 
 
 def _load_one(plane: Plane, name: str, into: np.ndarray | None = None) -> np.ndarray:

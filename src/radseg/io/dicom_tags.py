@@ -76,7 +76,7 @@ def get_floats(ds: Dataset, keyword: str, count: int | None = None) -> np.ndarra
         return None
     items = [value] if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__") else value
     try:
-        values = np.array([float(v) for v in items], dtype=float).reshape(-1)
+        values = np.array([float(v) for v in items], dtype=float)  # a flat list: the array is 1D
     except (TypeError, ValueError):
         return None
     if count is not None and values.size != count:
@@ -85,6 +85,9 @@ def get_floats(ds: Dataset, keyword: str, count: int | None = None) -> np.ndarra
 
 
 def get_float(ds: Dataset, keyword: str, default: float | None = None) -> float | None:
+    value = ds.get(keyword)
+    if isinstance(value, (int, float)):  # one number (DS, IS, US ...): what the array below gives, without it
+        return float(value)
     values = get_floats(ds, keyword)
     return float(values[0]) if values is not None and values.size else default
 

@@ -163,9 +163,23 @@ def write_nifti(image: Image, path: str | Path) -> Path:
     the values) so label maps stay exact. Written by :mod:`radseg.io.nifti_write` (numpy only:
     the same bytes nibabel wrote, without nibabel's 0.2 s import).
     """
-    from radseg.io.nifti_write import COMMENT_EXTENSION, NiftiWriteError, write_nifti1
+    from radseg.io.nifti_write import NiftiWriteError, write_nifti1
 
     path = Path(path)
+    data, code, extensions = _layout(image, path)
+    with atomic_path(path) as tmp:
+        try:
+            write_nifti1(tmp, data, image.ras_affine(), code=code, compress=full_suffix(path) == ".nii.gz",
+                         extensions=extensions)
+        except NiftiWriteError as exc:
+            raise WriteError(path, str(exc)) from None
+    return path
+
+
+def _layout(image: Image, path: Path) -> tuple[np.ndarray, int, list[tuple[int, bytes]]]:
+    """What :func:`write_nifti` writes: the data in NIfTI index order, the sform/qform code, the extensions."""
+    from radseg.io.nifti_write import COMMENT_EXTENSION
+
     suffix = full_suffix(path)
     if suffix not in (".nii", ".nii.gz"):
         raise WriteError(path, f"a NIfTI file is named .nii or .nii.gz, not {suffix or '(no suffix)'}")
@@ -181,13 +195,54 @@ def write_nifti(image: Image, path: str | Path) -> Path:
         # Label names travel inside the file (a JSON comment extension) so nothing is lost.
         payload = json.dumps({_NAMES_KEY: {str(int(k)): str(v) for k, v in names.items()}}).encode()
         extensions.append((COMMENT_EXTENSION, payload))
-    with atomic_path(path) as tmp:
+    return data, code, extensions
+
+
+class NiftiSink:
+    """Writes a volume that arrives slice by slice to an uncompressed ``.nii`` file: the file
+    :func:`write_nifti` writes of the same image, byte for byte, without the whole volume in memory.
+
+    The ``sink`` of :func:`radseg.io.dicom_stack.stack_planes` (via ``read_dicom``/``read_series``):
+    a CT series of 300 slices is then never held as one 157 MB array that is allocated, filled,
+    written and freed; each slice is read, rescaled and written while it is still in the CPU cache
+    (issue 25: ``radseg convert DIR out.nii`` against ``dcm2niix``). ``written`` says whether it was
+    used; when not (a volume that has to be resampled, float values ...), the caller writes the
+    image it got with :func:`write_nifti`, as before.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if full_suffix(self.path) != ".nii":
+            raise WriteError(self.path, "slice-by-slice writing is for uncompressed .nii files")
+        self.written = False
+
+    def __call__(self, shell: Image, slices) -> np.ndarray:
+        """Write ``shell`` (its array gives only shape and dtype) with the voxels ``slices`` gives, in order;
+        returns the volume as written, mapped read-only from the file."""
+        from radseg.io.nifti_write import NiftiWriteError, nifti1_header
+
+        data, code, extensions = _layout(shell, self.path)
+        if data.ndim != 3 or data.dtype.kind not in "iu":
+            raise WriteError(self.path, f"slice-by-slice writing takes 3D integer volumes, not {data.dtype} {data.shape}")
+        dtype = data.dtype.newbyteorder("<")  # as write_nifti1
         try:
-            write_nifti1(tmp, data, image.ras_affine(), code=code, compress=suffix == ".nii.gz",
-                         extensions=extensions)
+            head = nifti1_header(data.shape, dtype, shell.ras_affine(), code=code, extensions=extensions)
         except NiftiWriteError as exc:
-            raise WriteError(path, str(exc)) from None
-    return path
+            raise WriteError(self.path, str(exc)) from None
+        shape = shell.array.shape
+        with atomic_path(self.path) as tmp:
+            with open(tmp, "wb") as stream:
+                stream.write(head)
+                count = 0
+                for plane in slices:  # the C-order bytes of each [row, column] slice: write_nifti1's order
+                    stream.write(memoryview(np.ascontiguousarray(plane, dtype=dtype)).cast("B"))
+                    count += 1
+            if count != shape[0]:
+                raise WriteError(self.path, f"{count} slices written of {shape[0]}")
+        self.written = True
+        if not data.size:
+            return np.zeros(shape, dtype)
+        return np.memmap(self.path, dtype=dtype, mode="r", offset=len(head), shape=shape)
 
 
 def _nifti_dtype(array: np.ndarray, path: Path) -> np.ndarray:
