@@ -7,6 +7,7 @@ Each tool runs as a fresh process (imports and loading the two .npy masks count,
 user), interleaved, median of N runs; peak memory from GNU time (%M).
 
 * radseg: ``dice`` + one ``surface_distances`` call -> HD, HD95, ASSD.
+* SciPy alone: border voxels by erosion, a ``cKDTree`` query each way (radseg's definitions).
 * MONAI: ``compute_dice`` + ``compute_hausdorff_distance`` (percentile None and 95) +
   ``compute_average_surface_distance(symmetric=True)``, with ``spacing``.
 * DeepMind ``surface-distance`` (when installed): ``compute_surface_distances`` -> robust
@@ -100,6 +101,27 @@ out["compute_s"] = time.perf_counter() - t1
 print(json.dumps(out))
 """
 
+# What a user would write with SciPy alone: border voxels (the mask less its face-connected erosion),
+# their coordinates in mm, nearest neighbours through a k-d tree both ways; radseg's definitions.
+CKDTREE = """
+import json, sys, time
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import cKDTree
+pred, truth = np.load(sys.argv[1]), np.load(sys.argv[2])
+spacing = np.array(json.loads(sys.argv[3]))
+t1 = time.perf_counter()
+def border(mask):
+    return np.argwhere(mask & ~ndimage.binary_erosion(mask, ndimage.generate_binary_structure(mask.ndim, 1))) * spacing
+a, b = border(pred), border(truth)
+ab, ba = cKDTree(b).query(a)[0], cKDTree(a).query(b)[0]
+both = np.concatenate([ab, ba])
+out = {"dice": float(2 * (pred & truth).sum() / (pred.sum() + truth.sum())), "hd": float(both.max()),
+       "hd95": float(max(np.percentile(ab, 95), np.percentile(ba, 95))), "assd": float(both.mean())}
+out["compute_s"] = time.perf_counter() - t1
+print(json.dumps(out))
+"""
+
 
 def blob(shape, centre, radii, seed, amplitude=0.05):
     """An ellipsoid (ellipse) whose radius varies smoothly by ~±5% (noise on a 1/16 grid)."""
@@ -138,7 +160,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     from importlib import metadata
 
-    tools = {"radseg": RADSEG}
+    tools = {"radseg": RADSEG, "SciPy cKDTree (border voxels)": CKDTREE}
     for package, label, script in (("monai", "MONAI", MONAI), ("surface-distance", "DeepMind surface-distance", DEEPMIND)):
         if package == "surface-distance" and args.no_deepmind:
             continue

@@ -156,3 +156,13 @@ def test_real_ct_crop_matches_scipy(shared_data):
     reference = _reference_slice_holes(bone, lambda sizes: sizes * step.prod() <= 2500, step, 4.0)
     got = morphology.fill_slice_holes(bone, lambda where, labels, area: area * step.prod() <= 2500, step=step, thin_mm=4.0)
     np.testing.assert_array_equal(got, reference)
+
+
+def test_planes_along_and_back(mask):
+    for axis in range(3):
+        planes = morphology.planes_along(mask, axis)
+        np.testing.assert_array_equal(planes, np.moveaxis(mask, axis, 0))
+        assert planes.flags["C_CONTIGUOUS"]
+        back = morphology.from_planes(planes, axis)
+        np.testing.assert_array_equal(back, mask)
+        assert back.flags["C_CONTIGUOUS"]

@@ -32,6 +32,7 @@ voxel beyond it.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -258,8 +259,10 @@ def _local_extremes(image: np.ndarray, index: np.ndarray, *, window: tuple[int, 
         lo, hi = max(0, z0 - pad), min(image.shape[0], z0 + chunk + pad)
         slab = image[lo:hi]
         local = index[a:b] - lo * per_slice
-        maxima[a:b] = morphology.maximum_filter(slab, window).ravel()[local]
-        minima[a:b] = morphology.minimum_filter(slab, window).ravel()[local]
+        with ThreadPoolExecutor(max_workers=2) as pool:  # OpenCV releases the GIL: both filters at once
+            high = pool.submit(morphology.maximum_filter, slab, window)
+            minima[a:b] = morphology.minimum_filter(slab, window).ravel()[local]
+            maxima[a:b] = high.result().ravel()[local]
     return maxima, minima
 
 

@@ -25,6 +25,8 @@ bone (``benchmarks/results/annotate_real_ct.md``). Steps, all sized in mm:
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from scipy import ndimage
 
@@ -46,31 +48,31 @@ def whole_bone(mask: np.ndarray, hu: np.ndarray, *, spacing: np.ndarray, cancell
         return mask
     box = _box(mask, margin=np.ceil((grow_mm + close_mm) / spacing).astype(int) + 1)
     inner, values = mask[box], hu[box]
-    if marrow_sigma_mm > 0:
-        local = morphology.gaussian(values, marrow_sigma_mm / spacing)
-    else:
-        local = values
-    marrow = local >= marrow_hu  # an enclosed canal of fluid or fat is no bone
-    shell = inner | (fill_enclosed(inner, spacing=spacing, max_hole_mm2=max_hole_mm2, thin_mm=joint_space_mm) & marrow)
-    reach = morphology.within_distance(shell, spacing, grow_mm)
     size = _window_size(slope_mm, spacing)
-    highest = morphology.maximum_filter(values, size)  # both rim tests read the brightest bone nearby
-    dense_edge = _edge_slope(values, highest, size=size, low=cancellous_hu, high=dense_hu)
-    candidates = (values >= cancellous_hu) & ~shell & ~dense_edge
-    grown = morphology.propagate(shell, shell | (reach & candidates))
-    enclosed = fill_enclosed(grown, spacing=spacing, max_hole_mm2=max_hole_mm2, thin_mm=joint_space_mm)
-    # the bone's volume with gaps in a thin cortex closed: dark voxels inside are fatty marrow, tissue
-    # outside is soft tissue
-    body = fill_enclosed(_close(grown, spacing, close_mm), spacing=spacing, max_hole_mm2=max_hole_mm2,
-                         thin_mm=joint_space_mm) | enclosed if close_mm > 0 else enclosed
+    # Two independent chains at a time on two threads (OpenCV, edt and cc3d release the GIL): the
+    # intensity filters beside the shell and its reach, then the two enclosures of the grown bone.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        filters = pool.submit(_rim_filters, values, size, low=cancellous_hu, high=dense_hu)
+        local = morphology.gaussian(values, marrow_sigma_mm / spacing) if marrow_sigma_mm > 0 else values
+        marrow = local >= marrow_hu  # an enclosed canal of fluid or fat is no bone
+        shell = inner | (fill_enclosed(inner, spacing=spacing, max_hole_mm2=max_hole_mm2, thin_mm=joint_space_mm)
+                         & marrow)
+        reach = morphology.within_distance(shell, spacing, grow_mm)
+        highest, dense_edge, filled = filters.result()
+        candidates = (values >= cancellous_hu) & ~shell & ~dense_edge
+        grown = morphology.propagate(shell, shell | (reach & candidates))
+        # the bone's volume with gaps in a thin cortex closed: dark voxels inside are fatty marrow, tissue
+        # outside is soft tissue
+        closed = pool.submit(lambda: fill_enclosed(_close(grown, spacing, close_mm), spacing=spacing,
+                                                   max_hole_mm2=max_hole_mm2, thin_mm=joint_space_mm)
+                             if close_mm > 0 else None)
+        enclosed = fill_enclosed(grown, spacing=spacing, max_hole_mm2=max_hole_mm2, thin_mm=joint_space_mm)
+        body = enclosed if close_mm <= 0 else closed.result() | enclosed
     bridged = body & ~enclosed  # only the closing encloses these
     if valley_hu > 0 and bridged.any():  # a joint space the closing bridged is a thin dark valley: no marrow
         near = _box(bridged, margin=np.array([0, *(np.ceil(4.0 / spacing[1:]).astype(int) + 2)]))
         bridged[near] &= ~thin_valleys(values[near], spacing, contrast_hu=valley_hu)
     whole = grown | ((enclosed | bridged) & marrow)
-    # voxels of one exact value in a 3x3x3 neighbourhood are no tissue but a fill: a crop's masked
-    # outside (PENGWIN sets all but one bone to 0), padding beyond the field of view
-    filled = morphology.minimum_filter(values, 3) == morphology.maximum_filter(values, 3)
     whole &= ~(_below_half_maximum(values, ~body & ~filled, highest, size=size, low=cancellous_hu) & ~shell)
     out = mask.copy()
     out[box] = whole
@@ -102,10 +104,21 @@ def fill_enclosed(mask: np.ndarray, *, spacing: np.ndarray, max_hole_mm2: float,
     for axis in range(3):
         step = np.delete(spacing, axis)
         max_voxels = max_hole_mm2 / float(step[0] * step[1])
-        filled = morphology.fill_slice_holes(np.moveaxis(mask, axis, 0), lambda where, labels, area: area <= max_voxels,
-                                             step=step, thin_mm=thin_mm)
-        np.moveaxis(out, axis, 0)[...] |= filled
+        filled = morphology.fill_slice_holes(morphology.planes_along(mask, axis),
+                                             lambda where, labels, area: area <= max_voxels, step=step, thin_mm=thin_mm)
+        out |= morphology.from_planes(filled, axis)
     return morphology.fill_holes(out)
+
+
+def _rim_filters(values: np.ndarray, size: tuple[int, ...], *, low: float, high: float):
+    """``(highest, dense_edge, filled)``: the brightest voxel in the window ``size`` (both rim tests read
+    it), :func:`_edge_slope`, and voxels of one exact value in their 3x3x3 neighbourhood, which are no
+    tissue but a fill (a crop's masked outside: PENGWIN sets all but one bone to 0; padding beyond the
+    field of view)."""
+    highest = morphology.maximum_filter(values, size)
+    dense_edge = _edge_slope(values, highest, size=size, low=low, high=high)
+    filled = morphology.minimum_filter(values, 3) == morphology.maximum_filter(values, 3)
+    return highest, dense_edge, filled
 
 
 def _edge_slope(values: np.ndarray, highest: np.ndarray, *, size: tuple[int, ...], low: float, high: float) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 
 __all__ = [
     "gaussian", "maximum_filter", "minimum_filter", "fill_holes", "propagate", "drop_small",
-    "within_distance", "dilate_ball", "close_ball", "close_inplane", "fill_slice_holes",
+    "within_distance", "dilate_ball", "close_ball", "close_inplane", "fill_slice_holes", "planes_along", "from_planes",
 ]
 
 _DILATE, _ERODE = "dilate", "erode"
@@ -188,6 +188,33 @@ def drop_small(mask: np.ndarray, *, min_voxels: int, connectivity: int = 26) -> 
     return out
 
 
+def planes_along(volume: np.ndarray, axis: int) -> np.ndarray:
+    """``np.ascontiguousarray(np.moveaxis(volume, axis, 0))`` of a 3D bool volume, fast: for axis 2
+    numpy's copy strides across rows (seconds for a CT); each slice is transposed by OpenCV first."""
+    volume = np.asarray(volume, bool)
+    if axis != 2:
+        return np.ascontiguousarray(np.moveaxis(volume, axis, 0))
+    cv2 = _cv2()
+    source = np.ascontiguousarray(volume).view(np.uint8)
+    turned = np.empty((volume.shape[0], volume.shape[2], volume.shape[1]), np.uint8)  # (slices, columns, rows)
+    for z in range(volume.shape[0]):
+        cv2.transpose(source[z], dst=turned[z])
+    return np.ascontiguousarray(turned.swapaxes(0, 1)).view(bool)
+
+
+def from_planes(planes: np.ndarray, axis: int) -> np.ndarray:
+    """The inverse of :func:`planes_along`: planes along ``axis`` back to a C-ordered volume."""
+    planes = np.asarray(planes, bool)
+    if axis != 2:
+        return np.ascontiguousarray(np.moveaxis(planes, 0, axis))
+    cv2 = _cv2()
+    turned = np.ascontiguousarray(planes.swapaxes(0, 1)).view(np.uint8)  # (slices, columns, rows)
+    out = np.empty((turned.shape[0], turned.shape[2], turned.shape[1]), np.uint8)
+    for z in range(turned.shape[0]):
+        cv2.transpose(turned[z], dst=out[z])
+    return out.view(bool)
+
+
 def fill_slice_holes(mask: np.ndarray, choose, *, step: Sequence[float] = (1.0, 1.0), thin_mm: float = 0.0) -> np.ndarray:
     """``mask`` with holes of each slice of axis 0 filled: a hole is a 4-connected component of the
     slice's background (``scipy.ndimage.label`` with an in-plane cross) that does not touch the slice's
@@ -213,14 +240,14 @@ def fill_slice_holes(mask: np.ndarray, choose, *, step: Sequence[float] = (1.0, 
         c = np.flatnonzero(col_any[z])
         where = (z, slice(max(r[0] - 1, 0), min(r[-1] + 2, rows)), slice(max(c[0] - 1, 0), min(c[-1] + 2, cols)))
         box = out[where]
-        count, labels, stats, _ = cv2.connectedComponentsWithStats(np.logical_not(box).view(np.uint8),
-                                                                   connectivity=4, ltype=cv2.CV_32S)
+        count, labels = cv2.connectedComponents(np.logical_not(box).view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
         if count <= 1:
             continue
-        x, y, w, h, area = stats.T
-        height, width = box.shape
-        fill = np.asarray(choose(where, labels, area), bool) & (x > 0) & (y > 0) & (x + w < width) & (y + h < height)
+        area = np.bincount(labels.ravel(), minlength=count)  # (cheaper than OpenCV's statistics)
+        fill = np.asarray(choose(where, labels, area), bool)
         fill[0] = False
+        for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+            fill[edge] = False  # touches the box's edge: joined to the outside
         if disc is not None and fill.any():
             fill &= area >= int(disc.sum())  # fewer voxels than the disc: thin without looking
             if fill.any():
