@@ -61,6 +61,9 @@ def test_evaluate_end_to_end(folders):
     dice = summary[summary["metric"] == "dice"].iloc[0]
     assert dice["mean"] == pytest.approx(np.mean([(10 - s) / 10 for s in shifts.values()]))
     assert dice["ci_low"] <= dice["mean"] <= dice["ci_high"] and dice["n"] == 6
+    # a ratio carries no unit; distances carry the images' (these PNGs have a pixel size: mm)
+    units = summary.set_index("metric")["unit"]
+    assert pd.isna(units["dice"]) and pd.isna(units["iou"]) and units["hd95"] == "mm" and units["assd"] == "mm"
     fairness = pd.read_csv(out / "fairness.csv")
     assert set(fairness.columns) >= {"label", "label_name"}
     assert (fairness.astype(str).apply(lambda col: col.str.contains("sex")).any().any())

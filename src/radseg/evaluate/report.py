@@ -39,7 +39,7 @@ def distance_unit(table) -> str:
     """The unit of distances: the ``unit`` column's value ("mm" or "px"), mm when there is no column."""
     if table is None or "unit" not in getattr(table, "columns", ()):
         return "mm"
-    units = sorted({str(u) for u in table["unit"].dropna().unique()})
+    units = sorted({str(u) for u in table["unit"].dropna().unique()} - {""})  # "": a ratio's summary row
     return units[0] if len(units) == 1 else ("mm" if not units else "mm or px (see the unit column)")
 
 

@@ -31,6 +31,8 @@ from radseg.evaluate.metrics import ID_COLUMNS, label_rows, per_label_metrics
 
 #: Columns of the per-case table that are neither ids nor metrics.
 UNIT = "unit"
+#: Ratios: their summary rows carry no unit (the others: the case's length unit, mm or px).
+UNITLESS = frozenset({"dice", "iou", "precision", "sensitivity", "relative_volume_difference", "nsd"})
 
 ProgressCallback = Callable[[str], None]
 
@@ -252,7 +254,8 @@ def summarise(per_case, *, resamples: int, method: str, seed: int):
         for metric in metric_columns(per_case):
             values = group[metric].to_numpy(dtype=float)
             finite = values[np.isfinite(values)]
-            row = {"label": label, "label_name": name, "metric": metric, UNIT: unit, "n": int(finite.size),
+            row = {"label": label, "label_name": name, "metric": metric, UNIT: "" if metric in UNITLESS else unit,
+                   "n": int(finite.size),
                    "n_nan": int(np.isnan(values).sum()), "n_inf": int(np.isinf(values).sum())}
             if finite.size:
                 low = high = float("nan")
