@@ -13,10 +13,11 @@ from radseg.image import Image
 SPACING = (1.0, 0.8, 0.8)
 
 
-def _long_bone(canal: bool = False):
+def _long_bone(canal: bool = False, pocket_hu: float = 30.0):
     """A capsule-shaped bone in muscle: 1.6 mm cortex (1500 HU, but 250 HU where thin and porous on
-    one side, as on real pelvic CT), cancellous core (220 HU) with a fatty-marrow pocket (30 HU);
-    optionally a 10 mm canal (epidural fat and fluid, -30 HU) through it, which is not bone.
+    one side, as on real pelvic CT), cancellous core (220 HU) with a marrow pocket (``pocket_hu``:
+    fatty marrow at 30 HU); optionally a 10 mm canal (epidural fat and fluid, -30 HU) running through
+    it and out of both ends, as the sacral canal does, which is not bone.
     Blurred by a 0.8 mm PSF (so the voxels outside the cortex read as cancellous) plus noise."""
     z, y, x = np.meshgrid(*(np.arange(n) * s for n, s in zip((60, 80, 80), SPACING)), indexing="ij")
     r = np.hypot(y - 32, x - 32)
@@ -30,11 +31,12 @@ def _long_bone(canal: bool = False):
     hu[outer] = 1500.0
     hu[outer & ~core & (x > 40)] = 250.0  # a thin, porous side: no closed ring of dense cortex
     hu[core] = 220.0
-    hu[pocket] = 30.0
+    hu[pocket] = pocket_hu
     if canal:
-        canal_mask = (np.hypot(y - 32, x - 24) <= 5.0) & core
+        canal_mask = np.hypot(y - 32, x - 24) <= 5.0
         hu[canal_mask] = -30.0
         truth &= ~canal_mask
+        canal_mask &= outer
     hu = ndimage.gaussian_filter(hu, sigma=0.8 / np.array(SPACING)) + np.random.default_rng(0).normal(0, 10, hu.shape)
     return Image(hu.astype(np.float32), spacing=SPACING), truth, canal_mask
 
@@ -46,6 +48,21 @@ def test_whole_bone_takes_cancellous_bone_and_marrow_that_the_cut_misses():
     assert dice(cut, truth) < 0.5  # the cut keeps the dense cortex only (no closed ring to fill)
     assert dice(whole, truth) >= 0.95
     assert (whole & ~truth).sum() / truth.sum() < 0.06  # the partial-volume rim outside is not grown into
+
+
+def test_a_cavity_the_bone_encloses_is_bone_whatever_it_reads():
+    """A pocket of -40 HU (fat, or marrow under a dark beam-hardening streak) closed in 3D by bone is
+    marrow: filled; below the fatty-marrow threshold it would stay out without the cavity rule."""
+    from radseg.annotate.bone_interior import whole_bone
+
+    ct, truth, _ = _long_bone(pocket_hu=-40.0)
+    z, y, x = np.meshgrid(*(np.arange(n) * s for n, s in zip(truth.shape, SPACING)), indexing="ij")
+    pocket = np.hypot(np.hypot(y - 32, x - 36), z - 30) <= 3.5  # the pocket's core, inside its blurred edge
+    whole = extract_bone(ct).mask.array > 0
+    assert whole[pocket].all() and dice(whole, truth) >= 0.95
+    cut = extract_bone(ct, whole=False).mask.array > 0
+    open_ = whole_bone(cut, ct.array, spacing=np.array(SPACING), fill_cavities=False)
+    assert not open_[pocket].any()
 
 
 def test_a_fluid_canal_inside_the_bone_stays_out():
