@@ -6,8 +6,8 @@ what the scipy call named in its docstring returns (tests compare them voxel for
 the Gaussian agrees to float32 rounding), computed with libraries built for the job:
 
 * OpenCV for 2D work per slice (separable Gaussian, rectangular and disc-shaped max / min filters,
-  4-connected components with their areas and boxes) and for 1D passes along the slice axis (a
-  C-ordered volume viewed as a ``(slices, rows x columns)`` image);
+  4-connected components, transposes) and for 1D passes along the slice axis (a C-ordered volume
+  viewed as a ``(slices, rows x columns)`` image);
 * connected-components-3d (cc3d) for 3D connected components;
 * edt (Felzenszwalb-Huttenlocher, anisotropic) for long Euclidean distances.
 
