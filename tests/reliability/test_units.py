@@ -52,7 +52,9 @@ def test_evaluate_on_pngs_reports_px_everywhere(tmp_path):
     per_case = pd.read_csv(out / "per_case.csv")
     assert per_case["unit"].tolist() == ["px"] and per_case["hd"].item() == 3.0
     summary = pd.read_csv(out / "summary.csv")
-    assert set(summary["unit"]) == {"px"}
+    distances = summary["metric"].isin(["hd", "hd95", "assd", "volume_difference"])
+    assert set(summary.loc[distances, "unit"]) == {"px"}
+    assert summary.loc[~distances, "unit"].isna().all()  # ratios (Dice, IoU, ...) carry no unit
 
 
 def test_evaluate_unknown_spacing_wins_over_known(tmp_path):
