@@ -162,6 +162,9 @@ def _table(rows: list[dict]) -> list[str]:
     return lines
 
 
+NOTES = "<!-- notes (kept when this file is rewritten) -->"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "ct" / "pengwin-crops")
@@ -212,7 +215,10 @@ def main() -> None:
         lines += ["", "## HU of bone: real (PENGWIN) and the hip-ct phantoms", "",
                   "From `ct_hu_quantiles.md` (its own command and date there):", "",
                   *_quantile_lines(quantiles.read_text())]
-    (out / "annotate_real_ct.md").write_text("\n".join(lines) + "\n")
+    target = out / "annotate_real_ct.md"
+    # hand-written analysis below the marker (what was tried and why) survives a re-run
+    kept = target.read_text().partition(NOTES)[2] if target.exists() else ""
+    target.write_text("\n".join(lines) + "\n" + (f"\n{NOTES}{kept}" if kept else ""))
 
 
 if __name__ == "__main__":
