@@ -89,6 +89,7 @@ def test_ball_dilation_and_closing_match_distance_transforms(mask):
         dilated = ndimage.distance_transform_edt(~padded, sampling=SPACING) <= radius
         closed = (ndimage.distance_transform_edt(dilated, sampling=SPACING) > radius)[pad:-pad, pad:-pad, pad:-pad]
         np.testing.assert_array_equal(morphology.close_ball(mask, SPACING, radius), closed)
+        assert not (mask & ~closed).any()  # a closing holds the mask: no "| mask" needed after it
 
 
 def test_within_distance_matches_scipy_but_at_exact_ties(mask):

@@ -204,7 +204,7 @@ def extract_bone(
     if metal.any():
         bone = _across_bloom(bone, metal_voxels, metal, spacing)
     if min_component_mm3 > 0:
-        bone = _drop_small(bone, min_voxels=int(np.ceil(min_component_mm3 / float(np.prod(spacing)))))
+        bone = morphology.drop_small(bone, min_voxels=int(np.ceil(min_component_mm3 / float(np.prod(spacing)))))
     seconds["cleanup"] = time.perf_counter() - clock
 
     labels = work.back(bone.astype(np.uint8) * np.uint8(label))
@@ -339,8 +339,3 @@ def _fill_slice_holes(mask: np.ndarray, hu: np.ndarray, *, spacing: np.ndarray, 
         return (sums >= marrow_hu * area) | (area <= max_pixels)
 
     return morphology.fill_slice_holes(mask, choose, step=spacing[1:], thin_mm=thin_mm)
-
-
-def _drop_small(mask: np.ndarray, *, min_voxels: int) -> np.ndarray:
-    """Remove 3D connected components (26-connectivity) smaller than ``min_voxels``."""
-    return morphology.drop_small(mask, min_voxels=min_voxels)

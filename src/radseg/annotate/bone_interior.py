@@ -32,7 +32,6 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from scipy import ndimage
 
 from radseg.annotate import morphology
 
@@ -68,7 +67,7 @@ def whole_bone(mask: np.ndarray, hu: np.ndarray, *, spacing: np.ndarray, cancell
         grown = morphology.propagate(shell, shell | (reach & candidates))
         # the bone's volume with gaps in a thin cortex closed: dark voxels inside are fatty marrow, tissue
         # outside is soft tissue
-        closed = pool.submit(lambda: fill_enclosed(_close(grown, spacing, close_mm), spacing=spacing,
+        closed = pool.submit(lambda: fill_enclosed(morphology.close_ball(grown, spacing, close_mm), spacing=spacing,
                                                    max_hole_mm2=max_hole_mm2, thin_mm=joint_space_mm)
                              if close_mm > 0 else None)
         enclosed = fill_enclosed(grown, spacing=spacing, max_hole_mm2=max_hole_mm2, thin_mm=joint_space_mm)
@@ -94,11 +93,6 @@ def thin_valleys(hu: np.ndarray, spacing: np.ndarray, *, radius_mm: float = 2.0,
     disc = (np.hypot(rows * spacing[1], cols * spacing[2]) <= max(radius_mm, spacing[1]))[None]
     image = morphology.gaussian(hu, (0.0, 0.5, 0.5), truncate=4.0)
     return morphology.close_inplane(image, disc[0]) - image > contrast_hu
-
-
-def _close(mask: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
-    """Morphological closing with a ball of ``radius_mm`` (any spacing; nothing cut at the array's edge)."""
-    return morphology.close_ball(mask, spacing, radius_mm) | mask
 
 
 def fill_enclosed(mask: np.ndarray, *, spacing: np.ndarray, max_hole_mm2: float, thin_mm: float) -> np.ndarray:

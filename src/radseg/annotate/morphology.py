@@ -325,7 +325,7 @@ def dilate_ball(mask: np.ndarray, spacing: Sequence[float], radius_mm: float) ->
 def close_ball(mask: np.ndarray, spacing: Sequence[float], radius_mm: float) -> np.ndarray:
     """Closing by a ball of ``radius_mm`` on a grid padded so nothing is cut at the array's edge:
     ``edt(edt(~pad(mask)) <= r) > r``, cropped back (the dilation then the erosion of
-    :func:`dilate_ball`)."""
+    :func:`dilate_ball`). It holds ``mask`` (every voxel's ball lies in the dilation)."""
     pad = int(np.ceil(radius_mm / float(np.min(spacing)))) + 1
     padded = np.pad(np.asarray(mask, bool), pad)
     dilated = dilate_ball(padded, spacing, radius_mm)
