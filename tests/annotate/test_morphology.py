@@ -167,3 +167,16 @@ def test_planes_along_and_back(mask):
         back = morphology.from_planes(planes, axis)
         np.testing.assert_array_equal(back, mask)
         assert back.flags["C_CONTIGUOUS"]
+
+
+def test_open_inplane_matches_scipy_per_slice_and_the_disc_by_hand(mask):
+    footprint = morphology.disc((0.7, 0.9), 2.0)
+    # radius 2 mm on 0.7 x 0.9 mm pixels: rows within 2 px, columns within 2 px, centres inside the circle
+    rows, cols = np.nonzero(footprint)
+    assert footprint.shape == (5, 5) and footprint[2, 2] and footprint[0, 2] and footprint[2, 0]
+    assert not footprint[0, 0] and np.all(np.hypot((rows - 2) * 0.7, (cols - 2) * 0.9) <= 2.0)
+    assert morphology.disc((1.5, 1.5), 1.0).sum() == 5  # under a pixel: the 3x3 cross
+    got = morphology.open_inplane(mask, footprint)
+    for z in range(mask.shape[0]):
+        eroded = ndimage.binary_erosion(mask[z], footprint, border_value=1)  # beyond the edge never erodes
+        np.testing.assert_array_equal(got[z], ndimage.binary_dilation(eroded, footprint))

@@ -26,7 +26,10 @@ By default (``whole=True``) the mask is then grown to the whole bone an annotato
 (:mod:`radseg.annotate.bone_interior`); ``whole=False`` (``--cortex-only``) keeps the paper's
 steps. Metal (:data:`METAL_HU` and above: implants) is never bone and stays out of the Otsu
 histogram; the ring its blur brightens (1.5 pixels, at least 2 mm) takes the label of the nearest
-voxel beyond it.
+voxel beyond it. Within ``streak_mm`` of metal, bone the whole-bone growth added (not the cut's dense
+bone) is dropped where an in-plane opening by a disc of ``streak_open_mm`` radius removes it: the
+bright beam-hardening streaks that radiate from an implant are thin lines, and growth runs along
+them into soft tissue; bone beside a cup or stem is thicker than the disc, or dense.
 """
 
 from __future__ import annotations
@@ -127,6 +130,8 @@ def extract_bone(
     cancellous_hu: float = 100.0,
     fatty_marrow_hu: float = 20.0,
     grow_mm: float = 20.0,
+    streak_mm: float = 25.0,
+    streak_open_mm: float = 3.0,
     label: int = BONE_LABEL,
 ) -> BoneExtraction:
     """Bone mask of a CT (HU) by Otsu-seeded graph cut; see the module docstring for the energy.
@@ -198,8 +203,11 @@ def extract_bone(
                                  marrow_hu=marrow_hu, thin_mm=joint_space_mm)
     metal_voxels = work.array >= METAL_HU
     if whole:
+        dense = bone
         bone = whole_bone(bone, work.array, spacing=spacing, cancellous_hu=cancellous_hu, marrow_hu=fatty_marrow_hu,
                           grow_mm=grow_mm, max_hole_mm2=max_hole_mm2, joint_space_mm=joint_space_mm)
+        if streak_mm > 0 and streak_open_mm > 0 and metal_voxels.any():
+            bone = _without_streaks(bone, dense, metal_voxels, spacing, reach_mm=streak_mm, radius_mm=streak_open_mm)
     bone &= ~metal_voxels
     if metal.any():
         bone = _across_bloom(bone, metal_voxels, metal, spacing)
@@ -223,6 +231,23 @@ def _metal(hu: np.ndarray, spacing: np.ndarray) -> np.ndarray:
         return metal
     bloom_mm = max(2.0, 1.5 * float(np.max(spacing[1:])))
     return morphology.dilate_ball(metal, spacing, bloom_mm)
+
+
+def _without_streaks(bone: np.ndarray, dense: np.ndarray, metal: np.ndarray, spacing: np.ndarray, *, reach_mm: float,
+                     radius_mm: float) -> np.ndarray:
+    """``bone`` less the grown (not ``dense``) voxels within ``reach_mm`` of ``metal`` that an in-plane
+    opening by a disc of ``radius_mm`` removes: growth along thin beam-hardening streaks."""
+    near = morphology.within_distance(metal, spacing, reach_mm)
+    box = _bounding_box(near)
+    opened = morphology.open_inplane(bone[box], morphology.disc(spacing[1:], radius_mm))
+    out = bone.copy()
+    out[box] &= ~(near[box] & ~dense[box] & ~opened)
+    return out
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
+    where = [np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis))) for axis in range(mask.ndim)]
+    return tuple(slice(int(w[0]), int(w[-1]) + 1) for w in where)
 
 
 def _across_bloom(bone: np.ndarray, metal: np.ndarray, bloom: np.ndarray, spacing: np.ndarray) -> np.ndarray:

@@ -22,7 +22,8 @@ import numpy as np
 
 __all__ = [
     "gaussian", "maximum_filter", "minimum_filter", "fill_holes", "propagate", "drop_small",
-    "within_distance", "dilate_ball", "close_ball", "close_inplane", "fill_slice_holes", "planes_along", "from_planes",
+    "within_distance", "dilate_ball", "close_ball", "disc", "open_inplane", "close_inplane", "fill_slice_holes",
+    "planes_along", "from_planes",
 ]
 
 _DILATE, _ERODE = "dilate", "erode"
@@ -331,6 +332,29 @@ def close_ball(mask: np.ndarray, spacing: Sequence[float], radius_mm: float) -> 
     dilated = dilate_ball(padded, spacing, radius_mm)
     closed = ~dilate_ball(~dilated, spacing, radius_mm)
     return closed[pad:-pad, pad:-pad, pad:-pad]
+
+
+def disc(step: Sequence[float], radius_mm: float) -> np.ndarray:
+    """In-plane disc of ``radius_mm`` on pixels of ``step`` (mm, rows and columns): offsets whose
+    centre lies within the radius (at least the 3x3 cross, so a radius under a pixel still acts)."""
+    reach = [max(1, int(np.floor(radius_mm / float(s)))) for s in step]
+    rows, cols = np.mgrid[-reach[0]:reach[0] + 1, -reach[1]:reach[1] + 1]
+    out = np.hypot(rows * float(step[0]), cols * float(step[1])) <= max(radius_mm, float(min(step)))
+    return out
+
+
+def open_inplane(mask: np.ndarray, footprint: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.binary_opening(mask, footprint[None])`` of a 3D bool volume with a symmetric 2D
+    footprint, slice by slice with OpenCV (voxels beyond the array's edge never erode it)."""
+    cv2 = _cv2()
+    kernel = np.ascontiguousarray(footprint, dtype=np.uint8)
+    if kernel.ndim != 2 or any(v % 2 == 0 for v in kernel.shape) or not np.array_equal(kernel, kernel[::-1, ::-1]):
+        raise ValueError("the footprint must be a 2D, odd-sized, point-symmetric array")
+    work = np.ascontiguousarray(mask, dtype=bool).view(np.uint8)
+    out = np.empty_like(work)
+    for z in range(work.shape[0]):
+        out[z] = cv2.dilate(cv2.erode(work[z], kernel), kernel)
+    return out.view(bool)
 
 
 def close_inplane(image: np.ndarray, footprint: np.ndarray) -> np.ndarray:
