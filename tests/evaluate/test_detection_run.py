@@ -154,3 +154,113 @@ def test_cli_with_a_trained_model_and_bad_input(prepared, tmp_path):
     bad_column = runner.invoke(app, ["evaluate-detection", "-m", str(model), "--data", str(root), "--split", split,
                                      "--by", "shoe_size", "-o", str(tmp_path / "y")])
     assert bad_column.exit_code == 1 and "shoe_size" in bad_column.output
+
+
+def test_operating_point_chosen_on_holdout_stored_and_used_by_segment(prepared, tmp_path):
+    """train --holdout -> evaluate-detection --split holdout --save-operating-point -> the model carries the
+    threshold; on val its rates are reported, and segment's image_scores.csv gives the same scores and flags."""
+    import json
+    import shutil
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from radseg.cli import app
+    from radseg.datasets.prepared import IMAGE
+    from radseg.evaluate.operating_point import choose_operating_point
+    from radseg.models.bundle import load_bundle
+    from radseg.train.config import TrainConfig
+    from radseg.train.loop import train
+
+    root, split, data, _ = prepared
+    config = TrainConfig(output=tmp_path / "run", preset="fracture-xray", preprocessing={"size": (96, 96)},
+                         arch_kwargs={"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 0},
+                         epochs=2, iters_per_epoch=4, batch_size=4, val_every=2, threads=2, holdout=0.5, seed=2)
+    model = train(config, data=root).model_path
+    manifest = load_bundle(model, weights=False).manifest
+    held = manifest["data"]["val_cases"]
+    assert held and set(held) <= {c.case_id for c in data.split("train")}  # validated on train cases only
+    runner = CliRunner()
+    for wrong in ("val", "train"):  # the reported split, and images the weights were trained on
+        refused = runner.invoke(app, ["evaluate-detection", "-m", str(model), "--data", str(root), "--split", wrong,
+                                      "--save-operating-point", "-o", str(tmp_path / "no")])
+        assert refused.exit_code == 1 and "held-out training cases" in refused.output
+    shipped = runner.invoke(app, ["evaluate-detection", "-m", "fracatlas", "--data", str(root), "--split", "holdout",
+                                  "--save-operating-point", "-o", str(tmp_path / "no")])
+    assert shipped.exit_code == 1 and "read-only" in shipped.output
+    assert "operating_point" not in load_bundle(model, weights=False).manifest
+    exported = runner.invoke(app, ["export-onnx", str(model)])
+    assert exported.exit_code == 0, exported.output
+    before = load_bundle(model, weights=False)
+
+    out = tmp_path / "holdout"
+    result = runner.invoke(app, ["evaluate-detection", "-m", str(model), "--data", str(root), "--split", "holdout",
+                                 "--sensitivity", "0.8", "--save-operating-point", "--bootstrap", "50", "-q",
+                                 "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    per_case = pd.read_csv(out / "per_case.csv")
+    assert sorted(per_case["case"]) == sorted(held)
+    expected = choose_operating_point(per_case["image_score"], per_case["finding"], sensitivity=0.8)
+    after = load_bundle(model, weights=False)
+    point = after.manifest["operating_point"]
+    assert after.digest == before.digest and after.onnx_bytes == before.onnx_bytes  # the same network, ONNX kept
+    assert point["threshold"] == pytest.approx(expected["threshold"])
+    assert point["specificity"] == pytest.approx(expected["specificity"]) and "holdout" in point["chosen_on"]
+
+    scored = tmp_path / "val"
+    result = runner.invoke(app, ["evaluate-detection", "-m", str(model), "--data", str(root), "--split", split,
+                                 "--bootstrap", "50", "-q", "-o", str(scored)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((scored / "summary.json").read_text())
+    val_cases = pd.read_csv(scored / "per_case.csv")
+    shipped = summary["at_model_operating_point"]
+    hits = val_cases["image_score"] >= point["threshold"]
+    assert list(val_cases["flagged"]) == list(hits)
+    assert shipped["sensitivity"] == pytest.approx(hits[val_cases["finding"]].mean())
+    assert shipped["specificity"] == pytest.approx((~hits[~val_cases["finding"]]).mean())
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for case in data.split(split):
+        shutil.copy(case.sources[IMAGE], images / case.sources[IMAGE].name)
+    segmented = tmp_path / "segmented"
+    # the torch backend, as evaluate-detection ran: the split holds the held-out case whose score is the
+    # threshold, and ONNX's float rounding (1e-7) would flip that one flag
+    result = runner.invoke(app, ["segment", "-i", str(images), "-m", str(model), "-o", str(segmented), "-q",
+                                 "--backend", "torch"])
+    assert result.exit_code == 0, result.output
+    assert "image_scores.csv" in result.output
+    table = pd.read_csv(segmented / "image_scores.csv").set_index("case")
+    expected_scores = val_cases.set_index("case")["image_score"]
+    assert sorted(table.index) == sorted(expected_scores.index)
+    assert np.allclose(table.loc[expected_scores.index, "image_score"], expected_scores, atol=1e-6)
+    assert (table["threshold"] == point["threshold"]).all()
+    evaluated = val_cases.set_index("case")["flagged"]  # evaluate-detection's own flags for the same images
+    assert table.loc[evaluated.index, "flagged"].tolist() == evaluated.tolist()
+    again = runner.invoke(app, ["segment", "-i", str(images), "-m", str(model), "-o", str(segmented), "-q",
+                                "--backend", "torch"])
+    assert again.exit_code == 0 and "kept" in again.output  # resumed: the scores come from the state records
+    assert pd.read_csv(segmented / "image_scores.csv").set_index("case").equals(table)
+    assert load_bundle(model, weights=False).manifest["operating_point"]["tta"] is False
+    with_tta = runner.invoke(app, ["segment", "-i", str(images), "-m", str(model), "-o", str(tmp_path / "tta"),
+                                   "--tta", "-q"])
+    assert with_tta.exit_code == 0 and "chosen on scores without flip TTA" in with_tta.output
+    assert "drop --tta" in with_tta.output
+
+    # a wider image-score square chosen on the holdout travels with the operating point
+    result = runner.invoke(app, ["evaluate-detection", "-m", str(model), "--data", str(root), "--split", "holdout",
+                                 "--window", "9", "--save-operating-point", "--bootstrap", "0", "-q",
+                                 "-o", str(tmp_path / "w9")])
+    assert result.exit_code == 0, result.output
+    from radseg.infer.predictor import Predictor
+
+    assert load_bundle(model, weights=False).manifest["operating_point"]["window"] == 9
+    assert Predictor.load(model, device="cpu").image_score_window == 9
+    follows = runner.invoke(app, ["evaluate-detection", "-m", str(model), "--data", str(root), "--split", split,
+                                  "--bootstrap", "0", "-q", "-o", str(tmp_path / "w9val")])
+    summary = json.loads((tmp_path / "w9val" / "summary.json").read_text())
+    assert follows.exit_code == 0 and summary["settings"]["window"] == 9 and "at_model_operating_point" in summary
+    other = runner.invoke(app, ["evaluate-detection", "-m", str(model), "--data", str(root), "--split", split,
+                                "--window", "5", "--bootstrap", "0", "-q", "-o", str(tmp_path / "w5val")])
+    summary = json.loads((tmp_path / "w5val" / "summary.json").read_text())
+    assert other.exit_code == 0 and "at_model_operating_point" not in summary and "not applied" in other.output

@@ -114,6 +114,13 @@ def test_model_card_from_manifest():
     assert card.detection and card.finding == "fractured" and card.threshold == 0.5
     assert "research model, not a diagnostic device" in card.intended_use
     assert "auc 0.736" in card.validation and "mask_AP50 0.115" in card.validation
+    point = {"threshold": 0.8125, "target_sensitivity": 0.85, "sensitivity": 0.86, "specificity": 0.41,
+             "chosen_on": "holdout split of prepared (86 images with the finding, 42 without)"}
+    chosen = model_card({"operating_point": point, "detection_threshold": 0.3}, Bundle())
+    assert chosen.threshold == 0.8125  # the operating point chosen on data wins over a bare threshold
+    line = chosen.lines()[-1]
+    assert line.startswith("Image-score threshold 0.812: chosen for sensitivity 0.85 on holdout split")
+    assert "sensitivity 0.86 and specificity 0.41" in line
 
 
 class FakeDetector:
@@ -152,7 +159,8 @@ def test_detection_model_shows_image_score_not_labels_found(tmp_path):
     result = service.analyse(upload, "fracatlas", feature_set="shape")
     assert result.ok, result.status
     assert "Labels found: fractured" not in result.status
-    assert "Image score 0.12 for fractured (below the model's threshold 0.50)" in result.status
+    assert "Image score 0.120 for fractured (not flagged: below the model's threshold 0.500)" in result.status
+    assert "Image-score threshold 0.500: not chosen on data (the default 0.5)" in result.status
     assert "Intended use: research model, not a diagnostic device" in result.status
     assert "Validation: validation split: auc 0.736" in result.status
     from PIL import Image as PILImage2

@@ -62,6 +62,25 @@ def test_seeded_split_and_data_hash():
     assert data_hash(data.cases) != data_hash(changed.cases) and len(data_hash(data.cases)) == 64
 
 
+def test_holdout_validates_on_train_cases_and_never_touches_val():
+    from dataclasses import replace
+
+    rng = np.random.default_rng(0)
+    data = from_pairs([disc_case(rng) for _ in range(12)])
+    ids = [c.case_id for c in data.cases]
+    data = replace(data, splits={"train": ids[:8], "val": ids[8:11], "test": ids[11:]})
+    official = split_cases(data, val_fraction=0.2, seed=1)
+    assert [c.case_id for c in official[1]] == ids[8:11]  # without holdout: the dataset's own val split
+    train, held = split_cases(data, val_fraction=0.2, seed=1, holdout=0.25)
+    train_ids, held_ids = [c.case_id for c in train], [c.case_id for c in held]
+    assert len(held_ids) == 2 and len(train_ids) == 6  # 25% of the 8 train-split cases
+    assert set(train_ids) | set(held_ids) == set(ids[:8]) and not set(train_ids) & set(held_ids)
+    assert not (set(train_ids) | set(held_ids)) & set(ids[8:])  # val and test: neither trained on nor looked at
+    assert held_ids == [c.case_id for c in split_cases(data, val_fraction=0.2, seed=1, holdout=0.25)[1]]
+    with pytest.raises(ValueError, match="holdout 1.5"):
+        split_cases(data, val_fraction=0.2, seed=1, holdout=1.5)
+
+
 def test_train_cli_on_a_prepared_folder(prepared, tmp_path):
     app = typer.Typer()
     app.callback()(lambda: None)

@@ -39,6 +39,18 @@ def _report_detection(result, output: Path, written) -> None:
             low, high = s[key + "_ci_low"], s[key + "_ci_high"]
             ci = f"[{low:.4f}, {high:.4f}]" if low == low else "(no CI: --bootstrap 0)"
             typer.echo(f"{key:>14}: {s[key]:.4f} {ci}")
+    here = s.get("operating_point_here")
+    if here:
+        typer.echo(f"operating point for sensitivity >= {here['target_sensitivity']:.2f} on this split: image score "
+                   f">= {here['threshold']:.4f}, specificity {here['specificity']:.3f}")
+    if s.get("operating_point_note"):
+        typer.secho(f"note: {s['operating_point_note']}", err=True, fg="yellow")
+    shipped = s.get("at_model_operating_point")
+    if shipped:
+        typer.echo(f"at the model's operating point (score >= {shipped['threshold']:.4f}): sensitivity "
+                   f"{shipped['sensitivity']:.3f} [{shipped['sensitivity_ci_low']:.3f}, {shipped['sensitivity_ci_high']:.3f}], "
+                   f"specificity {shipped['specificity']:.3f} [{shipped['specificity_ci_low']:.3f}, "
+                   f"{shipped['specificity_ci_high']:.3f}]")
     problems((failure["case"], failure["error"]) for failure in s["failed"])
     typer.echo(f"wrote {', '.join(p.name for p in written)} to {output}")
     finish(s["failed"])
@@ -112,12 +124,19 @@ def register(app: typer.Typer) -> None:
         model: Path = typer.Option(..., "-m", "--model", help=model_help("A segmentation model bundle (folder or .zip)")),
         data: Path = typer.Option(..., "--data", help="Prepared dataset (radseg datasets prepare), e.g. FracAtlas with negatives."),
         output: Path = typer.Option(..., "-o", "--output", help="Folder for per_case.csv, groups.csv, summary.json."),
-        split: str = typer.Option("val", "--split", help="Split to score: train, val or test."),
+        split: str = typer.Option("val", "--split", help="Split to score: train, val, test, or holdout (the train cases "
+                                  "the model held out to pick its checkpoint: radseg train --holdout)."),
         by: Optional[str] = typer.Option(None, "--by", help="Metadata columns for subgroups, e.g. body_part,hardware."),
         threshold: float = typer.Option(0.5, "--threshold", help="Probability that makes a pixel part of a detection."),
         min_pixels: int = typer.Option(10, "--min-pixels", help="Smallest detection kept (pixels of the input image)."),
         bootstrap: int = typer.Option(2000, "--bootstrap", help="Bootstrap resamples for the CIs of Dice and AUC (0: no CIs)."),
         tta: bool = typer.Option(False, "--tta", help="Left-right flip test-time augmentation."),
+        window: Optional[int] = typer.Option(None, "--window", help="Image score: the highest probability averaged "
+                                             "over this square (pixels; default: the model's operating point's, else 5)."),
+        sensitivity: float = typer.Option(0.85, "--sensitivity", help="Sensitivity the image-score operating point "
+                                          "must reach on this split (a fraction)."),
+        save_operating_point: bool = typer.Option(False, "--save-operating-point", help="Store the operating point "
+                                                  "chosen on this split in the model (only --split holdout)."),
         device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
         seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
         quiet: bool = QuietOpt,
@@ -126,17 +145,33 @@ def register(app: typer.Typer) -> None:
         from radseg.errors import RadsegError
         from radseg.evaluate.detection_run import write_detection
         from radseg.infer.predictor import Predictor
-        from radseg.workflows.detection import evaluate_detection
+        from radseg.workflows.detection import check_writable_model, evaluate_detection, save_operating_point as store_point
 
         if bootstrap < 0:
             fail(f"--bootstrap {bootstrap}: the number of resamples is 0 (no confidence intervals) or more")
+        if not 0.0 < sensitivity <= 1.0:
+            fail(f"--sensitivity {sensitivity}: a fraction in (0, 1]")
+        if save_operating_point and split != "holdout":
+            fail(f"--save-operating-point: choose the operating point on the held-out training cases (--split holdout), "
+                 f"not on {split!r}: on trained-on images the scores run high, and on the split you report its "
+                 "figures would look better than they are")
+        if save_operating_point:
+            try:
+                check_writable_model(model)
+            except RadsegError as exc:
+                fail(str(exc))
         try:
             predictor = Predictor.load(model, device=device, tta=tta)
             with Progress("scoring", quiet=quiet) as progress:
                 result = evaluate_detection(predictor, data, split=split, by=csv_words(by), threshold=threshold,
                                             min_pixels=min_pixels, resamples=bootstrap, seed=seed,
-                                            on_case=progress.advance)
+                                            sensitivity=sensitivity, window=window, on_case=progress.advance)
             written = write_detection(result, output)
+            if save_operating_point:
+                point = store_point(model, result, data=data)
+                typer.echo(f"stored in {model}: operating point image score >= {point['threshold']:.4f} "
+                           f"(sensitivity {point['sensitivity']:.3f}, specificity {point['specificity']:.3f} "
+                           f"on the {split} split)")
         except RadsegError as exc:
             fail(str(exc))
         _report_detection(result, output, written)

@@ -27,11 +27,21 @@ def _postprocess(text: Optional[str]) -> Optional[dict]:
     return {"largest_component": "lcc" in words, "fill_holes": "fill" in words}
 
 
-def _report(report, source: Path, output: Path) -> None:
+def _report(report, source: Path, output: Path, tta: bool = False) -> None:
     typer.echo(f"wrote {len(report.written)} file(s) to {output}"
                + (f"; kept {len(report.kept)} finished case(s) (use --overwrite to redo)" if report.kept else ""))
     for case, what in report.redone:
         typer.echo(f"redid {case}: changed since its last run: {what}", err=True)
+    if report.scored:
+        point = report.operating_point
+        typer.echo(f"image scores of {report.scored} image(s) in {output}/image_scores.csv" + (
+            f"; {report.screened_positive} at or above the model's operating point {point['threshold']:.4f} "
+            f"(chosen for sensitivity {point.get('target_sensitivity', float('nan')):.2f} on training data)"
+            if point else "; the model carries no operating point, so no image is flagged"))
+        if point and "tta" in point and bool(point["tta"]) != bool(tta):
+            typer.secho(f"warning: the operating point was chosen on scores {'with' if point.get('tta') else 'without'} "
+                        f"flip TTA and this run is {'with' if tta else 'without'} it: its sensitivity and specificity "
+                        f"do not carry over ({'add' if point.get('tta') else 'drop'} --tta)", err=True, fg="yellow")
     for case, why in report.flagged:
         typer.secho(f"not plausible: {case}: {why} (see {output}/quality.csv; do not trust these masks)",
                     fg=typer.colors.YELLOW, err=True)
@@ -114,7 +124,7 @@ def register(app: typer.Typer) -> None:
                 fail(str(exc))
         if report is not None:  # the catalog's unreadable rows first, as a folder's unreadable files are
             done.failed[:0] = report.failed
-        _report(done, source, output)
+        _report(done, source, output, tta)
 
     @app.command("export-onnx")
     def export_onnx_cmd(

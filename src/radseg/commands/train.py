@@ -121,6 +121,8 @@ def register(app: typer.Typer) -> None:
                                                      "process up to float rounding."),
         backend: Optional[str] = typer.Option(None, "--backend", help="With --nproc > 1: gloo or nccl (default: nccl on CUDA, else gloo)."),
         no_augment: bool = typer.Option(False, "--no-augment", help="Turn augmentation off."),
+        holdout: Optional[float] = typer.Option(None, "--holdout", help="Validate and pick the best checkpoint on this "
+                                                "seeded share (0-1) of the train split; the dataset's val split stays unseen."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run in OUTPUT from its last checkpoint."),
         init: Optional[str] = typer.Option(None, "--init", help=model_help("Start from this trained bundle's weights (fine-tuning; "
                                                                            "same network and classes): a folder or .zip")),
@@ -143,7 +145,7 @@ def register(app: typer.Typer) -> None:
         config = TrainConfig(output=output, preset=preset, architecture=architecture, arch_kwargs=kwargs, preprocessing=pre,
                              epochs=epochs, iters_per_epoch=iters, batch_size=batch_size, lr=lr, val_every=val_every,
                              patience=patience, time_limit=time_limit, seed=seed, device=device, threads=threads,
-                             augment=not no_augment, resume=resume, save_zip=save_zip, init=init, nproc=nproc,
+                             augment=not no_augment, holdout=holdout, resume=resume, save_zip=save_zip, init=init, nproc=nproc,
                              backend=backend)
         with Progress("training", quiet=quiet) as progress, _sigterm_as_interrupt():
             try:

@@ -73,7 +73,8 @@ def _split(scores, truth) -> tuple[np.ndarray, np.ndarray]:
     truth = truth.astype(bool)
     positives, negatives = scores[truth], scores[~truth]
     if positives.size == 0 or negatives.size == 0:
-        raise ValueError(f"ROC AUC needs both classes: {positives.size} positive and {negatives.size} negative")
+        raise ValueError(f"needs both classes, images with and without the finding: {positives.size} with, "
+                         f"{negatives.size} without")
     return positives, negatives
 
 

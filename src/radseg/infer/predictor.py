@@ -29,9 +29,11 @@ from radseg.models.bundle import ModelBundle, load_bundle
 from radseg.models.mirror import LR_AXIS, mirror_permutation
 from radseg.models.preprocess import prepare
 
-__all__ = ["Predictor", "choose_backend", "prepare_input", "BACKENDS"]
+__all__ = ["Predictor", "choose_backend", "prepare_input", "BACKENDS", "IMAGE_SCORE_WINDOW"]
 
 BACKENDS = ("auto", "torch", "onnx")
+#: Pixels of the square the image score averages over (evaluate-detection, segment and serve agree).
+IMAGE_SCORE_WINDOW = 5
 
 
 def _gpu_present() -> bool:
@@ -133,6 +135,21 @@ class Predictor:
                 "postprocessing": {k: self.postprocessing[k] for k in sorted(self.postprocessing)}}
 
     @property
+    def scores_images(self) -> bool:
+        """Whether :meth:`predict` attaches an image score (``metadata["image_score"]``): a model of one finding."""
+        return len(self.bundle.class_values) == 1
+
+    @property
+    def image_score_window(self) -> int:
+        """The square (pixels) the image score averages over: the one the model's operating point was
+        chosen with, else :data:`IMAGE_SCORE_WINDOW`."""
+        from radseg.evaluate.operating_point import model_operating_point
+
+        point = model_operating_point(self.bundle.manifest) or {}
+        window = point.get("window", IMAGE_SCORE_WINDOW)
+        return int(window) if isinstance(window, int) and window >= 1 else IMAGE_SCORE_WINDOW
+
+    @property
     def label_names(self) -> dict[int, str]:
         return self.bundle.label_names
 
@@ -182,6 +199,10 @@ class Predictor:
             # Mean probability inside each delivered mask: the quality checks read it.
             out.metadata["class_confidence"] = {
                 n: float(p[m].mean()) if m.any() else 0.0 for n, p, m in zip(self.bundle.class_names, restored, stack)}
+            if self.scores_images:  # one finding: the image's score, as evaluate-detection scores it
+                from radseg.evaluate.detection import image_score
+
+                out.metadata["image_score"] = image_score(restored[0], window=self.image_score_window)
             return out
         best = grid.restore_channel(probs[0])  # background
         index = np.zeros(grid.original_shape, np.uint8 if len(values) < 255 else np.uint16)
@@ -190,10 +211,17 @@ class Predictor:
             better = restored > best
             index[better] = channel
             best = np.where(better, restored, best)
+            if self.scores_images:  # one finding (a fracture): the image's score, as evaluate-detection scores it
+                from radseg.evaluate.detection import image_score
+
+                score = image_score(restored, window=self.image_score_window)
         lut = np.array([0, *values], dtype=np.uint8 if max(values, default=0) < 256 else np.uint16)
         labels = self._clean(lut[index], values)
         base = Image(labels, affine=image.affine, metadata={**image.metadata, "model": self.bundle.digest})
-        return make_label_map(base, self.label_names)
+        out = make_label_map(base, self.label_names)
+        if self.scores_images:
+            out.metadata["image_score"] = score
+        return out
 
     def _clean(self, labels: np.ndarray, values) -> np.ndarray:
         from radseg.infer.postprocess import postprocess

@@ -28,6 +28,12 @@ JPEGs; ``overlay`` gives the preview. ``npy``/``npz`` hold the ``[classes, H, W]
 A model whose manifest names a quality check (``quality_check``, see :mod:`radseg.infer.quality`)
 gets one row per image in ``OUT/quality.csv``; implausible images are listed in the report.
 
+A model with one finding (a fracture model) scores each image as ``radseg evaluate-detection``
+does (the highest 5-pixel window-averaged probability): ``OUT/image_scores.csv`` has one row per
+image (``case, input, image_score, threshold, flagged``). ``threshold`` is the model's operating
+point (chosen on training data, see :func:`radseg.workflows.detection.save_operating_point`) and
+``flagged`` is ``image_score >= threshold``; both are empty for a model that carries none.
+
 A finished case leaves ``OUT/.radseg-segment/<type>/<case>.json`` (model hash, output type, the
 settings that change the output: backend, TTA, overlap, multi-label threshold, clean-ups, DICOM read
 options; files); a rerun skips it (resume) unless ``overwrite`` or one of those differs, which redoes
@@ -52,6 +58,7 @@ import numpy as np
 from radseg.errors import ReadError, RadsegError
 from radseg.image import Image
 from radseg.infer.quality import assess
+from radseg.infer.segment_tables import write_quality, write_scores
 from radseg.io.atomic import strip_suffix, write_text_atomic
 from radseg.io.label_formats import LABEL_WRITERS
 from radseg.registry import Registry
@@ -78,6 +85,9 @@ class SegmentReport:
     kept: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     flagged: list[tuple[str, str]] = field(default_factory=list)  # (case, why): implausible, see quality.csv
+    scored: int = 0  # images with an image score in image_scores.csv (a one-finding model)
+    screened_positive: int = 0  # of those, at or above the model's operating point
+    operating_point: dict[str, Any] | None = None  # the model's, when it carries one
     redone: list[tuple[str, str]] = field(default_factory=list)  # (case, what changed since its last run)
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (item, warning of its writer)
 
@@ -220,10 +230,12 @@ def segment(source: str | Path | None, output: str | Path, *, predictor, output_
                                      default=str))  # as it reads back from the state file
     check = (predictor.bundle.manifest or {}).get("quality_check")
     quality_rows: dict[str, dict[str, Any]] = {}
+    score_rows: dict[str, dict[str, Any]] = {}
     jobs = []
     for item in items:
         state = out / STATE_DIR / output_type / f"{item.case}.json"
-        record, changed = (None, None) if overwrite else _finished(state, digest, output_type, settings)
+        record, changed = (None, None) if overwrite else _finished(state, digest, output_type, settings,
+                                                                       getattr(predictor, "scores_images", False))
         if changed:
             report.redone.append((item.case, changed))
         if record is None:
@@ -233,6 +245,8 @@ def segment(source: str | Path | None, output: str | Path, *, predictor, output_
         report.kept.append(item.case)
         if on_progress:
             on_progress(item.case)
+        if record.get("image_score") is not None:
+            score_rows[item.case] = {"case": item.case, "input": item.label, "image_score": record["image_score"]}
         if record.get("quality"):  # a resumed case keeps its flag
             quality_rows[item.case] = record["quality"]
             if str(record["quality"].get("plausible")) == "False":
@@ -246,14 +260,16 @@ def segment(source: str | Path | None, output: str | Path, *, predictor, output_
             continue
         report.written.extend(result["files"])
         report.warnings.extend(result["warnings"])
+        if result.get("image_score") is not None:
+            score_rows[result["case"]] = {"case": result["case"], "input": result["input"],
+                                          "image_score": result["image_score"]}
         if result["quality"] is not None:
             quality_rows[result["case"]] = result["quality"]
             if result["flagged"]:
                 report.flagged.append((result["case"], result["flagged"]))
-    if quality_rows:
-        _write_quality(out, quality_rows)  # this run's items only, rebuilt from their state records
-    elif (out / QUALITY_FILE).exists():
-        (out / QUALITY_FILE).unlink()  # another model's flags: they do not describe these outputs
+    write_quality(out, quality_rows)  # this run's items only, rebuilt from their state records
+    report.scored, report.screened_positive, report.operating_point = write_scores(
+        out, score_rows, predictor.bundle.manifest)
     return report
 
 
@@ -312,36 +328,19 @@ def _predict_and_write(predictor, job: _Job | dict[str, Any]) -> dict[str, Any]:
             files = write_output(image, labels, job.out, item.case, job.output_type)
         _remove_stale(job.state, files, job.out)
         row = quality.row(item.case) if quality is not None else None
+        score = labels.metadata.get("image_score")
         write_text_atomic(job.state, json.dumps({
             "input": item.label, **job.record, "output_type": job.output_type, "quality": row,
-            "files": [str(f) for f in files]}, indent=1))
+            "image_score": score, "files": [str(f) for f in files]}, indent=1))
     except Exception as exc:  # noqa: BLE001 - a batch reports the item and goes on
         return {"case": item.case, "error": _failure(item.label, exc)}
-    return {"case": item.case, "files": files, "quality": row,
+    return {"case": item.case, "input": item.label, "files": files, "quality": row, "image_score": score,
             "flagged": "; ".join(quality.reasons) if quality is not None and not quality.ok else "",
             "warnings": [(item.label, str(w.message).removeprefix(f"{item.label}: ")) for w in caught]}
 
 
-QUALITY_FILE = "quality.csv"
-
-
-def _write_quality(out: Path, rows: dict[str, dict[str, Any]]) -> None:
-    import csv
-    import io
-
-    columns: list[str] = []
-    for row in rows.values():
-        columns += [k for k in row if k not in columns]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    for case in sorted(rows):
-        writer.writerow(rows[case])
-    write_text_atomic(out / QUALITY_FILE, buffer.getvalue())
-
-
-def _finished(state: Path, digest: str | None, output_type: str,
-              settings: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+def _finished(state: Path, digest: str | None, output_type: str, settings: dict[str, Any],
+              scored: bool = False) -> tuple[dict[str, Any] | None, str | None]:
     """(the state record of a case finished with this model and these settings, else None;
     what differs from the last run when it must be redone for that, else None)."""
     if not state.exists():
@@ -360,6 +359,8 @@ def _finished(state: Path, digest: str | None, output_type: str,
     old = record.get("settings")
     if not isinstance(old, dict):
         changed.append("settings not recorded (older radseg)")
+    elif scored and "image_score" not in record:
+        changed.append("image score not recorded (older radseg)")
     else:
         changed += [key for key in sorted(set(old) | set(settings)) if old.get(key) != settings.get(key)]
     if changed:

@@ -110,8 +110,8 @@ class ModelCache:
 
     def predict_scored(self, name: str, image: Image, *, tta: bool = False) -> tuple[Image, float | None]:
         """``(label map, image score)``: the score (:func:`radseg.evaluate.detection.image_score` of the
-        foreground probability, as ``radseg evaluate-detection`` scores images) for a detection-like
-        model (see :func:`model_card`), else None. The network runs once."""
+        foreground probability, as ``radseg evaluate-detection`` and ``radseg segment`` score images,
+        computed by :meth:`Predictor.predict`) for a detection-like model (see :func:`model_card`), else None."""
         predictor = self.get(name)
         card = self.card(name)
         if image.ndim != predictor.spatial_dims:
@@ -119,29 +119,13 @@ class ModelCache:
             raise RadsegError(f"model {name!r} segments {predictor.spatial_dims}D images; the upload is a {kind}")
         with self._lock:  # one prediction at a time: the machine's cores are shared
             predictor.tta = bool(tta)
-            seen: list = []
-            if card.detection:
-                original = predictor.probabilities
-
-                def keep(img):  # the probabilities predict() computes, kept for the image score
-                    seen.append(original(img))
-                    return seen[-1]
-
-                predictor.probabilities = keep
             try:
                 labels = predictor.predict(image)
             except RadsegError:
                 raise
             except (ValueError, RuntimeError) as exc:
                 raise RadsegError(f"model {name!r} could not segment this image ({type(exc).__name__}: {exc})") from None
-            finally:
-                predictor.__dict__.pop("probabilities", None)
-        score = None
-        if seen:
-            from radseg.evaluate.detection import image_score
-
-            probs, grid = seen[-1]
-            score = image_score(grid.restore_channel(probs[1] if probs.shape[0] > 1 else probs[0]), window=5)
+        score = labels.metadata.get("image_score") if card.detection else None
         return labels, score
 
 
@@ -154,9 +138,15 @@ class ModelCard:
     detection: bool = False
     threshold: float = 0.5
     finding: str = "finding"
+    #: How the threshold was chosen, e.g. "for sensitivity 0.85 on the holdout split (...): specificity 0.62"
+    operating_point: str = ""
 
     def lines(self) -> list[str]:
-        return [f"Intended use: {self.intended_use}", f"Validation: {self.validation}"]
+        lines = [f"Intended use: {self.intended_use}", f"Validation: {self.validation}"]
+        if self.detection:
+            lines.append(f"Image-score threshold {self.threshold:.3f}: "
+                         + (self.operating_point or "not chosen on data (the default 0.5)"))
+        return lines
 
 
 _NOT_DIAGNOSTIC = "research model, not a diagnostic device"
@@ -166,8 +156,9 @@ def model_card(manifest: dict, bundle=None) -> ModelCard:
     """The card of a bundle from its manifest: ``intended_use`` (else the summary's "not a diagnostic
     device", else the default :data:`_NOT_DIAGNOSTIC`); validation figures from ``valid_scores`` /
     ``test_scores`` / ``metrics``; detection-like when the manifest has an image-level AUC or the
-    model has one foreground class (a finding, as FracAtlas's ``fractured``), with the threshold
-    ``detection_threshold`` (else 0.5, ``radseg evaluate-detection``'s default)."""
+    model has one foreground class (a finding, as FracAtlas's ``fractured``), with the threshold of
+    its ``operating_point`` (chosen on training data: ``radseg evaluate-detection --split holdout
+    --save-operating-point``), else ``detection_threshold``, else 0.5."""
     use = str(manifest.get("intended_use") or "").strip()
     if not use:
         summary = str(manifest.get("summary") or "")
@@ -189,7 +180,19 @@ def model_card(manifest: dict, bundle=None) -> ModelCard:
     names = dict(getattr(bundle, "label_names", {}) or {})
     single = len(names) == 1 and getattr(bundle, "head", "") != "multilabel"
     has_auc = isinstance(manifest.get("valid_scores"), dict) and "auc" in manifest["valid_scores"]
-    threshold = manifest.get("detection_threshold", 0.5)
+    from radseg.evaluate.operating_point import model_operating_point
+
+    point, described = model_operating_point(manifest), ""
+    if point is not None:
+        threshold = point["threshold"]
+        described = (f"chosen for sensitivity {point.get('target_sensitivity', float('nan')):.2f} on "
+                     f"{point.get('chosen_on', 'training data')}, where it gave sensitivity "
+                     f"{point.get('sensitivity', float('nan')):.2f} and specificity {point.get('specificity', float('nan')):.2f}"
+                     + (" (scores with flip TTA: tick TTA for them to apply)" if point.get("tta") else ""))
+    else:
+        threshold = manifest.get("detection_threshold", 0.5)
+        if isinstance(threshold, (int, float)) and "detection_threshold" in manifest:
+            described = "from the model's manifest (detection_threshold)"
     return ModelCard(use, validation, detection=bool(single or has_auc),
                      threshold=float(threshold) if isinstance(threshold, (int, float)) else 0.5,
-                     finding=next(iter(names.values()), "finding"))
+                     finding=next(iter(names.values()), "finding"), operating_point=described)

@@ -156,9 +156,9 @@ class Service:
         names = ", ".join(r["name"] for r in result.legend) or "none"
         found = f"Labels found: {names}"
         if card is not None and card.detection and score is not None:
-            side = "above" if score >= card.threshold else "below"
+            side = "flagged: at or above" if score >= card.threshold else "not flagged: below"
             regions = f"candidate regions drawn: {names}" if result.legend else "no region drawn"
-            found = (f"Image score {score:.2f} for {card.finding} ({side} the model's threshold {card.threshold:.2f}); "
+            found = (f"Image score {score:.3f} for {card.finding} ({side} the model's threshold {card.threshold:.3f}); "
                      f"{regions}")
         result.status = f"{shown_name}: {what}. {found}{shown}." + \
             "".join(f"\n\nWarning: {w}" for w in warnings) + "".join(f"\n\n{line}" for line in result.card) + \
@@ -185,7 +185,7 @@ class Service:
         name = f"{result.case}_overlay" + (f"_{slice_index}" if slice_index is not None else "") + ".png"
         caption = list(result.card)
         if result.score is not None:
-            caption.insert(0, f"Image score {result.score:.2f}")
+            caption.insert(0, f"Image score {result.score:.3f}")
         result.overlay, result.slice_index = render.overlay_png(image, labels, result.folder / name, index=slice_index,
                                                                 caption=caption)
         result.legend = render.legend_rows(labels)

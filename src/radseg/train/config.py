@@ -53,6 +53,9 @@ class TrainConfig:
     nproc: int = 1
     backend: str | None = None  # torch.distributed backend for nproc > 1: gloo, nccl; None: nccl on CUDA, else gloo
     val_fraction: float = 0.2
+    #: Validate (and pick the best checkpoint) on this seeded share of the train split instead of
+    #: the dataset's val split, which then stays unseen (see :func:`radseg.train.data.split_cases`).
+    holdout: float | None = None
     resume: bool = False
     save_zip: bool = False
     #: A trained bundle (path or shipped name) whose weights start this run: fine-tuning, e.g.

@@ -110,20 +110,42 @@ def from_pairs(pairs: Iterable[tuple[Image, Image] | Case], *, label_names: dict
     return TrainData(cases=cases, label_names=dict(sorted(names.items())), info=dict(info or {}))
 
 
-def split_cases(data: TrainData, *, val_fraction: float, seed: int) -> tuple[list[Case], list[Case]]:
-    """(train, val): the dataset's own split when it has one, else a seeded random one."""
+def split_cases(data: TrainData, *, val_fraction: float, seed: int,
+                holdout: float | None = None) -> tuple[list[Case], list[Case]]:
+    """(train, val): the dataset's own split when it has one, else a seeded random one.
+
+    With ``holdout`` (a fraction in (0, 1)) validation comes from the training cases instead:
+    a seeded share of the dataset's ``train`` split (without one: of the cases no split names) is held out
+    and the dataset's ``val`` split is neither trained on nor looked at, so a model selected on
+    the held-out cases can be scored on ``val`` last, as an independent check.
+    """
     by_id = {c.case_id: c for c in data.cases}
-    if data.splits.get("train") and data.splits.get("val"):
+    pool = list(data.cases)
+    if holdout is not None:
+        if not 0.0 < holdout < 1.0:
+            raise ValueError(f"holdout {holdout}: a fraction between 0 and 1 of the training cases")
+        if data.splits.get("train"):
+            missing = [c for c in data.splits["train"] if c not in by_id]
+            if missing:
+                raise ValueError(f"dataset.json's train split names cases that were not read: {', '.join(missing[:5])}")
+            pool = [by_id[c] for c in data.splits["train"]]
+        else:  # no train split: every case no other split claims
+            claimed = {c for name, ids in data.splits.items() for c in ids}
+            pool = [c for c in data.cases if c.case_id not in claimed]
+            if not pool:
+                raise ValueError("holdout: every case belongs to a named split and none to train")
+        val_fraction = holdout
+    elif data.splits.get("train") and data.splits.get("val"):
         missing = [c for c in data.splits["train"] + data.splits["val"] if c not in by_id]
         if missing:
             raise ValueError(f"dataset.json splits name cases that were not read: {', '.join(missing[:5])}")
         return [by_id[c] for c in data.splits["train"]], [by_id[c] for c in data.splits["val"]]
-    order = np.random.default_rng(seed).permutation(len(data.cases))
-    if len(data.cases) < 2:
-        return list(data.cases), list(data.cases)  # nothing to hold out: validate on the training case
-    n_val = min(len(data.cases) - 1, max(1, round(val_fraction * len(data.cases))))
+    order = np.random.default_rng(seed).permutation(len(pool))
+    if len(pool) < 2:
+        return list(pool), list(pool)  # nothing to hold out: validate on the training case
+    n_val = min(len(pool) - 1, max(1, round(val_fraction * len(pool))))
     val = sorted(order[:n_val])
-    return [data.cases[i] for i in sorted(order[n_val:])], [data.cases[i] for i in val]
+    return [pool[i] for i in sorted(order[n_val:])], [pool[i] for i in val]
 
 
 def data_hash(cases: Sequence[Case]) -> str:

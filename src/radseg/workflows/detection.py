@@ -7,6 +7,13 @@ instances, an image score and Dice, and :func:`~radseg.evaluate.detection_run.su
 into COCO mask/box AP, precision/recall, Dice and image-level AUC with bootstrap CIs,
 overall and per ``--by`` subgroup. A case that cannot be read or predicted is reported in
 ``summary["failed"]`` and the rest are scored.
+
+``split="holdout"`` scores the cases the model held out of the train split to pick its checkpoint
+(``radseg train --holdout``; listed in its manifest): training data the weights never saw, where
+an operating point may be chosen. On every split the image scores give the threshold that reaches
+``sensitivity`` there (``summary["operating_point_here"]``) and, when the model carries an
+operating point chosen on training data, the sensitivity and specificity it gives on this split
+with bootstrap CIs (``summary["at_model_operating_point"]``; per_case.csv gains ``flagged``).
 """
 
 from __future__ import annotations
@@ -19,15 +26,26 @@ from radseg.datasets.prepared import PreparedDataset, open_prepared
 from radseg.errors import RadsegError
 from radseg.evaluate.detection_run import DetectionResult, ScoredImage, score_image, summarise
 
-__all__ = ["evaluate_detection"]
+from radseg.infer.predictor import IMAGE_SCORE_WINDOW
+
+__all__ = ["evaluate_detection", "check_writable_model", "save_operating_point"]
 
 
 def evaluate_detection(predictor, prepared: str | Path, *, split: str = "val", by: Sequence[str] = (),
-                       threshold: float = 0.5, min_pixels: int = 10, window: int = 5, resamples: int = 2000,
-                       seed: int = 0, on_case: Callable[[str], None] | None = None) -> DetectionResult:
-    """Score ``predictor`` (a :class:`radseg.infer.predictor.Predictor`) on ``split`` of ``prepared``."""
+                       threshold: float = 0.5, min_pixels: int = 10, window: int | None = None,
+                       resamples: int = 2000,
+                       seed: int = 0, sensitivity: float = 0.85,
+                       on_case: Callable[[str], None] | None = None) -> DetectionResult:
+    """Score ``predictor`` (a :class:`radseg.infer.predictor.Predictor`) on ``split`` of ``prepared``.
+
+    ``window``: the image score's square in pixels (default: the predictor's, which is the one its
+    model's operating point was chosen with, else :data:`~radseg.infer.predictor.IMAGE_SCORE_WINDOW`)."""
+    if window is None:
+        window = int(getattr(predictor, "image_score_window", IMAGE_SCORE_WINDOW))
+    if window < 1:
+        raise RadsegError(f"image-score window {window}: a square of 1 pixel or more")
     dataset = open_prepared(prepared)
-    chosen = dataset.split(split)
+    chosen = _holdout_cases(predictor, dataset, prepared) if split == "holdout" else dataset.split(split)
     if not chosen:
         raise RadsegError(f"{prepared}: split {split!r} has no cases (splits: {', '.join(dataset.splits)})")
     options = {"threshold": threshold, "min_pixels": min_pixels, "window": window}
@@ -43,8 +61,57 @@ def evaluate_detection(predictor, prepared: str | Path, *, split: str = "val", b
             on_case(case.case_id)
     if not scored:
         raise RadsegError(f"{prepared}: no case of split {split!r} could be scored ({failed[0]['error']})")
-    settings = {"split": split, **options, "resamples": resamples, "seed": seed}
-    return summarise(scored, by=by, resamples=resamples, seed=seed, failed=failed, settings=settings)
+    settings = {"split": split, **options, "resamples": resamples, "seed": seed, "sensitivity": sensitivity,
+                "tta": bool(getattr(predictor, "tta", False))}
+    result = summarise(scored, by=by, resamples=resamples, seed=seed, failed=failed, settings=settings)
+    from radseg.evaluate.operating_point import model_operating_point
+
+    manifest = getattr(getattr(predictor, "bundle", None), "manifest", None)
+    model_point = model_operating_point(manifest)
+    if model_point is not None and int(model_point.get("window", window)) != window:
+        result.summary["operating_point_note"] = (f"the model's operating point was chosen on {model_point['window']}-pixel "
+                                                  f"image scores, these are {window}-pixel ones: not applied")
+        model_point = None
+    try:
+        _operating_points(result, model_point, sensitivity=sensitivity, resamples=resamples, seed=seed)
+    except ValueError as exc:  # a non-finite image score: a broken model or input
+        raise RadsegError(f"{prepared}: no operating point on split {split!r}: {exc}") from None
+    return result
+
+
+def _holdout_cases(predictor, dataset: PreparedDataset, prepared) -> list[Case]:
+    manifest = predictor.bundle.manifest or {}
+    if not (manifest.get("config") or {}).get("holdout"):
+        raise RadsegError(f"{predictor.bundle.path}: this model was not trained with --holdout, so it has no "
+                          "held-out training cases; score --split train, val or test")
+    wanted = set((manifest.get("data") or {}).get("val_cases") or [])
+    chosen = [case for case in dataset.cases if case.case_id in wanted]
+    missing = wanted - {case.case_id for case in chosen}
+    if missing:
+        raise RadsegError(f"{prepared}: {len(missing)} of the model's {len(wanted)} held-out cases are not in this "
+                          f"dataset (e.g. {sorted(missing)[0]}): is it the dataset the model was trained on?")
+    elsewhere = sorted(case.case_id for case in chosen if case.split not in (None, "train"))
+    if elsewhere:  # a re-prepared dataset moved them: selecting on them would look at val or test
+        raise RadsegError(f"{prepared}: {len(elsewhere)} of the model's held-out cases are not in this dataset's train "
+                          f"split (e.g. {elsewhere[0]}, now {next(c.split for c in chosen if c.case_id == elsewhere[0])!r}); "
+                          "re-prepare as the model was trained, or retrain")
+    return chosen
+
+
+def _operating_points(result: DetectionResult, model_point: dict | None, *, sensitivity: float, resamples: int,
+                      seed: int) -> None:
+    from radseg.evaluate.operating_point import choose_operating_point, flagged, rates_at
+
+    table = result.per_case
+    scores, truth = table["image_score"].to_numpy(float), table["finding"].to_numpy(bool)
+    both = truth.any() and not truth.all()
+    if both:
+        result.summary["operating_point_here"] = choose_operating_point(scores, truth, sensitivity=sensitivity)
+    if model_point is not None:
+        table["flagged"] = flagged(scores, model_point["threshold"])
+        if both:
+            result.summary["at_model_operating_point"] = rates_at(scores, truth, model_point["threshold"],
+                                                                  resamples=resamples, seed=seed)
 
 
 def _score_case(predictor, dataset: PreparedDataset, case: Case, **options) -> ScoredImage:
@@ -53,3 +120,46 @@ def _score_case(predictor, dataset: PreparedDataset, case: Case, **options) -> S
     instances = dataset.read_instances(case)
     truth_masks = [i.mask for i in instances] if instances else None
     return score_image(case.case_id, probability, case.label.array > 0, truth_masks, metadata=case.metadata, **options)
+
+
+def check_writable_model(model_path: str | Path) -> Path:
+    """The bundle path an operating point may be stored in: an existing folder or zip the user named,
+    never a model shipped inside radseg (refused before any image is scored)."""
+    from radseg.models.bundle import SHIPPED_DIR
+
+    path = Path(model_path).expanduser()
+    if not path.exists():
+        raise RadsegError(f"{model_path}: give the model's folder or .zip to store an operating point in "
+                          "(a shipped model's name is read-only)")
+    if path.resolve().parent == SHIPPED_DIR.resolve():
+        raise RadsegError(f"{model_path}: a model shipped inside radseg is read-only; copy it and store the "
+                          "operating point in the copy")
+    return path
+
+
+def save_operating_point(model_path: str | Path, result: DetectionResult, *, data: str | Path) -> dict:
+    """Store the operating point chosen on ``result``'s split in the model bundle's manifest.
+
+    Only a choice made on the held-out training cases (``holdout``) is stored: chosen on images the
+    weights were trained on, the threshold comes out too high (their scores are); chosen on the
+    split that is reported, its sensitivity is met there by construction.
+    """
+    from radseg.models.bundle import load_bundle
+
+    model_path = check_writable_model(model_path)
+    split = result.settings.get("split")
+    if split != "holdout":
+        raise RadsegError(f"an operating point is chosen on the held-out training cases (--split holdout), not on "
+                          f"{split!r}: on trained-on images the scores run high, and on the split you report its "
+                          "sensitivity is met by construction")
+    point = result.summary.get("operating_point_here")
+    if point is None:
+        raise RadsegError(f"split {split!r} needs images with and without the finding to choose an operating point")
+    bundle = load_bundle(model_path, weights=False)  # the weights' bytes are kept as they are
+    bundle.manifest = {**(bundle.manifest or {}), "operating_point": {
+        **point, "chosen_on": f"{split} split of {Path(data).name} ({point['images_with_finding']} images with the "
+                              f"finding, {point['images_without']} without)",
+        "score": "image score: the highest window-averaged foreground probability",
+        "window": int(result.settings.get("window", IMAGE_SCORE_WINDOW)), "tta": bool(result.settings.get("tta", False))}}
+    bundle.save(model_path)
+    return bundle.manifest["operating_point"]

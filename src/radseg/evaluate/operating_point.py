@@ -1,0 +1,82 @@
+"""A screener's operating point: the image-score threshold for a stated sensitivity, and its rates.
+
+* :func:`choose_operating_point`: on scored images with known truth, the highest threshold
+  whose sensitivity (share of images with a finding scoring ``>= threshold``) reaches the
+  target, and the specificity there. Choose it on training data (a held-out part of the train
+  split): chosen on the split you report, its sensitivity is met by construction.
+* :func:`rates_at`: sensitivity and specificity of a fixed threshold on a split, each with a
+  percentile bootstrap CI over that class's images (the two classes resampled apart), as the
+  image-level AUC's CI is made (:func:`radseg.evaluate.detection.roc_auc_ci`).
+
+An image is "flagged" when its score is ``>= threshold``; the threshold is a score, unitless.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["choose_operating_point", "rates_at", "flagged", "model_operating_point"]
+
+
+def _scores_truth(scores: Sequence[float], truth: Sequence[bool]) -> tuple[np.ndarray, np.ndarray]:
+    from radseg.evaluate.detection import _split
+
+    _split(scores, truth)  # the checks ROC AUC makes: 1-D, same length, finite, both classes present
+    return np.asarray(scores, dtype=float), np.asarray(truth).astype(bool)
+
+
+def flagged(scores: Sequence[float] | np.ndarray, threshold: float) -> np.ndarray:
+    """Which images the threshold flags (score ``>= threshold``)."""
+    return np.asarray(scores, dtype=float) >= float(threshold)
+
+
+def choose_operating_point(scores: Sequence[float], truth: Sequence[bool], *, sensitivity: float = 0.85
+                           ) -> dict[str, Any]:
+    """The highest threshold reaching ``sensitivity`` on these images, with the rates it gives there.
+
+    Sensitivity only falls as the threshold rises, so the answer is the k-th highest score among
+    the images with the finding, k = ceil(sensitivity x their number); ties at that score are
+    all flagged, so the sensitivity reached can exceed the target.
+    """
+    if not 0.0 < sensitivity <= 1.0:
+        raise ValueError(f"sensitivity {sensitivity}: a fraction in (0, 1]")
+    scores, truth = _scores_truth(scores, truth)
+    positives = np.sort(scores[truth])[::-1]
+    # the small tolerance keeps 0.85 x 20 = 17 from rounding up to 18 in floating point
+    k = max(1, int(np.ceil(sensitivity * positives.size - 1e-9)))
+    threshold = float(positives[k - 1])
+    hit = flagged(scores, threshold)
+    return {"threshold": threshold, "target_sensitivity": float(sensitivity),
+            "sensitivity": float(hit[truth].mean()), "specificity": float((~hit[~truth]).mean()),
+            "images_with_finding": int(truth.sum()), "images_without": int((~truth).sum())}
+
+
+def rates_at(scores: Sequence[float], truth: Sequence[bool], threshold: float, *, resamples: int = 2000,
+             seed: int = 0, confidence: float = 0.95) -> dict[str, Any]:
+    """Sensitivity and specificity at ``threshold`` with percentile bootstrap CIs (NaN bounds without resamples)."""
+    from radseg.evaluate.bootstrap import bootstrap_ci
+
+    scores, truth = _scores_truth(scores, truth)
+    hit = flagged(scores, threshold)
+    out: dict[str, Any] = {"threshold": float(threshold), "images_with_finding": int(truth.sum()),
+                           "images_without": int((~truth).sum())}
+    for name, correct in (("sensitivity", hit[truth]), ("specificity", ~hit[~truth])):
+        values = correct.astype(float)
+        if resamples > 0:
+            ci = bootstrap_ci(values, resamples=resamples, seed=seed, confidence=confidence)
+            out.update({name: ci.estimate, f"{name}_ci_low": ci.low, f"{name}_ci_high": ci.high})
+        else:
+            out.update({name: float(values.mean()), f"{name}_ci_low": float("nan"), f"{name}_ci_high": float("nan")})
+    return out
+
+
+def model_operating_point(manifest: dict | None) -> dict | None:
+    """The operating point a model bundle carries (``manifest["operating_point"]``), else None."""
+    point = (manifest or {}).get("operating_point")
+    if not isinstance(point, dict):
+        return None
+    threshold = point.get("threshold")
+    usable = isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and np.isfinite(threshold)
+    return point if usable else None
