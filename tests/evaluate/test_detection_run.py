@@ -264,3 +264,8 @@ def test_operating_point_chosen_on_holdout_stored_and_used_by_segment(prepared, 
                                 "--window", "5", "--bootstrap", "0", "-q", "-o", str(tmp_path / "w5val")])
     summary = json.loads((tmp_path / "w5val" / "summary.json").read_text())
     assert other.exit_code == 0 and "at_model_operating_point" not in summary and "not applied" in other.output
+    with_tta = runner.invoke(app, ["evaluate-detection", "-m", str(model), "--data", str(root), "--split", split,
+                                   "--tta", "--bootstrap", "0", "-q", "-o", str(tmp_path / "ttaval")])
+    summary = json.loads((tmp_path / "ttaval" / "summary.json").read_text())
+    assert with_tta.exit_code == 0 and "at_model_operating_point" not in summary  # chosen without TTA
+    assert "without flip TTA" in summary["operating_point_note"]

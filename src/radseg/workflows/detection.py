@@ -68,9 +68,15 @@ def evaluate_detection(predictor, prepared: str | Path, *, split: str = "val", b
 
     manifest = getattr(getattr(predictor, "bundle", None), "manifest", None)
     model_point = model_operating_point(manifest)
+    tta = bool(getattr(predictor, "tta", False))
     if model_point is not None and int(model_point.get("window", window)) != window:
         result.summary["operating_point_note"] = (f"the model's operating point was chosen on {model_point['window']}-pixel "
                                                   f"image scores, these are {window}-pixel ones: not applied")
+        model_point = None
+    elif model_point is not None and bool(model_point.get("tta", tta)) != tta:
+        result.summary["operating_point_note"] = (f"the model's operating point was chosen on scores "
+                                                  f"{'with' if model_point['tta'] else 'without'} flip TTA, these are "
+                                                  f"{'with' if tta else 'without'}: not applied")
         model_point = None
     try:
         _operating_points(result, model_point, sensitivity=sensitivity, resamples=resamples, seed=seed)
