@@ -61,3 +61,28 @@ def test_metal_volume_by_side():
     ct[:, :, 2:4] = 3000  # 200 voxels on the right (low columns)
     assert metal_ml(ct, np.array([2.0, 1.0, 1.0]), 10.0, "right") == pytest.approx(200 * 2.0 / 1000)
     assert metal_ml(ct, np.array([2.0, 1.0, 1.0]), 10.0, "left") == 0.0
+
+
+def test_the_acetabulum_reaches_its_cup_across_the_dark_band():
+    """A cup (outer radius 27 mm) sits in an acetabular shell of bone from 31 to 38 mm above it; the
+    4 mm band between reads dark and the bone mask misses it. The band under the acetabulum joins
+    it; no voxel is added where no acetabulum lies beyond the cup (below its rim, the other way),
+    nor beyond the shell, nor inside the metal; the closing radius and shell are in mm."""
+    from radseg.annotate.hip_implant import CUP_SHELL_MM, bone_to_the_cup
+
+    centre = np.array([63.1, 70.3, 80.7])
+    ct = _implant(centre)
+    metal = ct >= 2500
+    z, y, x = _grid()
+    r = np.sqrt((z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2)
+    acetabulum = (r >= 31.0) & (r <= 38.0) & (z >= centre[0] + 4) & (x < centre[2] + 20)  # medial-superior wall
+    band = (r > 27.0) & (r < 31.0)
+    found = cup_sphere(ct, SPACING, centre_col=150.0, side="right")
+    index, outer = found
+    added = bone_to_the_cup(acetabulum, metal, index, outer, SPACING)
+    assert not (added & metal).any() and not (added & acetabulum).any()
+    under = band & (z >= centre[0] + 8) & (x < centre[2] + 14)  # the band well inside the wall's extent
+    assert added[under].mean() > 0.9
+    assert not added[(z < centre[0] - 2)].any()  # below the rim: no acetabulum beyond, nothing added
+    assert not added[x > centre[2] + 26].any()  # the side without acetabulum
+    assert not added[r > outer + CUP_SHELL_MM + 0.01].any()
