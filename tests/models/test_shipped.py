@@ -39,6 +39,9 @@ def test_shipped_by_name_under_20_mb_with_the_data_credit():
     assert bundle.manifest["license"] == "CC BY 4.0"
     assert "FracAtlas" in bundle.manifest["data_credit"] and "10.1038/s41597-023-02432-4" in bundle.manifest["data_credit"]
     assert bundle.manifest["valid_scores"]["mask_AP50"] is not None
+    point = bundle.manifest["operating_point"]  # chosen on training data, never on valid
+    assert "holdout" in point["chosen_on"] and point["sensitivity"] >= point["target_sensitivity"] == 0.85
+    assert "CPU" in bundle.manifest["trained_on"]
 
 
 def test_a_path_wins_over_a_name_and_unknown_names_list_the_shipped(tmp_path, monkeypatch):
@@ -87,6 +90,34 @@ def test_real_radiographs_fractured_score_above_normal(predictor):
             truth.append(label)
     recorded = load_bundle("fracatlas", weights=False).manifest["valid_scores"]["auc"]
     assert roc_auc(scores, truth) >= min(0.6, recorded - 0.15)
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not FRACATLAS.exists(), reason="../shared/data/fracatlas is not here")
+def test_real_radiographs_at_the_shipped_operating_point(predictor):
+    """On 20 fractured and 20 normal valid images, the stored threshold flags fractured images and
+    spares normal ones about as often as on the whole valid split (the manifest records its rates
+    with bootstrap CIs), with a margin for 20 images (one binomial standard deviation is up to
+    0.11); the score predict() attaches is the one evaluate-detection computes."""
+    from radseg.infer.predictor import IMAGE_SCORE_WINDOW
+
+    manifest = load_bundle("fracatlas", weights=False).manifest
+    threshold, recorded = manifest["operating_point"]["threshold"], manifest["valid_operating_point"]
+    predictor.tta = bool(manifest["operating_point"].get("tta"))
+    fractured, normal = _valid_images(20)
+    flags = {}
+    for kind, paths in (("fractured", fractured), ("normal", normal)):
+        flags[kind] = []
+        for path in paths:
+            image = read(path)
+            labels = predictor.predict(image)
+            probs, grid = predictor.probabilities(image)
+            score = image_score(grid.restore_channel(probs[1]), window=IMAGE_SCORE_WINDOW)
+            assert labels.metadata["image_score"] == pytest.approx(score, abs=1e-6)
+            flags[kind].append(score >= threshold)
+    predictor.tta = False
+    assert np.mean(flags["fractured"]) >= recorded["sensitivity_ci_low"] - 0.15
+    assert 1.0 - np.mean(flags["normal"]) >= recorded["specificity_ci_low"] - 0.15
 
 
 @pytest.mark.realdata
