@@ -238,16 +238,11 @@ def _without_streaks(bone: np.ndarray, dense: np.ndarray, metal: np.ndarray, spa
     """``bone`` less the grown (not ``dense``) voxels within ``reach_mm`` of ``metal`` that an in-plane
     opening by a disc of ``radius_mm`` removes: growth along thin beam-hardening streaks."""
     near = morphology.within_distance(metal, spacing, reach_mm)
-    box = _bounding_box(near)
+    box = morphology.bounding_box(near)
     opened = morphology.open_inplane(bone[box], morphology.disc(spacing[1:], radius_mm))
     out = bone.copy()
     out[box] &= ~(near[box] & ~dense[box] & ~opened)
     return out
-
-
-def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
-    where = [np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis))) for axis in range(mask.ndim)]
-    return tuple(slice(int(w[0]), int(w[-1]) + 1) for w in where)
 
 
 def _across_bloom(bone: np.ndarray, metal: np.ndarray, bloom: np.ndarray, spacing: np.ndarray) -> np.ndarray:

@@ -50,7 +50,7 @@ def whole_bone(mask: np.ndarray, hu: np.ndarray, *, spacing: np.ndarray, cancell
     """
     if not mask.any():
         return mask
-    box = _box(mask, margin=np.ceil((grow_mm + close_mm) / spacing).astype(int) + 1)
+    box = morphology.bounding_box(mask, np.ceil((grow_mm + close_mm) / spacing).astype(int) + 1)
     inner, values = mask[box], hu[box]
     size = _window_size(slope_mm, spacing)
     # Two independent chains at a time on two threads (OpenCV, edt and cc3d release the GIL): the
@@ -74,7 +74,7 @@ def whole_bone(mask: np.ndarray, hu: np.ndarray, *, spacing: np.ndarray, cancell
         body = enclosed if close_mm <= 0 else closed.result() | enclosed
     bridged = body & ~enclosed  # only the closing encloses these
     if valley_hu > 0 and bridged.any():  # a joint space the closing bridged is a thin dark valley: no marrow
-        near = _box(bridged, margin=np.array([0, *(np.ceil(4.0 / spacing[1:]).astype(int) + 2)]))
+        near = morphology.bounding_box(bridged, np.array([0, *(np.ceil(4.0 / spacing[1:]).astype(int) + 2)]))
         bridged[near] &= ~thin_valleys(values[near], spacing, contrast_hu=valley_hu)
     whole = grown | ((enclosed | bridged) & marrow)
     whole &= ~(_below_half_maximum(values, ~body & ~filled, highest, size=size, low=cancellous_hu) & ~shell)
@@ -147,6 +147,3 @@ def _window_size(window_mm: float, spacing: np.ndarray) -> tuple[int, ...]:
     return tuple(int(v) for v in np.maximum(2 * np.round(window_mm / 2 / spacing).astype(int) + 1, 3))
 
 
-def _box(mask: np.ndarray, *, margin: np.ndarray) -> tuple[slice, ...]:
-    where = np.nonzero(mask.any(axis=(1, 2)))[0], np.nonzero(mask.any(axis=(0, 2)))[0], np.nonzero(mask.any(axis=(0, 1)))[0]
-    return tuple(slice(max(0, int(w[0]) - int(m)), int(w[-1]) + int(m) + 1) for w, m in zip(where, margin))

@@ -23,7 +23,7 @@ import numpy as np
 __all__ = [
     "gaussian", "maximum_filter", "minimum_filter", "fill_holes", "propagate", "drop_small",
     "within_distance", "dilate_ball", "close_ball", "disc", "open_inplane", "close_inplane", "fill_slice_holes",
-    "planes_along", "from_planes",
+    "planes_along", "from_planes", "bounding_box",
 ]
 
 _DILATE, _ERODE = "dilate", "erode"
@@ -332,6 +332,17 @@ def close_ball(mask: np.ndarray, spacing: Sequence[float], radius_mm: float) -> 
     dilated = dilate_ball(padded, spacing, radius_mm)
     closed = ~dilate_ball(~dilated, spacing, radius_mm)
     return closed[pad:-pad, pad:-pad, pad:-pad]
+
+
+def bounding_box(mask: np.ndarray, margin: Sequence[int] | None = None) -> tuple[slice, ...]:
+    """Slices of the smallest box holding every voxel of ``mask`` (not empty), widened by ``margin``
+    voxels per axis and clipped to the array."""
+    margin = [0] * mask.ndim if margin is None else margin
+    out = []
+    for axis, extra in zip(range(mask.ndim), margin):
+        where = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        out.append(slice(max(0, int(where[0]) - int(extra)), int(where[-1]) + int(extra) + 1))
+    return tuple(out)
 
 
 def disc(step: Sequence[float], radius_mm: float) -> np.ndarray:

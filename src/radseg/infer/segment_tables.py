@@ -13,54 +13,45 @@ from radseg.io.atomic import write_text_atomic
 __all__ = ["QUALITY_FILE", "SCORES_FILE", "write_quality", "write_scores"]
 
 QUALITY_FILE = "quality.csv"
+SCORES_FILE = "image_scores.csv"
 
 
-def write_quality(out: Path, rows: dict[str, dict[str, Any]]) -> None:
-    """OUT/quality.csv for this run's images (removed when none has a quality row)."""
+def _write_table(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """``rows`` as a CSV at ``path`` (atomically), or no file at all when there are none."""
     import csv
     import io
 
     if not rows:
-        if (out / QUALITY_FILE).exists():
-            (out / QUALITY_FILE).unlink()  # another model's flags: they do not describe these outputs
+        if path.exists():
+            path.unlink()  # another model's rows: they do not describe these outputs
         return
-    columns: list[str] = []
-    for row in rows.values():
-        columns += [k for k in row if k not in columns]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
-    for case in sorted(rows):
-        writer.writerow(rows[case])
-    write_text_atomic(out / QUALITY_FILE, buffer.getvalue())
+    writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())
 
 
-SCORES_FILE = "image_scores.csv"
+def write_quality(out: Path, rows: dict[str, dict[str, Any]]) -> None:
+    """OUT/quality.csv for this run's images (removed when none has a quality row)."""
+    columns: list[str] = []
+    for row in rows.values():
+        columns += [k for k in row if k not in columns]
+    _write_table(out / QUALITY_FILE, [rows[case] for case in sorted(rows)], columns)
 
 
 def write_scores(out: Path, rows: dict[str, dict[str, Any]], manifest: dict | None
                  ) -> tuple[int, int, dict[str, Any] | None]:
     """OUT/image_scores.csv for this run's images, flagged at the model's operating point (or none without
     scores); returns (images scored, images flagged, the operating point or None)."""
-    import csv
-    import io
+    from radseg.evaluate.operating_point import flagged, model_operating_point
 
-    from radseg.evaluate.operating_point import model_operating_point
-
-    if not rows:
-        if (out / SCORES_FILE).exists():
-            (out / SCORES_FILE).unlink()  # another model's scores: they do not describe these outputs
-        return 0, 0, None
-    point = model_operating_point(manifest)
-    positive = 0
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["case", "input", "image_score", "threshold", "flagged"])
-    writer.writeheader()
+    point = model_operating_point(manifest) if rows else None
+    table = []
     for case in sorted(rows):
         row = dict(rows[case], threshold="", flagged="")
         if point is not None:
-            row.update(threshold=point["threshold"], flagged=bool(row["image_score"] >= point["threshold"]))
-            positive += bool(row["flagged"])
-        writer.writerow(row)
-    write_text_atomic(out / SCORES_FILE, buffer.getvalue())
-    return len(rows), positive, point
+            row.update(threshold=point["threshold"], flagged=bool(flagged([row["image_score"]], point["threshold"])[0]))
+        table.append(row)
+    _write_table(out / SCORES_FILE, table, ["case", "input", "image_score", "threshold", "flagged"])
+    return len(table), sum(row["flagged"] is True for row in table), point
