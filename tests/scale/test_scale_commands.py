@@ -172,7 +172,10 @@ def test_segment_from_a_catalog_writes_the_folder_run_s_labels(radiographs, tmp_
     result = runner.invoke(app, ["segment", "--catalog", str(tmp_path / "xr.parquet"), "--where", "kind == 'image'",
                                  "-o", str(tmp_path / "catalog"), *common])
     assert result.exit_code == 0, result.output  # the broken JPEG is not selected by the query
-    assert len(_files(tmp_path / "folder")) == 6
+    folder = _files(tmp_path / "folder")  # six label maps and the image scores of the one-finding model
+    assert sorted(folder) == sorted([*(p.with_suffix(".png").name for p in radiographs.glob("IMG*.jpg")),
+                                     "image_scores.csv"])
+    assert len(pd.read_csv(tmp_path / "folder" / "image_scores.csv")) == 6
     assert _files(tmp_path / "catalog") == _files(tmp_path / "folder")  # same case names, same label bytes
 
 
