@@ -12,9 +12,10 @@ Steps (each is the radseg command a user would type; the exact commands go into 
    the train split (the "holdout"); the official valid split is never trained on or looked at;
 3. selection on the holdout only: ``radseg evaluate-detection --split holdout`` with and without
    flip TTA, the variant with the higher mask AP50 kept; for it the image score's square (5, 15 or
-   31 pixels, ``--window``) with the highest image AUC; then the same command with
+   31 pixels, ``--window``) with the highest image AUC; then how detections are ranked for AP (their
+   highest or their mean probability, ``--instance-score``) by mask AP50; then the same command with
    ``--save-operating-point``: the image-score threshold for sensitivity >= 0.85 on the holdout is
-   stored in the model, with the specificity it gave there and the window;
+   stored in the model, with the specificity it gave there, the window and the ranking;
 4. last, ``radseg evaluate-detection --split val --by body_part,hardware``: mask and box AP50 and
    AP50:95, P/R, Dice on fractured images, image ROC AUC and the sensitivity and specificity at the
    stored operating point, each with a bootstrap CI, per subgroup;
@@ -22,7 +23,8 @@ Steps (each is the radseg command a user would type; the exact commands go into 
    and ONNX backends, on valid images of the two commonest sizes.
 
 Writes ``benchmarks/results/fracatlas_baseline.md`` beside round 1's figures and the paper's
-YOLOv8s-seg. ``--skip-train`` scores an existing run folder (e.g. after an interrupted session).
+YOLOv8s-seg. ``--skip-train`` scores an existing run folder (``--run``, e.g. after an interrupted
+session, or a run continued from an earlier model with ``--train-args "--init ..."``).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ ROUND1 = {"mask_AP50": 0.115, "mask_AP50_95": 0.030, "box_AP50": 0.191, "box_AP5
 TARGETS = {"mask_AP50": 0.35, "box_AP50": 0.45, "auc": 0.88}
 SENSITIVITY = 0.85
 WINDOWS = (5, 15, 31)  # image-score squares (pixels) weighed on the holdout
+RANKINGS = ("max", "mean")  # a detection's confidence: its highest or its mean probability
 
 
 def _run(args: list[str]) -> float:
@@ -67,7 +70,8 @@ def main() -> None:
     parser.add_argument("--holdout", type=float, default=0.15, help="share of the train split the checkpoint is picked on")
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--skip-train", action="store_true", help="score the run already in WORK/train")
+    parser.add_argument("--run", type=Path, default=None, help="training run folder (default WORK/train)")
+    parser.add_argument("--skip-train", action="store_true", help="score the run already in --run")
     parser.add_argument("--train-args", default="", help="extra `radseg train` options, quoted")
     parser.add_argument("--timing-images", type=int, default=10, help="valid images of each size for the timing")
     parser.add_argument("--results", type=Path, default=HERE / "results" / "fracatlas_baseline.md")
@@ -75,7 +79,7 @@ def main() -> None:
                         help="also write the model, with its data credit, to src/radseg/models/shipped/fracatlas.zip")
     args = parser.parse_args()
 
-    prepared, run, work = args.work / "prepared", args.work / "train", args.work
+    prepared, run, work = args.work / "prepared", args.run or args.work / "train", args.work
     model = run / "model"
     commands, seconds = [], {}
     if not (prepared / "dataset.json").exists():
@@ -103,23 +107,29 @@ def main() -> None:
         return json.loads((out / "summary.json").read_text())
 
     # selection, on the held-out part of the train split only: TTA by mask AP50, then the image score's
-    # window by image AUC (ties: the smaller window)
-    holdout = {(tta, 5): evaluate("holdout", tta, work / f"holdout{'-tta' if tta else ''}", "--window", "5")
-               for tta in (False, True)}
-    tta = holdout[(True, 5)]["mask_AP50"] > holdout[(False, 5)]["mask_AP50"]
+    # window by image AUC (ties: the smaller window), then the detections' ranking by mask AP50
+    def on_holdout(flag: bool, window: int, ranking: str) -> dict:
+        name = f"holdout{'-tta' if flag else ''}{'' if window == 5 else f'-w{window}'}{'' if ranking == 'max' else '-' + ranking}"
+        return evaluate("holdout", flag, work / name, "--window", str(window), "--instance-score", ranking)
+
+    holdout = {(flag, 5, "max"): on_holdout(flag, 5, "max") for flag in (False, True)}
+    tta = holdout[(True, 5, "max")]["mask_AP50"] > holdout[(False, 5, "max")]["mask_AP50"]
     for window in WINDOWS[1:]:
-        holdout[(tta, window)] = evaluate("holdout", tta, work / f"holdout{'-tta' if tta else ''}-w{window}",
-                                          "--window", str(window))
-    window = max(WINDOWS, key=lambda w: (holdout[(tta, w)]["auc"], -w))
+        holdout[(tta, window, "max")] = on_holdout(tta, window, "max")
+    window = max(WINDOWS, key=lambda w: (holdout[(tta, w, "max")]["auc"], -w))
+    for ranking in RANKINGS[1:]:
+        holdout[(tta, window, ranking)] = on_holdout(tta, window, ranking)
+    ranking = max(RANKINGS, key=lambda r: (holdout[(tta, window, r)]["mask_AP50"], r == "max"))
     chosen = work / "holdout-chosen"
-    evaluate("holdout", tta, chosen, "--window", str(window), "--save-operating-point")
-    # the official valid split, last: the chosen variant, and the other for information
+    evaluate("holdout", tta, chosen, "--window", str(window), "--instance-score", ranking, "--save-operating-point")
+    # the official valid split, last: the chosen variant, and the other TTA setting for information (both take
+    # the window and ranking from the model's stored operating point)
     valid = {flag: evaluate("val", flag, work / f"eval-val{'-tta' if flag else ''}") for flag in (False, True)}
     onnx_cmd = [*RADSEG, "export-onnx", str(model)]  # the graph the ONNX backend runs, checked against torch
     commands.append(onnx_cmd)
     seconds["export_onnx"] = _run(onnx_cmd)
     timing = _timing(model, prepared, args.timing_images)
-    _write(args, holdout, valid, tta, window, commands, seconds, load_before, run, work, timing)
+    _write(args, holdout, valid, tta, window, ranking, commands, seconds, load_before, run, work, timing)
     if args.ship:
         _ship(model, valid[tta], tta, prepared, timing)
 
@@ -217,7 +227,8 @@ def _verdict(value, target: float) -> str:
     return "met" if value >= target else f"**not met** (target {target})"
 
 
-def _write(args, holdout, valid, tta, window, commands, seconds, load_before, run: Path, work: Path, timing) -> None:
+def _write(args, holdout, valid, tta, window, ranking, commands, seconds, load_before, run: Path, work: Path,
+           timing) -> None:
     import pandas as pd
 
     metrics = pd.read_csv(run / "metrics.csv") if (run / "metrics.csv").exists() else None
@@ -245,13 +256,14 @@ def _write(args, holdout, valid, tta, window, commands, seconds, load_before, ru
         lines += [f"Training: {int(last['epoch'])} epochs, {int(last['iteration'])} iterations in "
                   f"{last['time_s']:.0f} s; best holdout Dice {metrics['val_dice'].max():.3f} (the checkpoint kept)."]
     lines += ["", "## Selection, on the holdout (training images the weights never saw)", "",
-              "| holdout | image-score window (px) | mask AP50 | box AP50 | AUC | Dice |",
-              "| --- | --- | --- | --- | --- | --- |"]
-    for (flag, size), h in holdout.items():
-        lines.append(f"| {'flip TTA' if flag else 'no TTA'} | {size} | {_fmt(h['mask_AP50'])} | {_fmt(h['box_AP50'])} | "
-                     f"{_fmt(h.get('auc'))} | {_fmt(h.get('dice'))} |")
-    lines += ["", f"Kept: **{name}** (higher holdout mask AP50) and a **{window}-pixel** image-score window (highest "
-              f"holdout AUC). Operating point stored in the model: image score >= "
+              "| holdout | image-score window (px) | detections ranked by | mask AP50 | box AP50 | AUC | Dice |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for (flag, size, how), h in holdout.items():
+        lines.append(f"| {'flip TTA' if flag else 'no TTA'} | {size} | {how} probability | {_fmt(h['mask_AP50'])} | "
+                     f"{_fmt(h['box_AP50'])} | {_fmt(h.get('auc'))} | {_fmt(h.get('dice'))} |")
+    lines += ["", f"Kept: **{name}** (higher holdout mask AP50), a **{window}-pixel** image-score window (highest "
+              f"holdout AUC) and detections ranked by their **{ranking}** probability (higher holdout mask AP50). "
+              f"Operating point stored in the model: image score >= "
               f"{_fmt(picked.get('threshold'), 4)}, chosen for sensitivity >= {SENSITIVITY} on the holdout "
               f"({picked.get('images_with_finding')} fractured, {picked.get('images_without')} normal images), where it "
               f"gave sensitivity {_fmt(picked.get('sensitivity'))} and specificity {_fmt(picked.get('specificity'))}.",

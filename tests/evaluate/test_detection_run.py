@@ -8,6 +8,7 @@ import torch
 
 from radseg.datasets import prepare
 from radseg.datasets.prepared import open_prepared
+from radseg.errors import RadsegError
 from radseg.evaluate.detection_run import match_at_iou, write_detection
 from radseg.evaluate.instances import encode_mask
 from radseg.workflows.detection import evaluate_detection
@@ -103,6 +104,28 @@ def test_missed_findings_and_false_alarms_counted_by_hand(prepared, tmp_path):
     assert s["mask_AP50"] < s["recall"]
     files = write_detection(result, tmp_path / "out")
     assert all(f.exists() for f in files)
+
+
+def test_mean_instance_score_ranks_broad_findings_above_one_hot_pixel(prepared):
+    """Every fracture found at a flat 0.8; every normal image has a 0.55 blob with one 0.99 pixel. Ranked
+    by the highest probability the false alarms come first (AP50 below the recall of 1); ranked by the
+    mean (about 0.56) they come after every true one, so AP50 is 1 by hand."""
+    root, split, data, cases = prepared
+    maps = []
+    for case, t in zip(cases, _truth_maps(data, cases)):
+        prob = 0.8 * t
+        if not data.read_instances(case):
+            prob[:12, :12] = 0.55
+            prob[5, 5] = 0.99
+        maps.append(prob)
+    by_max, by_mean = (evaluate_detection(_ScriptedPredictor(maps), root, split=split, min_pixels=1, resamples=0,
+                                          instance_score=how) for how in ("max", "mean"))
+    assert by_max.summary["recall"] == by_mean.summary["recall"] == 1.0
+    assert by_max.summary["mask_AP50"] < 0.9
+    assert by_mean.summary["mask_AP50"] == pytest.approx(1.0) and by_mean.summary["box_AP50"] == pytest.approx(1.0)
+    assert by_mean.settings["instance_score"] == "mean"
+    with pytest.raises(RadsegError, match="instance score"):
+        evaluate_detection(_ScriptedPredictor(maps), root, split=split, instance_score="median")
 
 
 def test_match_at_iou_is_one_to_one():
@@ -247,19 +270,25 @@ def test_operating_point_chosen_on_holdout_stored_and_used_by_segment(prepared, 
     assert with_tta.exit_code == 0 and "chosen on scores without flip TTA" in with_tta.output
     assert "drop --tta" in with_tta.output
 
-    # a wider image-score square chosen on the holdout travels with the operating point
+    assert point["instance_score"] == "max" and summary["settings"]["instance_score"] == "max"
+    # a wider image-score square and mean-ranked detections chosen on the holdout travel with the point
     result = runner.invoke(app, ["evaluate-detection", "-m", str(model), "--data", str(root), "--split", "holdout",
-                                 "--window", "9", "--save-operating-point", "--bootstrap", "0", "-q",
-                                 "-o", str(tmp_path / "w9")])
+                                 "--window", "9", "--instance-score", "mean", "--save-operating-point",
+                                 "--bootstrap", "0", "-q", "-o", str(tmp_path / "w9")])
     assert result.exit_code == 0, result.output
     from radseg.infer.predictor import Predictor
 
-    assert load_bundle(model, weights=False).manifest["operating_point"]["window"] == 9
+    stored = load_bundle(model, weights=False).manifest["operating_point"]
+    assert stored["window"] == 9 and stored["instance_score"] == "mean"
     assert Predictor.load(model, device="cpu").image_score_window == 9
     follows = runner.invoke(app, ["evaluate-detection", "-m", str(model), "--data", str(root), "--split", split,
                                   "--bootstrap", "0", "-q", "-o", str(tmp_path / "w9val")])
     summary = json.loads((tmp_path / "w9val" / "summary.json").read_text())
     assert follows.exit_code == 0 and summary["settings"]["window"] == 9 and "at_model_operating_point" in summary
+    assert summary["settings"]["instance_score"] == "mean"
+    bad = runner.invoke(app, ["evaluate-detection", "-m", str(model), "--data", str(root), "--split", split,
+                              "--instance-score", "median", "-q", "-o", str(tmp_path / "bad")])
+    assert bad.exit_code == 1 and "'max' or 'mean'" in bad.output
     other = runner.invoke(app, ["evaluate-detection", "-m", str(model), "--data", str(root), "--split", split,
                                 "--window", "5", "--bootstrap", "0", "-q", "-o", str(tmp_path / "w5val")])
     summary = json.loads((tmp_path / "w5val" / "summary.json").read_text())

@@ -129,6 +129,9 @@ def register(app: typer.Typer) -> None:
         by: Optional[str] = typer.Option(None, "--by", help="Metadata columns for subgroups, e.g. body_part,hardware."),
         threshold: float = typer.Option(0.5, "--threshold", help="Probability that makes a pixel part of a detection."),
         min_pixels: int = typer.Option(10, "--min-pixels", help="Smallest detection kept (pixels of the input image)."),
+        instance_score: Optional[str] = typer.Option(None, "--instance-score", help="A detection's confidence for AP: "
+                                                     "'max' or 'mean' probability inside it (default: the model's "
+                                                     "operating point's, else max)."),
         bootstrap: int = typer.Option(2000, "--bootstrap", help="Bootstrap resamples for the CIs of Dice and AUC (0: no CIs)."),
         tta: bool = typer.Option(False, "--tta", help="Left-right flip test-time augmentation."),
         window: Optional[int] = typer.Option(None, "--window", help="Image score: the highest probability averaged "
@@ -164,8 +167,8 @@ def register(app: typer.Typer) -> None:
             predictor = Predictor.load(model, device=device, tta=tta)
             with Progress("scoring", quiet=quiet) as progress:
                 result = evaluate_detection(predictor, data, split=split, by=csv_words(by), threshold=threshold,
-                                            min_pixels=min_pixels, resamples=bootstrap, seed=seed,
-                                            sensitivity=sensitivity, window=window, on_case=progress.advance)
+                                            min_pixels=min_pixels, instance_score=instance_score,
+                                            resamples=bootstrap, seed=seed, sensitivity=sensitivity, window=window, on_case=progress.advance)
             written = write_detection(result, output)
             if save_operating_point:
                 point = store_point(model, result, data=data)

@@ -70,12 +70,13 @@ def match_at_iou(truths: Sequence[dict], detections: Sequence[tuple[dict, float]
 
 
 def score_image(case_id: str, probability: np.ndarray, foreground: np.ndarray, truth_masks: Sequence[np.ndarray] | None,
-                *, threshold: float, min_pixels: int, window: int, metadata: dict[str, Any] | None = None
-                ) -> ScoredImage:
+                *, threshold: float, min_pixels: int, window: int, instance_score: str = "max",
+                metadata: dict[str, Any] | None = None) -> ScoredImage:
     """Detections, image score and Dice of one image (masks RLE-encoded, so memory stays flat).
 
     ``foreground`` is the true label mask; ``truth_masks`` its objects (None: its connected
-    components). Dice is None on an image without a finding.
+    components). Dice is None on an image without a finding. ``instance_score``: how a detection is
+    ranked, by its highest or its mean probability (:func:`instances_from_probability`).
     """
     from radseg.evaluate.overlap import dice
 
@@ -84,7 +85,7 @@ def score_image(case_id: str, probability: np.ndarray, foreground: np.ndarray, t
 
         components, n = ndimage.label(foreground, structure=np.ones((3,) * foreground.ndim, bool))
         truth_masks = [components == k for k in range(1, n + 1)]
-    found = instances_from_probability(probability, threshold=threshold, min_pixels=min_pixels)
+    found = instances_from_probability(probability, threshold=threshold, min_pixels=min_pixels, score=instance_score)
     value = dice(probability >= threshold, foreground) if len(truth_masks) else None
     return ScoredImage(case_id, [encode_mask(m) for m in truth_masks], [(encode_mask(m), s) for m, s in found],
                        image_score(probability, window=window), value, dict(metadata or {}))

@@ -33,22 +33,31 @@ __all__ = ["evaluate_detection", "check_writable_model", "save_operating_point"]
 
 def evaluate_detection(predictor, prepared: str | Path, *, split: str = "val", by: Sequence[str] = (),
                        threshold: float = 0.5, min_pixels: int = 10, window: int | None = None,
-                       resamples: int = 2000,
+                       instance_score: str | None = None, resamples: int = 2000,
                        seed: int = 0, sensitivity: float = 0.85,
                        on_case: Callable[[str], None] | None = None) -> DetectionResult:
     """Score ``predictor`` (a :class:`radseg.infer.predictor.Predictor`) on ``split`` of ``prepared``.
 
     ``window``: the image score's square in pixels (default: the predictor's, which is the one its
-    model's operating point was chosen with, else :data:`~radseg.infer.predictor.IMAGE_SCORE_WINDOW`)."""
+    model's operating point was chosen with, else :data:`~radseg.infer.predictor.IMAGE_SCORE_WINDOW`).
+    ``instance_score``: a detection's confidence, its highest (``"max"``) or mean (``"mean"``) probability
+    (default: the one stored with the model's operating point, else ``"max"``)."""
+    from radseg.evaluate.operating_point import model_operating_point
+
+    manifest = getattr(getattr(predictor, "bundle", None), "manifest", None)
     if window is None:
         window = int(getattr(predictor, "image_score_window", IMAGE_SCORE_WINDOW))
     if window < 1:
         raise RadsegError(f"image-score window {window}: a square of 1 pixel or more")
+    if instance_score is None:
+        instance_score = str((model_operating_point(manifest) or {}).get("instance_score", "max"))
+    if instance_score not in ("max", "mean"):
+        raise RadsegError(f"instance score {instance_score!r}: 'max' or 'mean' (a detection's highest or mean probability)")
     dataset = open_prepared(prepared)
     chosen = _holdout_cases(predictor, dataset, prepared) if split == "holdout" else dataset.split(split)
     if not chosen:
         raise RadsegError(f"{prepared}: split {split!r} has no cases (splits: {', '.join(dataset.splits)})")
-    options = {"threshold": threshold, "min_pixels": min_pixels, "window": window}
+    options = {"threshold": threshold, "min_pixels": min_pixels, "window": window, "instance_score": instance_score}
     scored, failed = [], []
     for case in chosen:
         try:
@@ -64,9 +73,6 @@ def evaluate_detection(predictor, prepared: str | Path, *, split: str = "val", b
     settings = {"split": split, **options, "resamples": resamples, "seed": seed, "sensitivity": sensitivity,
                 "tta": bool(getattr(predictor, "tta", False))}
     result = summarise(scored, by=by, resamples=resamples, seed=seed, failed=failed, settings=settings)
-    from radseg.evaluate.operating_point import model_operating_point
-
-    manifest = getattr(getattr(predictor, "bundle", None), "manifest", None)
     model_point = model_operating_point(manifest)
     tta = bool(getattr(predictor, "tta", False))
     if model_point is not None and int(model_point.get("window", window)) != window:
@@ -166,6 +172,8 @@ def save_operating_point(model_path: str | Path, result: DetectionResult, *, dat
         **point, "chosen_on": f"{split} split of {Path(data).name} ({point['images_with_finding']} images with the "
                               f"finding, {point['images_without']} without)",
         "score": "image score: the highest window-averaged foreground probability",
-        "window": int(result.settings.get("window", IMAGE_SCORE_WINDOW)), "tta": bool(result.settings.get("tta", False))}}
+        "window": int(result.settings.get("window", IMAGE_SCORE_WINDOW)), "tta": bool(result.settings.get("tta", False)),
+        # how detections were ranked on the holdout: evaluate-detection ranks them so by default
+        "instance_score": str(result.settings.get("instance_score", "max"))}}
     bundle.save(model_path)
     return bundle.manifest["operating_point"]
