@@ -99,7 +99,7 @@ def test_real_radiographs_at_the_shipped_operating_point(predictor):
     spares normal ones about as often as on the whole valid split (the manifest records its rates
     with bootstrap CIs), with a margin for 20 images (one binomial standard deviation is up to
     0.11); the score predict() attaches is the one evaluate-detection computes."""
-    from radseg.infer.predictor import IMAGE_SCORE_WINDOW
+    from radseg.evaluate.detection import IMAGE_SCORE_WINDOW
 
     manifest = load_bundle("fracatlas", weights=False).manifest
     threshold, recorded = manifest["operating_point"]["threshold"], manifest["valid_operating_point"]

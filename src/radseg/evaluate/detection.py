@@ -23,7 +23,11 @@ import numpy as np
 
 from radseg.evaluate.bootstrap import ConfidenceInterval
 
-__all__ = ["instances_from_probability", "image_score", "roc_auc", "roc_auc_ci"]
+__all__ = ["instances_from_probability", "image_score", "roc_auc", "roc_auc_ci", "IMAGE_SCORE_WINDOW"]
+
+#: Pixels of the square the image score averages over, unless a model's operating point was chosen
+#: with another (evaluate-detection, segment, serve and library callers agree).
+IMAGE_SCORE_WINDOW = 5
 
 
 def instances_from_probability(probability: np.ndarray, *, threshold: float = 0.5, min_pixels: int = 1,
@@ -53,7 +57,7 @@ def instances_from_probability(probability: np.ndarray, *, threshold: float = 0.
     return out
 
 
-def image_score(probability: np.ndarray, *, window: int = 3) -> float:
+def image_score(probability: np.ndarray, *, window: int = IMAGE_SCORE_WINDOW) -> float:
     """Highest ``window``-averaged probability of the image (its 'contains the finding' score)."""
     from scipy import ndimage
 

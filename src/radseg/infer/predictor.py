@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from radseg.errors import RadsegError, ReadError
+from radseg.evaluate.detection import IMAGE_SCORE_WINDOW
 from radseg.image import Image
 from radseg.models.bundle import ModelBundle, load_bundle
 from radseg.models.mirror import LR_AXIS, mirror_permutation
@@ -32,8 +33,6 @@ from radseg.models.preprocess import prepare
 __all__ = ["Predictor", "choose_backend", "prepare_input", "BACKENDS", "IMAGE_SCORE_WINDOW"]
 
 BACKENDS = ("auto", "torch", "onnx")
-#: Pixels of the square the image score averages over (evaluate-detection, segment and serve agree).
-IMAGE_SCORE_WINDOW = 5
 
 
 def _gpu_present() -> bool:

@@ -26,7 +26,7 @@ from radseg.datasets.prepared import PreparedDataset, open_prepared
 from radseg.errors import RadsegError
 from radseg.evaluate.detection_run import DetectionResult, ScoredImage, score_image, summarise
 
-from radseg.infer.predictor import IMAGE_SCORE_WINDOW
+from radseg.evaluate.detection import IMAGE_SCORE_WINDOW
 
 __all__ = ["evaluate_detection", "check_writable_model", "save_operating_point"]
 
@@ -39,7 +39,7 @@ def evaluate_detection(predictor, prepared: str | Path, *, split: str = "val", b
     """Score ``predictor`` (a :class:`radseg.infer.predictor.Predictor`) on ``split`` of ``prepared``.
 
     ``window``: the image score's square in pixels (default: the predictor's, which is the one its
-    model's operating point was chosen with, else :data:`~radseg.infer.predictor.IMAGE_SCORE_WINDOW`).
+    model's operating point was chosen with, else :data:`~radseg.evaluate.detection.IMAGE_SCORE_WINDOW`).
     ``instance_score``: a detection's confidence, its highest (``"max"``) or mean (``"mean"``) probability
     (default: the one stored with the model's operating point, else ``"max"``)."""
     from radseg.evaluate.operating_point import model_operating_point
