@@ -180,3 +180,11 @@ def test_open_inplane_matches_scipy_per_slice_and_the_disc_by_hand(mask):
     for z in range(mask.shape[0]):
         eroded = ndimage.binary_erosion(mask[z], footprint, border_value=1)  # beyond the edge never erodes
         np.testing.assert_array_equal(got[z], ndimage.binary_dilation(eroded, footprint))
+
+
+def test_window_voxels_are_odd_and_cover_the_millimetres():
+    # 3 mm at 0.75 mm pixels: 1.5 mm either side is 2 pixels, so 5; at 5 mm slices less than one slice
+    assert morphology.window_voxels(3.0, (5.0, 0.75, 0.75), minimum=(1, 3, 3)) == (1, 5, 5)
+    assert morphology.window_voxels(3.0, (5.0, 0.75, 0.75)) == (3, 5, 5)
+    assert morphology.window_voxels(10.0, (2.0, 1.0, 1.0)) == (5, 11, 11)
+    assert all(v % 2 for v in morphology.window_voxels(7.3, (0.6, 0.9, 1.7)))

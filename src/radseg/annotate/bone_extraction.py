@@ -171,7 +171,7 @@ def extract_bone(
     centre = np.full(index.size, t, np.float32)
     top = np.full(index.size, max(bone_mean, high), np.float32)
     if edge_window_mm > 0:
-        local_max, local_min = _local_extremes(blurred, index, window=_window(edge_window_mm, spacing))
+        local_max, local_min = _local_extremes(blurred, index, window=morphology.window_voxels(edge_window_mm, spacing, minimum=(1, 3, 3)))
         # where the window spans a whole soft-tissue-to-bone edge the boundary sits at its half
         # maximum (the 50 % partial-volume point of any contrast), never below t; elsewhere at t
         # (inside cancellous bone the texture has edges too, but its dark side is not soft tissue)
@@ -257,13 +257,6 @@ def _across_bloom(bone: np.ndarray, metal: np.ndarray, bloom: np.ndarray, spacin
     local = bone[box]
     local[ring] = local[tuple(nearest)][ring]
     return bone
-
-
-def _window(window_mm: float, spacing: np.ndarray) -> tuple[int, int, int]:
-    """Odd window sizes (voxels) covering about ``window_mm`` along each axis, at least 3 in-plane."""
-    sizes = 2 * np.round(window_mm / 2 / spacing).astype(int) + 1
-    sizes[1:] = np.maximum(sizes[1:], 3)
-    return tuple(int(v) for v in np.maximum(sizes, 1))
 
 
 def _local_extremes(image: np.ndarray, index: np.ndarray, *, window: tuple[int, int, int], chunk: int = 48):

@@ -52,7 +52,7 @@ def whole_bone(mask: np.ndarray, hu: np.ndarray, *, spacing: np.ndarray, cancell
         return mask
     box = morphology.bounding_box(mask, np.ceil((grow_mm + close_mm) / spacing).astype(int) + 1)
     inner, values = mask[box], hu[box]
-    size = _window_size(slope_mm, spacing)
+    size = morphology.window_voxels(slope_mm, spacing)
     # Two independent chains at a time on two threads (OpenCV, edt and cc3d release the GIL): the
     # intensity filters beside the shell and its reach, then the two enclosures of the grown bone.
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -141,9 +141,5 @@ def _below_half_maximum(values: np.ndarray, outside: np.ndarray, highest: np.nda
     outside tissue counts: next to a fatty pore inside the bone, a low cancellous voxel is bone."""
     tissue = morphology.minimum_filter(np.where(outside, values, np.inf).astype(np.float32), size)
     return (tissue < low) & (values < (tissue + highest) / 2)
-
-
-def _window_size(window_mm: float, spacing: np.ndarray) -> tuple[int, ...]:
-    return tuple(int(v) for v in np.maximum(2 * np.round(window_mm / 2 / spacing).astype(int) + 1, 3))
 
 

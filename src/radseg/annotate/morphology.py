@@ -23,7 +23,7 @@ import numpy as np
 __all__ = [
     "gaussian", "maximum_filter", "minimum_filter", "fill_holes", "propagate", "drop_small",
     "within_distance", "dilate_ball", "close_ball", "disc", "open_inplane", "close_inplane", "fill_slice_holes",
-    "planes_along", "from_planes", "bounding_box",
+    "planes_along", "from_planes", "bounding_box", "window_voxels",
 ]
 
 _DILATE, _ERODE = "dilate", "erode"
@@ -46,6 +46,13 @@ def _as_cv(volume: np.ndarray) -> tuple[np.ndarray, bool]:
     """A C-contiguous array OpenCV filters (bool viewed as uint8), and whether it was bool."""
     volume = np.ascontiguousarray(volume)
     return (volume.view(np.uint8), True) if volume.dtype == bool else (volume, False)
+
+
+def window_voxels(window_mm: float, spacing: Sequence[float], *, minimum: int | Sequence[int] = 3) -> tuple[int, ...]:
+    """Odd filter sizes (voxels) covering about ``window_mm`` along each axis, at least ``minimum``
+    (one number, or one per axis: 1 along the slices lets a thick-slice volume stay in-plane)."""
+    sizes = 2 * np.round(window_mm / 2 / np.asarray(spacing, dtype=float)).astype(int) + 1
+    return tuple(int(v) for v in np.maximum(sizes, np.broadcast_to(minimum, sizes.shape)))
 
 
 def _along_slices(volume: np.ndarray, apply) -> np.ndarray:
