@@ -309,7 +309,7 @@ WHY = """## What limits it, and what would close the gap
 - The paper fine-tunes a COCO-pretrained YOLOv8s-seg on a GPU at about full resolution. This model
   is a 0.84 M-parameter U-Net trained from random weights on 2 CPU cores in the time one session allows.
 - Every valid image (and every non-fractured one) is 373x454 or 454x373 px, fitted to 512 px without
-  loss, so input resolution is not what limits the valid figures. Only 104 train images are larger
+  loss, so input resolution is not what limits the valid figures. Only 102 train images are larger
   (1727x2049 to 2304x2880, up to 5.6x downsampled), and all of them are fractured: full-resolution
   tiles would help those images and test-split images of that kind, if any, not the valid split.
 - Selection and the operating point use training images only (the holdout); the official test split
