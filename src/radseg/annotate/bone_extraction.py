@@ -171,7 +171,8 @@ def extract_bone(
     centre = np.full(index.size, t, np.float32)
     top = np.full(index.size, max(bone_mean, high), np.float32)
     if edge_window_mm > 0:
-        local_max, local_min = _local_extremes(blurred, index, window=morphology.window_voxels(edge_window_mm, spacing, minimum=(1, 3, 3)))
+        window = morphology.window_voxels(edge_window_mm, spacing, minimum=(1, 3, 3))
+        local_max, local_min = _local_extremes(blurred, index, window=window)
         # where the window spans a whole soft-tissue-to-bone edge the boundary sits at its half
         # maximum (the 50 % partial-volume point of any contrast), never below t; elsewhere at t
         # (inside cancellous bone the texture has edges too, but its dark side is not soft tissue)

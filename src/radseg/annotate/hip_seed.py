@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from radseg.annotate import morphology
 from radseg.geometry import ball_box, box_distances, fit_sphere, sphere_directions
 
 __all__ = ["Candidate", "midline", "head_candidates", "choose_seeds", "sphere_coverage", "open_thin_gaps", "neck_fraction",
@@ -95,7 +96,7 @@ def head_candidates(mask: np.ndarray, spacing: np.ndarray, *, side: str, centre_
     away = (cols - centre_col) * spacing[2]
     allowed = away <= -MIN_MIDLINE_DISTANCE_MM if side == "right" else away >= MIN_MIDLINE_DISTANCE_MM
     depth[:, :, ~allowed] = 0
-    size = tuple(int(v) for v in np.maximum(3, 2 * np.round(PEAK_SEPARATION_MM / 2 / coarse).astype(int) + 1))
+    size = morphology.window_voxels(PEAK_SEPARATION_MM, coarse)
     peaks = np.argwhere((depth == ndimage.maximum_filter(depth, size=size)) & (depth >= MIN_HEAD_RADIUS_MM))
     peaks = peaks[np.argsort(-depth[tuple(peaks.T)])][:MAX_CANDIDATES]
     found = []

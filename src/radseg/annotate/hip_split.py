@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from radseg.annotate import morphology
 from radseg.geometry import ball_box, box_distances, fit_sphere, sphere_directions
 
 __all__ = ["FemoralHead", "fit_head_surface", "joint_space", "open_joint", "split_sides"]
@@ -268,7 +269,7 @@ def joint_gap(crop, hu, centre, radius, spacing, *, reach_mm: float = 6.0, windo
     box = ball_box(crop.shape, centre, radius + reach_mm + window_mm, spacing)
     distance = box_distances(box, centre, spacing)
     image = hu[box]
-    size = tuple(int(v) for v in np.maximum(1, 2 * np.round(window_mm / 2 / spacing).astype(int) + 1))
+    size = morphology.window_voxels(window_mm, spacing, minimum=1)
     high, low = ndimage.maximum_filter(image, size=size), ndimage.minimum_filter(image, size=size)
     edge = (high - low) > 0.3 * np.maximum(high, 1.0)
     shell = (distance > radius - 0.5) & (distance <= radius + reach_mm)

@@ -168,7 +168,8 @@ def register(app: typer.Typer) -> None:
             with Progress("scoring", quiet=quiet) as progress:
                 result = evaluate_detection(predictor, data, split=split, by=csv_words(by), threshold=threshold,
                                             min_pixels=min_pixels, instance_score=instance_score,
-                                            resamples=bootstrap, seed=seed, sensitivity=sensitivity, window=window, on_case=progress.advance)
+                                            resamples=bootstrap, seed=seed, sensitivity=sensitivity, window=window,
+                                            on_case=progress.advance)
             written = write_detection(result, output)
             if save_operating_point:
                 point = store_point(model, result, data=data)

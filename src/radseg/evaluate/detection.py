@@ -23,11 +23,13 @@ import numpy as np
 
 from radseg.evaluate.bootstrap import ConfidenceInterval
 
-__all__ = ["instances_from_probability", "image_score", "roc_auc", "roc_auc_ci", "IMAGE_SCORE_WINDOW"]
+__all__ = ["instances_from_probability", "image_score", "roc_auc", "roc_auc_ci", "IMAGE_SCORE_WINDOW", "INSTANCE_SCORES"]
 
 #: Pixels of the square the image score averages over, unless a model's operating point was chosen
 #: with another (evaluate-detection, segment, serve and library callers agree).
 IMAGE_SCORE_WINDOW = 5
+#: How a detection's confidence is taken from the probability inside it (``instances_from_probability``'s ``score``).
+INSTANCE_SCORES = ("max", "mean")
 
 
 def instances_from_probability(probability: np.ndarray, *, threshold: float = 0.5, min_pixels: int = 1,
@@ -35,7 +37,7 @@ def instances_from_probability(probability: np.ndarray, *, threshold: float = 0.
     """``[(mask, score), ...]``: the connected components of ``probability >= threshold``."""
     from scipy import ndimage
 
-    if score not in ("max", "mean"):
+    if score not in INSTANCE_SCORES:
         raise ValueError(f"score must be 'max' or 'mean', not {score!r}")
     probability = np.asarray(probability, dtype=np.float32)
     components, count = ndimage.label(probability >= threshold, structure=np.ones((3,) * probability.ndim, bool))

@@ -24,13 +24,12 @@ from typing import Any
 import numpy as np
 
 from radseg.errors import RadsegError, ReadError
-from radseg.evaluate.detection import IMAGE_SCORE_WINDOW
 from radseg.image import Image
 from radseg.models.bundle import ModelBundle, load_bundle
 from radseg.models.mirror import LR_AXIS, mirror_permutation
 from radseg.models.preprocess import prepare
 
-__all__ = ["Predictor", "choose_backend", "prepare_input", "BACKENDS", "IMAGE_SCORE_WINDOW"]
+__all__ = ["Predictor", "choose_backend", "prepare_input", "BACKENDS"]
 
 BACKENDS = ("auto", "torch", "onnx")
 
@@ -141,7 +140,8 @@ class Predictor:
     @property
     def image_score_window(self) -> int:
         """The square (pixels) the image score averages over: the one the model's operating point was
-        chosen with, else :data:`IMAGE_SCORE_WINDOW`."""
+        chosen with, else :data:`radseg.evaluate.detection.IMAGE_SCORE_WINDOW`."""
+        from radseg.evaluate.detection import IMAGE_SCORE_WINDOW  # here, not at the top: keeps `segment`'s start light
         from radseg.evaluate.operating_point import model_operating_point
 
         point = model_operating_point(self.bundle.manifest) or {}

@@ -47,11 +47,12 @@ def write_scores(out: Path, rows: dict[str, dict[str, Any]], manifest: dict | No
     from radseg.evaluate.operating_point import flagged, model_operating_point
 
     point = model_operating_point(manifest) if rows else None
-    table = []
-    for case in sorted(rows):
-        row = dict(rows[case], threshold="", flagged="")
-        if point is not None:
-            row.update(threshold=point["threshold"], flagged=bool(flagged([row["image_score"]], point["threshold"])[0]))
-        table.append(row)
+    table = [dict(rows[case], threshold="", flagged="") for case in sorted(rows)]
+    hits = 0
+    if point is not None and table:
+        marks = flagged([row["image_score"] for row in table], point["threshold"])
+        for row, mark in zip(table, marks):
+            row.update(threshold=point["threshold"], flagged=bool(mark))
+        hits = int(marks.sum())
     _write_table(out / SCORES_FILE, table, ["case", "input", "image_score", "threshold", "flagged"])
-    return len(table), sum(row["flagged"] is True for row in table), point
+    return len(table), hits, point

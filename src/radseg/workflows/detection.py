@@ -26,7 +26,7 @@ from radseg.datasets.prepared import PreparedDataset, open_prepared
 from radseg.errors import RadsegError
 from radseg.evaluate.detection_run import DetectionResult, ScoredImage, score_image, summarise
 
-from radseg.evaluate.detection import IMAGE_SCORE_WINDOW
+from radseg.evaluate.detection import IMAGE_SCORE_WINDOW, INSTANCE_SCORES
 
 __all__ = ["evaluate_detection", "check_writable_model", "save_operating_point"]
 
@@ -44,14 +44,15 @@ def evaluate_detection(predictor, prepared: str | Path, *, split: str = "val", b
     (default: the one stored with the model's operating point, else ``"max"``)."""
     from radseg.evaluate.operating_point import model_operating_point
 
-    manifest = getattr(getattr(predictor, "bundle", None), "manifest", None)
+    model_point = model_operating_point(getattr(getattr(predictor, "bundle", None), "manifest", None))
+    tta = bool(getattr(predictor, "tta", False))
     if window is None:
         window = int(getattr(predictor, "image_score_window", IMAGE_SCORE_WINDOW))
     if window < 1:
         raise RadsegError(f"image-score window {window}: a square of 1 pixel or more")
     if instance_score is None:
-        instance_score = str((model_operating_point(manifest) or {}).get("instance_score", "max"))
-    if instance_score not in ("max", "mean"):
+        instance_score = str((model_point or {}).get("instance_score", "max"))
+    if instance_score not in INSTANCE_SCORES:  # checked here: in the case loop it would fail every image alone
         raise RadsegError(f"instance score {instance_score!r}: 'max' or 'mean' (a detection's highest or mean probability)")
     dataset = open_prepared(prepared)
     chosen = _holdout_cases(predictor, dataset, prepared) if split == "holdout" else dataset.split(split)
@@ -71,10 +72,8 @@ def evaluate_detection(predictor, prepared: str | Path, *, split: str = "val", b
     if not scored:
         raise RadsegError(f"{prepared}: no case of split {split!r} could be scored ({failed[0]['error']})")
     settings = {"split": split, **options, "resamples": resamples, "seed": seed, "sensitivity": sensitivity,
-                "tta": bool(getattr(predictor, "tta", False))}
+                "tta": tta}
     result = summarise(scored, by=by, resamples=resamples, seed=seed, failed=failed, settings=settings)
-    model_point = model_operating_point(manifest)
-    tta = bool(getattr(predictor, "tta", False))
     if model_point is not None and int(model_point.get("window", window)) != window:
         result.summary["operating_point_note"] = (f"the model's operating point was chosen on {model_point['window']}-pixel "
                                                   f"image scores, these are {window}-pixel ones: not applied")
