@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from radseg.evaluate.operating_point import choose_operating_point, flagged, rates_at
+from radseg.evaluate.operating_point import (choose_operating_point, flagged, model_operating_point,
+                                             operating_point_mismatch, rates_at)
 
 
 def _brute_force(scores, truth, target):
@@ -77,3 +78,23 @@ def test_refuses_one_class_and_bad_targets():
         choose_operating_point([0.1, 0.2], [1, 0], sensitivity=1.5)
     with pytest.raises(ValueError, match="finite"):
         rates_at([0.1, float("nan")], [1, 0], 0.5)
+
+
+def test_a_stored_point_is_applied_only_as_stored():
+    good = {"threshold": 0.9, "window": 5, "tta": True}
+    assert model_operating_point({"operating_point": good}) is good
+    assert model_operating_point({"operating_point": {"threshold": 0.4}}) == {"threshold": 0.4}  # older bundles
+    # hand-edited manifests: a threshold or square that cannot be applied as chosen means no point
+    for bad in ({"threshold": "0.9"}, {"threshold": float("nan")}, {"threshold": True},
+                {"threshold": 0.9, "window": 5.5}, {"threshold": 0.9, "window": "5"}, {"threshold": 0.9, "window": 0}):
+        assert model_operating_point({"operating_point": bad}) is None, bad
+    assert model_operating_point(None) is None and model_operating_point({"operating_point": [0.9]}) is None
+
+
+def test_mismatch_names_the_window_first_then_tta():
+    point = {"threshold": 0.9, "window": 5, "tta": True}
+    assert operating_point_mismatch(point, window=5, tta=True) is None
+    assert "5-pixel image scores, these are 9-pixel" in operating_point_mismatch(point, window=9, tta=False)
+    assert "with flip TTA, these are without" in operating_point_mismatch(point, window=5, tta=False)
+    # a point stored without those fields (older bundles) matches any scores
+    assert operating_point_mismatch({"threshold": 0.9}, window=9, tta=True) is None

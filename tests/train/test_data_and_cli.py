@@ -102,6 +102,16 @@ def test_train_cli_on_a_prepared_folder(prepared, tmp_path):
     old = CliRunner().invoke(app, ["train", "--data", str(prepared), "-o", str(tmp_path / "r2"), "--model", "unte"])
     assert old.exit_code == 1 and "Did you mean 'unet'" in old.output  # the old spelling still names the architecture
     assert "--model is deprecated" in old.output and "use --arch" in old.output
+    # the first run's weights start a mining run: mined before epoch 1 (--init) and again before epoch 2
+    mining = [tmp_path / "r3" if a == run else a for a in args if a not in ("--zip", "-q")]
+    mined = CliRunner().invoke(app, [str(a) for a in mining] + ["--hard-negatives", "0.5", "--mine-every", "1",
+                                                                "--init", str(run / "model")])
+    assert mined.exit_code == 0, mined.output
+    assert json.loads((tmp_path / "r3/config.json").read_text())["hard_negatives"] == 0.5
+    assert "epoch 1: hard negatives mined on" in mined.output and "epoch 2: hard negatives mined on" in mined.output
+    too_many = CliRunner().invoke(app, ["train", "--data", str(prepared), "-o", str(tmp_path / "r4"),
+                                        "--hard-negatives", "1"])
+    assert too_many.exit_code == 2 and "--hard-negatives" in too_many.output
 
 
 def test_3d_training_runs_and_predicts_on_the_input_grid(tmp_path):

@@ -38,10 +38,13 @@ def _report(report, source: Path, output: Path, tta: bool = False) -> None:
             f"; {report.screened_positive} at or above the model's operating point {point['threshold']:.4f} "
             f"(chosen for sensitivity {point.get('target_sensitivity', float('nan')):.2f} on training data)"
             if point else "; the model carries no operating point, so no image is flagged"))
-        if point and "tta" in point and bool(point["tta"]) != bool(tta):
-            typer.secho(f"warning: the operating point was chosen on scores {'with' if point.get('tta') else 'without'} "
-                        f"flip TTA and this run is {'with' if tta else 'without'} it: its sensitivity and specificity "
-                        f"do not carry over ({'add' if point.get('tta') else 'drop'} --tta)", err=True, fg="yellow")
+        from radseg.evaluate.operating_point import operating_point_mismatch
+
+        # the window is the point's own (the predictor scores with it): only TTA can differ
+        mismatch = point and operating_point_mismatch(point, window=point.get("window", 1), tta=tta)
+        if mismatch:
+            typer.secho(f"warning: {mismatch}: its sensitivity and specificity do not carry over "
+                        f"({'add' if point.get('tta') else 'drop'} --tta)", err=True, fg="yellow")
     for case, why in report.flagged:
         typer.secho(f"not plausible: {case}: {why} (see {output}/quality.csv; do not trust these masks)",
                     fg=typer.colors.YELLOW, err=True)

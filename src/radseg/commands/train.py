@@ -60,6 +60,9 @@ def _on_event(progress: Progress, quiet: bool):
         elif kind == "iteration":
             best = f" best Dice {state['best']:.3f}" if state["best"] is not None else ""
             progress.update(event["iteration"], f"epoch {event['epoch'] + 1} loss {event['loss']:.3f}{best}")
+        elif kind == "mined":
+            typer.echo(f"epoch {event['epoch'] + 1}: hard negatives mined on {event['cases']} of {event['of']} "
+                       f"training image(s), {event['voxels']:,} voxels, {event['seconds']} s", err=True)
         elif kind == "epoch":
             state["best"] = event.get("best")
             if quiet or not progress.live:
@@ -123,6 +126,11 @@ def register(app: typer.Typer) -> None:
         no_augment: bool = typer.Option(False, "--no-augment", help="Turn augmentation off."),
         holdout: Optional[float] = typer.Option(None, "--holdout", help="Validate and pick the best checkpoint on this "
                                                 "seeded share (0-1) of the train split; the dataset's val split stays unseen."),
+        hard_negatives: float = typer.Option(0.0, "--hard-negatives", min=0.0, max=0.95,
+                                             help="Share of patches centred on the network's own false positives in "
+                                                  "the training images (hard-negative mining; 0: off)."),
+        mine_every: Optional[int] = typer.Option(None, "--mine-every", min=1, help="Epochs between hard-negative "
+                                                 "mining passes (default: every 5th validation)."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run in OUTPUT from its last checkpoint."),
         init: Optional[str] = typer.Option(None, "--init", help=model_help("Start from this trained bundle's weights (fine-tuning; "
                                                                            "same network and classes): a folder or .zip")),
@@ -146,7 +154,7 @@ def register(app: typer.Typer) -> None:
                              epochs=epochs, iters_per_epoch=iters, batch_size=batch_size, lr=lr, val_every=val_every,
                              patience=patience, time_limit=time_limit, seed=seed, device=device, threads=threads,
                              augment=not no_augment, holdout=holdout, resume=resume, save_zip=save_zip, init=init, nproc=nproc,
-                             backend=backend)
+                             backend=backend, hard_negatives=hard_negatives, mine_every=mine_every)
         with Progress("training", quiet=quiet) as progress, _sigterm_as_interrupt():
             try:
                 result = run_train(config, data=data, on_event=_on_event(progress, quiet))

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["choose_operating_point", "rates_at", "flagged", "model_operating_point"]
+__all__ = ["choose_operating_point", "rates_at", "flagged", "model_operating_point", "operating_point_mismatch"]
 
 
 def _scores_truth(scores: Sequence[float], truth: Sequence[bool]) -> tuple[np.ndarray, np.ndarray]:
@@ -72,11 +72,30 @@ def rates_at(scores: Sequence[float], truth: Sequence[bool], threshold: float, *
     return out
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
 def model_operating_point(manifest: dict | None) -> dict | None:
-    """The operating point a model bundle carries (``manifest["operating_point"]``), else None."""
+    """The operating point a model bundle carries (``manifest["operating_point"]``), else None.
+
+    None too when it cannot be applied as stored: a threshold that is not a finite number, or a
+    ``window`` (the image score's square it was chosen on) that is not a whole number of pixels
+    >= 1 (a hand-edited manifest): scores made on another square would not match its threshold.
+    """
     point = (manifest or {}).get("operating_point")
-    if not isinstance(point, dict):
+    if not isinstance(point, dict) or not _is_number(point.get("threshold")):
         return None
-    threshold = point.get("threshold")
-    usable = isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and np.isfinite(threshold)
-    return point if usable else None
+    window = point.get("window", 1)
+    return point if isinstance(window, int) and not isinstance(window, bool) and window >= 1 else None
+
+
+def operating_point_mismatch(point: dict, *, window: int, tta: bool) -> str | None:
+    """Why ``point``'s threshold does not apply to image scores made on a ``window``-pixel square,
+    with or without flip TTA (its sensitivity and specificity would not carry over), else None."""
+    if int(point.get("window", window)) != int(window):
+        return f"the model's operating point was chosen on {point['window']}-pixel image scores, these are {window}-pixel ones"
+    if "tta" in point and bool(point["tta"]) != bool(tta):
+        return (f"the model's operating point was chosen on scores {'with' if point['tta'] else 'without'} flip TTA, "
+                f"these are {'with' if tta else 'without'}")
+    return None

@@ -144,9 +144,8 @@ class Predictor:
         from radseg.evaluate.detection import IMAGE_SCORE_WINDOW  # here, not at the top: keeps `segment`'s start light
         from radseg.evaluate.operating_point import model_operating_point
 
-        point = model_operating_point(self.bundle.manifest) or {}
-        window = point.get("window", IMAGE_SCORE_WINDOW)
-        return int(window) if isinstance(window, int) and window >= 1 else IMAGE_SCORE_WINDOW
+        point = model_operating_point(self.bundle.manifest) or {}  # a usable point's window is a whole number >= 1
+        return int(point.get("window", IMAGE_SCORE_WINDOW))
 
     @property
     def label_names(self) -> dict[int, str]:

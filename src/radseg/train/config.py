@@ -42,6 +42,10 @@ class TrainConfig:
     patience: int | None = None  # validations without improvement before stopping; None = never
     time_limit: float | None = None
     foreground_fraction: float = 0.5  # share of patches centred on a labelled voxel
+    #: Share of patches centred on the network's own false positives in the training images
+    #: (hard negatives), mined every ``mine_every`` epochs (None: 5 validations apart); 0: off.
+    hard_negatives: float = 0.0
+    mine_every: int | None = None
     augment: bool = True
     flip_lr: bool | None = None  # mirror left-right, swapping right/left labels (None: the preset's, else on)
     rotate_degrees: float = 12.0

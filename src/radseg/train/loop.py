@@ -54,6 +54,9 @@ def train(config: TrainConfig, cases: TrainData | Iterable | None = None, *, dat
     if cases is None and data is None:
         raise ValueError("give the training data: cases=... or data=FOLDER")
     check_nproc(config.nproc)  # before reading the data
+    if config.hard_negatives and config.nproc > 1:
+        # each process would mine on its own and draw different batches from the global one
+        raise RadsegError("hard-negative mining runs in one process only: drop --nproc or --hard-negatives")
     dataset = load_prepared(data) if data is not None else (cases if isinstance(cases, TrainData) else from_pairs(cases))
     run = Path(config.output)
     last = run / "checkpoints" / "last.pt"

@@ -3,6 +3,11 @@
 A share ``foreground_fraction`` of patches is centred (with jitter) on a voxel of a labelled
 class, the class drawn uniformly among those present in the case, so small structures are
 seen as often as large ones (as nnU-Net's oversampling does); the rest are placed uniformly.
+With ``hard_fraction`` > 0 that share of patches is centred on a *hard negative* (the others are
+drawn as above): a background voxel the network itself called foreground when it was last run
+over the training images (see :meth:`PatchSampler.set_hard_negatives`), so the patches a
+detector most needs to see again (its false positives, e.g. on normal radiographs) are not left
+to uniform sampling, which rarely lands on them. Without mined voxels the usual draw is used.
 Cases smaller than the patch are padded (image: its minimum, labels: background).
 All randomness comes from one ``numpy.random.Generator`` the caller seeds and checkpoints.
 """
@@ -46,23 +51,42 @@ class GridCase:
 
 class PatchSampler:
     def __init__(self, cases: list[GridCase], patch_size: tuple[int, ...], *, foreground_fraction: float,
-                 rng: np.random.Generator) -> None:
+                 rng: np.random.Generator, hard_fraction: float = 0.0) -> None:
         if not cases:
             raise ValueError("no training cases")
+        if not 0.0 <= hard_fraction < 1.0:
+            raise ValueError(f"the hard-negative share of patches must be in [0, 1), not {hard_fraction}")
         self.cases, self.patch, self.fg, self.rng = cases, tuple(patch_size), float(foreground_fraction), rng
+        self.hard = float(hard_fraction)
+        self.hard_points: dict[int, np.ndarray] = {}  # case index -> mined voxels [N, dims]
+
+    def set_hard_negatives(self, points: dict[int, np.ndarray]) -> None:
+        """Replace the mined voxels: case index -> ``[N, dims]`` grid coordinates (cases without any left out)."""
+        self.hard_points = {i: np.asarray(p, np.int32) for i, p in points.items() if len(p)}
+
+    def _hard_corner(self) -> tuple[GridCase, np.ndarray]:
+        # a case with false positives first, uniformly, then one of its voxels: an image with one
+        # small false blob is revisited as often as one with a large false area
+        keys = sorted(self.hard_points)
+        index = keys[self.rng.integers(len(keys))]
+        points = self.hard_points[index]
+        case = self.cases[index]
+        return case, self._around(case, points[self.rng.integers(len(points))])
+
+    def _room(self, case: GridCase) -> np.ndarray:
+        return np.maximum(np.array(case.shape) - np.array(self.patch), 0)
+
+    def _around(self, case: GridCase, centre: np.ndarray) -> np.ndarray:
+        """A patch corner that puts ``centre`` anywhere in the central half of the patch."""
+        patch = np.array(self.patch)
+        offset = patch // 2 + self.rng.integers(-(patch // 4), patch // 4 + 1)
+        return np.clip(centre - offset, 0, self._room(case))
 
     def _corner(self, case: GridCase) -> np.ndarray:
-        shape, patch = np.array(case.shape), np.array(self.patch)
-        room = np.maximum(shape - patch, 0)
         if case.points and self.rng.random() < self.fg:
             points = case.points[self.rng.integers(len(case.points))]
-            centre = points[self.rng.integers(len(points))]
-            # the chosen voxel lands anywhere in the central half of the patch
-            offset = patch // 2 + self.rng.integers(-(patch // 4), patch // 4 + 1)
-            corner = centre - offset
-        else:
-            corner = np.array([self.rng.integers(r + 1) for r in room])
-        return np.clip(corner, 0, room)
+            return self._around(case, points[self.rng.integers(len(points))])
+        return np.array([self.rng.integers(r + 1) for r in self._room(case)])
 
     def _crop(self, array: np.ndarray, corner: np.ndarray, spatial: int, fill) -> np.ndarray:
         lead = array.ndim - spatial
@@ -77,8 +101,12 @@ class PatchSampler:
         """``(images [B, 1, *patch], targets [B, 1, *patch] or [B, C, *patch])``."""
         images, targets = [], []
         for _ in range(size):
-            case = self.cases[self.rng.integers(len(self.cases))]
-            corner = self._corner(case)
+            # no extra draw without hard negatives: runs without them keep their exact sequence
+            if self.hard and self.hard_points and self.rng.random() < self.hard:
+                case, corner = self._hard_corner()
+            else:
+                case = self.cases[self.rng.integers(len(self.cases))]
+                corner = self._corner(case)
             spatial = len(self.patch)
             images.append(self._crop(case.image, corner, spatial, float(case.image.min())))
             target = self._crop(case.target, corner, spatial, 0)

@@ -28,6 +28,7 @@ from radseg.train.distributed import LOCAL, Local
 from radseg.train.sampler import GridCase, PatchSampler
 
 
+_MAX_MINED = 4000  # hard-negative voxels kept per case: enough to centre patches on, small in a checkpoint
 _CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "iteration", "stale", "history", "best", "best_epoch", "elapsed",
                     "numpy_rng", "torch_gen", "torch_rng", "preprocessing")
 
@@ -146,7 +147,8 @@ class Session:
         self.rng = np.random.default_rng(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed + 1)
         self.sampler = PatchSampler(self.grid_train, self.pre.patch_size,
-                                    foreground_fraction=cfg.foreground_fraction, rng=self.rng)
+                                    foreground_fraction=cfg.foreground_fraction, rng=self.rng,
+                                    hard_fraction=cfg.hard_negatives)
         self.history: list[dict[str, Any]] = []
         self.epoch = self.iteration = self.stale = 0
         self.best, self.best_epoch, self.best_state, self.best_per_class = None, None, None, None
@@ -181,6 +183,8 @@ class Session:
         self.rng.bit_generator.state = json.loads(state["numpy_rng"])
         self.gen.set_state(state["torch_gen"])
         torch.set_rng_state(state["torch_rng"])
+        # the mined voxels the run was sampling from when it stopped, so a resumed run draws the same patches
+        self.sampler.set_hard_negatives({int(k): v.numpy() for k, v in state.get("hard_negatives", {}).items()})
         best = self.ckpt_dir / "best.pt"
         if best.exists() and self.dist.is_main:
             self.best_state = load_checkpoint(best)
@@ -214,16 +218,54 @@ class Session:
         self.iteration += 1
         return self.dist.loss_value(self.loss_fn, loss)
 
-    def validate(self) -> tuple[float | None, list[float | None]]:
+    def _probabilities(self, case: GridCase) -> torch.Tensor:
+        """Class probabilities on the network grid, by the inference code ``radseg segment`` runs."""
         from radseg.models.grid import grid_probabilities
 
+        x = torch.from_numpy(case.image)[None].to(self.device)
+        return grid_probabilities(self.net, x, head=self.cfg.head, patch_size=self.pre.patch_size,
+                                  whole=self.pre.mode == "fit", overlap=0.25,
+                                  sw_batch_size=max(1, self.cfg.batch_size))[0].cpu()
+
+    def _mining_due(self) -> bool:
+        cfg = self.cfg
+        if not cfg.hard_negatives:
+            return False
+        every = cfg.mine_every or 5 * cfg.val_every
+        # at epoch 0 only weights from --init know anything worth mining
+        return self.epoch % every == 0 and (self.epoch > 0 or bool(cfg.init))
+
+    def mine_hard_negatives(self) -> dict[int, np.ndarray]:
+        """Background voxels the network calls foreground, per training case (at most ``_MAX_MINED`` each)."""
+        self.net.eval()
+        mined = {}
+        rng = np.random.default_rng([self.cfg.seed, self.epoch])  # which voxels are kept: same on resume
+        with torch.no_grad():
+            for index, case in enumerate(self.grid_train):
+                probs = self._probabilities(case).numpy()
+                if self.multilabel:
+                    false = (probs > 0.5).any(0) & ~case.target.any(0)
+                else:
+                    false = (probs.argmax(0) > 0) & (case.target == 0)
+                points = np.argwhere(false)
+                if len(points) > _MAX_MINED:
+                    points = points[rng.choice(len(points), _MAX_MINED, replace=False)]
+                if len(points):
+                    mined[index] = points.astype(np.int32)
+        return mined
+
+    def _mine(self) -> None:
+        t0 = time.perf_counter()
+        mined = self.mine_hard_negatives()
+        self.sampler.set_hard_negatives(mined)
+        self.emit({"kind": "mined", "epoch": self.epoch, "cases": len(mined), "of": len(self.grid_train),
+                   "voxels": int(sum(len(p) for p in mined.values())), "seconds": round(time.perf_counter() - t0, 1)})
+
+    def validate(self) -> tuple[float | None, list[float | None]]:
         self.net.eval()
         rows = {}
         for index, case in zip(self.val_index, self.grid_val):
-            x = torch.from_numpy(case.image)[None].to(self.device)
-            probs = grid_probabilities(self.net, x, head=self.cfg.head, patch_size=self.pre.patch_size,
-                                       whole=self.pre.mode == "fit", overlap=0.25,
-                                       sw_batch_size=max(1, self.cfg.batch_size))[0].cpu()
+            probs = self._probabilities(case)
             if self.multilabel:
                 pred = (probs > 0.5).numpy()
                 rows[index] = [records.class_dice(pred[c], case.target[c] > 0) for c in range(self.out_channels)]
@@ -245,7 +287,8 @@ class Session:
                  "iteration": self.iteration, "stale": self.stale, "history": self.history, "best": self.best,
                  "best_epoch": self.best_epoch, "best_per_class": self.best_per_class, "elapsed": elapsed,
                  "numpy_rng": json.dumps(self.rng.bit_generator.state), "torch_gen": self.gen.get_state(),
-                 "torch_rng": torch.get_rng_state(), "preprocessing": self.pre.to_dict()}
+                 "torch_rng": torch.get_rng_state(), "preprocessing": self.pre.to_dict(),
+                 "hard_negatives": {str(i): torch.from_numpy(p) for i, p in self.sampler.hard_points.items()}}
         with atomic_path(self.ckpt_dir / "last.pt") as tmp:
             torch.save(state, tmp)
 
@@ -259,6 +302,8 @@ class Session:
         stopped, val_seconds = "completed", 0.0
         try:
             while self.epoch < cfg.epochs:
+                if self._mining_due():
+                    self._mine()
                 losses = []
                 for _ in range(cfg.iters_per_epoch):
                     if self.dist.should_stop():  # N processes: a stop asked of the launcher, at the same step on all

@@ -42,7 +42,7 @@ def evaluate_detection(predictor, prepared: str | Path, *, split: str = "val", b
     model's operating point was chosen with, else :data:`~radseg.evaluate.detection.IMAGE_SCORE_WINDOW`).
     ``instance_score``: a detection's confidence, its highest (``"max"``) or mean (``"mean"``) probability
     (default: the one stored with the model's operating point, else ``"max"``)."""
-    from radseg.evaluate.operating_point import model_operating_point
+    from radseg.evaluate.operating_point import model_operating_point, operating_point_mismatch
 
     model_point = model_operating_point(getattr(getattr(predictor, "bundle", None), "manifest", None))
     tta = bool(getattr(predictor, "tta", False))
@@ -74,14 +74,9 @@ def evaluate_detection(predictor, prepared: str | Path, *, split: str = "val", b
     settings = {"split": split, **options, "resamples": resamples, "seed": seed, "sensitivity": sensitivity,
                 "tta": tta}
     result = summarise(scored, by=by, resamples=resamples, seed=seed, failed=failed, settings=settings)
-    if model_point is not None and int(model_point.get("window", window)) != window:
-        result.summary["operating_point_note"] = (f"the model's operating point was chosen on {model_point['window']}-pixel "
-                                                  f"image scores, these are {window}-pixel ones: not applied")
-        model_point = None
-    elif model_point is not None and bool(model_point.get("tta", tta)) != tta:
-        result.summary["operating_point_note"] = (f"the model's operating point was chosen on scores "
-                                                  f"{'with' if model_point['tta'] else 'without'} flip TTA, these are "
-                                                  f"{'with' if tta else 'without'}: not applied")
+    mismatch = model_point and operating_point_mismatch(model_point, window=window, tta=tta)
+    if mismatch:
+        result.summary["operating_point_note"] = f"{mismatch}: not applied"
         model_point = None
     try:
         _operating_points(result, model_point, sensitivity=sensitivity, resamples=resamples, seed=seed)
