@@ -188,3 +188,15 @@ def test_window_voxels_are_odd_and_cover_the_millimetres():
     assert morphology.window_voxels(3.0, (5.0, 0.75, 0.75)) == (3, 5, 5)
     assert morphology.window_voxels(10.0, (2.0, 1.0, 1.0)) == (5, 11, 11)
     assert all(v % 2 for v in morphology.window_voxels(7.3, (0.6, 0.9, 1.7)))
+
+
+def test_bounding_box_matches_find_objects_with_margins_clipped():
+    mask = np.zeros((9, 12, 10), bool)
+    mask[2:5, 0:3, 6:10] = True  # touches the first row and the last column
+    mask[3, 7, 7] = True
+    (reference,) = ndimage.find_objects(mask.astype(np.uint8))
+    assert morphology.bounding_box(mask) == reference == (slice(2, 5), slice(0, 8), slice(6, 10))
+    # one margin for every axis, or one per axis; never beyond the array
+    assert morphology.bounding_box(mask, margin=2) == (slice(0, 7), slice(0, 10), slice(4, 10))
+    assert morphology.bounding_box(mask, margin=[0, 1, 3]) == (slice(2, 5), slice(0, 9), slice(3, 10))
+    assert morphology.bounding_box(np.zeros((4, 4, 4), bool), margin=1) is None

@@ -240,6 +240,8 @@ def _without_streaks(bone: np.ndarray, dense: np.ndarray, metal: np.ndarray, spa
     opening by a disc of ``radius_mm`` removes: growth along thin beam-hardening streaks."""
     near = morphology.within_distance(metal, spacing, reach_mm)
     box = morphology.bounding_box(near)
+    if box is None:  # no metal: no streaks
+        return bone
     opened = morphology.open_inplane(bone[box], morphology.disc(spacing[1:], radius_mm))
     out = bone.copy()
     out[box] &= ~(near[box] & ~dense[box] & ~opened)
@@ -251,8 +253,7 @@ def _across_bloom(bone: np.ndarray, metal: np.ndarray, bloom: np.ndarray, spacin
     the nearest voxel beyond it. There the HU read the metal's brightness (1000-2500 HU next to a cup
     or a stem), not the tissue: the liner between a prosthetic ball and its cup, and the soft tissue
     at a prosthetic neck, read as dense bone, while bone that touches the metal stays bone."""
-    box = ndimage.find_objects(bloom.astype(np.uint8))[0]
-    box = tuple(slice(max(0, b.start - 2), min(n, b.stop + 2)) for b, n in zip(box, bone.shape))
+    box = morphology.bounding_box(bloom, margin=2)
     ring = bloom[box] & ~metal[box]
     nearest = ndimage.distance_transform_edt(bloom[box], sampling=spacing, return_distances=False, return_indices=True)
     local = bone[box]

@@ -136,24 +136,13 @@ def _components(mask: np.ndarray, connectivity: int) -> np.ndarray:
     return cc3d.connected_components(np.ascontiguousarray(mask, dtype=bool), connectivity=connectivity)
 
 
-def _bounds(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
-    """The box of ``mask``'s voxels grown by ``margin`` (within the array), or None when it is empty."""
-    box = []
-    for axis in range(mask.ndim):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        if hit.size == 0:
-            return None
-        box.append(slice(max(int(hit[0]) - margin, 0), min(int(hit[-1]) + 1 + margin, mask.shape[axis])))
-    return tuple(box)
-
-
 def fill_holes(mask: np.ndarray) -> np.ndarray:
     """``scipy.ndimage.binary_fill_holes(mask)`` in 3D: background not face-connected to the border.
 
     Labelled within the mask's box and a 1-voxel frame (all background, joined to everything outside)."""
     mask = np.asarray(mask, bool)
     out = mask.copy()
-    box = _bounds(mask, margin=1)
+    box = bounding_box(mask, margin=1)
     if box is None:
         return out
     local = mask[box]
@@ -171,7 +160,7 @@ def propagate(seed: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``scipy.ndimage.binary_propagation(seed, mask=mask)`` with face connectivity: the voxels of
     ``mask`` face-connected to a voxel of ``seed & mask``."""
     out = np.zeros(mask.shape, bool)
-    box = _bounds(mask)
+    box = bounding_box(mask)
     if box is None:
         return out
     labels = _components(mask[box], 6)
@@ -188,7 +177,7 @@ def drop_small(mask: np.ndarray, *, min_voxels: int, connectivity: int = 26) -> 
 
     mask = np.asarray(mask, bool)
     out = mask.copy()
-    box = _bounds(mask)
+    box = bounding_box(mask)
     if min_voxels <= 1 or box is None:
         return out
     local = np.ascontiguousarray(mask[box])
@@ -341,15 +330,17 @@ def close_ball(mask: np.ndarray, spacing: Sequence[float], radius_mm: float) -> 
     return closed[pad:-pad, pad:-pad, pad:-pad]
 
 
-def bounding_box(mask: np.ndarray, margin: Sequence[int] | None = None) -> tuple[slice, ...]:
-    """Slices of the smallest box holding every voxel of ``mask`` (not empty), widened by ``margin``
-    voxels per axis and clipped to the array."""
-    margin = [0] * mask.ndim if margin is None else margin
-    out = []
-    for axis, extra in zip(range(mask.ndim), margin):
-        where = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        out.append(slice(max(0, int(where[0]) - int(extra)), int(where[-1]) + int(extra) + 1))
-    return tuple(out)
+def bounding_box(mask: np.ndarray, margin: int | Sequence[int] = 0) -> tuple[slice, ...] | None:
+    """Slices of the smallest box holding every voxel of ``mask``, widened by ``margin`` voxels (one
+    number, or one per axis) and clipped to the array; None when ``mask`` is empty."""
+    margins = [int(margin)] * mask.ndim if np.isscalar(margin) else [int(m) for m in margin]
+    box = []
+    for axis, extra in zip(range(mask.ndim), margins):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if hit.size == 0:
+            return None
+        box.append(slice(max(int(hit[0]) - extra, 0), min(int(hit[-1]) + 1 + extra, mask.shape[axis])))
+    return tuple(box)
 
 
 def disc(step: Sequence[float], radius_mm: float) -> np.ndarray:
