@@ -224,7 +224,8 @@ def segment_hip_joint(
             result.sides[sphere.side].reason += (f"; its slab spans the other side's femoral head (radius "
                                                  f"{sphere.radius:.1f} mm)")
     by_side = {sphere.side: sphere for sphere in spheres}
-    metal = work.array >= METAL_HU
+    # metal is read only where a side has an implant (a whole-CT bool volume otherwise for nothing)
+    metal = work.array >= METAL_HU if any(info.implant for info in result.sides.values()) else None
     for side, (head, acetabulum) in split_sides(mask, spheres, spacing, hu=hu, centre_col=centre_col).items():
         ace_value, head_value = _VALUES[side]
         labels[acetabulum & (labels == 1)] = ace_value
