@@ -1,0 +1,120 @@
+"""FracAtlas candidates compared on the holdout only: which weights to ship, decided before valid is looked at.
+
+    .venv/bin/python benchmarks/fracatlas_candidates.py \\
+        --candidate shipped=fracatlas --candidate hard-negatives=runs/fracatlas/train3/model \\
+        --average "average=fracatlas,runs/fracatlas/train3/model" --note "..."
+
+Every candidate is scored by ``radseg evaluate-detection --split holdout`` with the first candidate's
+stored scoring (flip TTA, image-score window, detection ranking: its operating point), so they differ
+in weights only. Each candidate's held-out cases come from its own manifest; they must be the same
+images for all, or the comparison stops. ``--average NAME=A,B`` adds the mean of two bundles' weights
+(same network; a "model soup" of two runs from one start) as a candidate. The rule is the
+baseline's: the highest holdout mask AP50 is the one to score on valid and ship with
+``fracatlas_baseline.py --skip-train --run ... --ship``; the other figures are shown beside it.
+Writes ``benchmarks/results/fracatlas_candidates.md``; never touches the valid split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from fracatlas_baseline import RADSEG, ROOT, SENSITIVITY, _fmt, _run
+
+HERE = Path(__file__).resolve().parent
+COLUMNS = ("mask_AP50", "box_AP50", "auc", "dice", "precision", "recall")
+
+
+def _average(name: str, pair: str, work: Path) -> Path:
+    """A bundle holding the mean of two bundles' weights, saved under WORK/NAME/model."""
+    from radseg.models.bundle import load_bundle
+
+    first, second = (p.strip() for p in pair.split(","))
+    a, b = load_bundle(first), load_bundle(second)
+    if a.state_dict.keys() != b.state_dict.keys() or a.architecture != b.architecture:
+        raise SystemExit(f"--average {name}: {first} and {second} are not the same network")
+    b.state_dict = {k: (a.state_dict[k].float() + b.state_dict[k].float()).div(2).to(b.state_dict[k].dtype)
+                    if b.state_dict[k].is_floating_point() else b.state_dict[k] for k in b.state_dict}
+    manifest = dict(b.manifest or {})
+    manifest.pop("operating_point", None)  # chosen for other weights
+    manifest["weights_averaged"] = [first, second]
+    b.manifest = manifest
+    return b.save(work / name / "model")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--candidate", action="append", default=[], help="NAME=MODEL (a folder, .zip or shipped name)")
+    parser.add_argument("--average", action="append", default=[], help="NAME=MODEL_A,MODEL_B: their mean weights")
+    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "fracatlas")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--note", default="", help="how the candidates were trained (into the results)")
+    parser.add_argument("--results", type=Path, default=HERE / "results" / "fracatlas_candidates.md")
+    args = parser.parse_args()
+    models = dict(c.split("=", 1) for c in args.candidate)
+    for spec in args.average:
+        name, pair = spec.split("=", 1)
+        models[name] = str(_average(name, pair, args.work))
+    if len(models) < 2:
+        raise SystemExit("give two candidates or more")
+
+    from radseg.evaluate.operating_point import model_operating_point
+    from radseg.models.bundle import load_bundle
+
+    first = next(iter(models.values()))
+    point = model_operating_point(load_bundle(first, weights=False).manifest)
+    if point is None:
+        raise SystemExit(f"{first}: the first candidate must carry an operating point (its scoring is used for all)")
+    scoring = [*(["--tta"] if point.get("tta") else []), "--window", str(point.get("window", 5)),
+               "--instance-score", str(point.get("instance_score", "max"))]
+    commands, rows, cases = [], [], {}
+    for name, model in models.items():
+        out = args.work / f"candidate-{name}"
+        cmd = [*RADSEG, "evaluate-detection", "-m", model, "--data", str(args.work / "prepared"), "--split", "holdout",
+               "--threshold", "0.5", "--sensitivity", str(SENSITIVITY), "--device", args.device, "-q", "-o", str(out),
+               *scoring]
+        commands.append(cmd)
+        seconds = _run(cmd)
+        summary = json.loads((out / "summary.json").read_text())
+        cases[name] = sorted(pd.read_csv(out / "per_case.csv")["case"])
+        here = summary.get("operating_point_here") or {}
+        rows.append({"candidate": name, "model": model, **{k: summary.get(k) for k in COLUMNS},
+                     "specificity": here.get("specificity"), "sensitivity": here.get("sensitivity"), "seconds": seconds})
+    if len({tuple(c) for c in cases.values()}) != 1:
+        raise SystemExit("the candidates hold out different images: their holdout figures cannot be compared")
+    best = max(rows, key=lambda r: r["mask_AP50"])
+    n = len(next(iter(cases.values())))
+    lines = ["# FracAtlas candidates on the holdout (training images none of them trained on); valid not looked at",
+             "", f"{time.strftime('%Y-%m-%d %H:%M')}; {n} held-out train images, the same for every candidate "
+             f"(checked). Scoring for all: the first candidate's stored settings ({' '.join(scoring)}).", "",
+             "Commands:", ""]
+    lines += [f"    {shlex.join(c).replace(sys.executable, '.venv/bin/python')}" for c in commands]
+    if args.average:
+        lines += ["", "Averaged weights: " + "; ".join(f"`{s}`" for s in args.average) + " (`--average`)."]
+    if args.note:
+        lines += ["", args.note]
+    lines += ["", f"| candidate | mask AP50 | box AP50 | AUC | Dice | precision | recall | specificity at sensitivity >= "
+              f"{SENSITIVITY} |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        mark = "**" if r is best else ""
+        lines.append(f"| {mark}{r['candidate']}{mark} | {mark}{_fmt(r['mask_AP50'])}{mark} | {_fmt(r['box_AP50'])} | "
+                     f"{_fmt(r['auc'])} | {_fmt(r['dice'])} | {_fmt(r['precision'])} | {_fmt(r['recall'])} | "
+                     f"{_fmt(r['specificity'])} (sensitivity {_fmt(r['sensitivity'])}) |")
+    lines += ["", f"By the rule (highest holdout mask AP50): **{best['candidate']}** (`{best['model']}`). "
+              f"With {n} images the differences of a few hundredths are within the holdout's noise; "
+              "precision and recall: instances at probability >= 0.5, IoU >= 0.5."]
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.results.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(args.results)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
