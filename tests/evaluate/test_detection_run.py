@@ -298,3 +298,15 @@ def test_operating_point_chosen_on_holdout_stored_and_used_by_segment(prepared, 
     summary = json.loads((tmp_path / "ttaval" / "summary.json").read_text())
     assert with_tta.exit_code == 0 and "at_model_operating_point" not in summary  # chosen without TTA
     assert "without flip TTA" in summary["operating_point_note"]
+    # a hand-edited manifest whose window is no whole number of pixels: the point is ignored, with a reason
+    edited = load_bundle(model)
+    edited.manifest = {**edited.manifest, "operating_point": {**edited.manifest["operating_point"], "window": 9.5}}
+    edited.save(model)
+    scored = runner.invoke(app, ["evaluate-detection", "-m", str(model), "--data", str(root), "--split", split,
+                                 "--bootstrap", "0", "-q", "-o", str(tmp_path / "edited")])
+    summary = json.loads((tmp_path / "edited" / "summary.json").read_text())
+    assert scored.exit_code == 0 and summary["settings"]["window"] == 5 and "at_model_operating_point" not in summary
+    warned = runner.invoke(app, ["segment", "-i", str(images), "-m", str(model), "-o", str(tmp_path / "edited-seg"),
+                                 "-q", "--backend", "torch"])
+    assert warned.exit_code == 0 and "cannot be applied as stored" in warned.output and "9.5" in warned.output
+    assert pd.read_csv(tmp_path / "edited-seg" / "image_scores.csv")["flagged"].isna().all()

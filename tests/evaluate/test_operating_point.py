@@ -98,3 +98,13 @@ def test_mismatch_names_the_window_first_then_tta():
     assert "with flip TTA, these are without" in operating_point_mismatch(point, window=5, tta=False)
     # a point stored without those fields (older bundles) matches any scores
     assert operating_point_mismatch({"threshold": 0.9}, window=9, tta=True) is None
+
+
+def test_an_unusable_stored_point_is_explained():
+    from radseg.evaluate.operating_point import unusable_operating_point
+
+    assert unusable_operating_point(None) is None and unusable_operating_point({}) is None
+    assert unusable_operating_point({"operating_point": {"threshold": 0.9, "window": 5}}) is None
+    why = unusable_operating_point({"operating_point": {"threshold": 0.9, "window": 5.5}})
+    assert "'window': 5.5" in why and "whole number" in why and "ignored" in why
+    assert "not a table" in unusable_operating_point({"operating_point": [0.9]})

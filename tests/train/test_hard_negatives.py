@@ -42,18 +42,36 @@ def test_a_hard_share_of_patches_holds_the_mined_voxel_in_its_central_half():
     assert 0.74 < inside.mean() < 0.88
 
 
+def _draws_before_mining_existed(cases, count: int, seed: int, foreground: float) -> np.ndarray:
+    """The corners the sampler drew before hard negatives (frozen from its documented order: a case,
+    then a foreground coin, then either a labelled voxel and a jitter, or a uniform corner)."""
+    rng, patch, corners = np.random.default_rng(seed), np.array(PATCH), []
+    for _ in range(count):
+        case = cases[rng.integers(len(cases))]
+        room = np.maximum(np.array(case.shape) - patch, 0)
+        if case.points and rng.random() < foreground:
+            points = case.points[rng.integers(len(case.points))]
+            centre = points[rng.integers(len(points))]
+            corner = np.clip(centre - (patch // 2 + rng.integers(-(patch // 4), patch // 4 + 1)), 0, room)
+        else:
+            corner = np.array([rng.integers(r + 1) for r in room])
+        corners.append(corner)
+    return np.array(corners)
+
+
 def test_without_mined_voxels_or_with_a_zero_share_the_draws_are_unchanged():
     cases = [_coordinate_case("a"), _coordinate_case("b")]
+    expected = _draws_before_mining_existed(cases, 64, seed=3, foreground=0.5)
 
     def draw(**kwargs):
         sampler = PatchSampler(cases, PATCH, foreground_fraction=0.5, rng=np.random.default_rng(3), **kwargs)
         if kwargs.get("hard_fraction") == 0.0:
             sampler.set_hard_negatives({0: np.array([[40, 40]])})
-        return sampler.batch(64)[0]
+        return _corners(sampler.batch(64)[0])
 
-    plain = draw()
-    assert np.array_equal(plain, draw(hard_fraction=0.5))  # nothing mined yet: no extra random draw
-    assert np.array_equal(plain, draw(hard_fraction=0.0))  # mined but off
+    assert np.array_equal(draw(), expected)
+    assert np.array_equal(draw(hard_fraction=0.5), expected)  # nothing mined yet: no extra random draw
+    assert np.array_equal(draw(hard_fraction=0.0), expected)  # mined but off
     with pytest.raises(ValueError, match="hard-negative share"):
         PatchSampler(cases, PATCH, foreground_fraction=0.5, rng=np.random.default_rng(0), hard_fraction=1.0)
 
@@ -107,6 +125,13 @@ def test_a_mining_run_resumes_exactly_and_mines_on_schedule(tmp_path, discs):  #
     assert [e["epoch"] for e in events if e["kind"] == "mined"] == [0]
 
 
-def test_mining_refuses_several_processes(tmp_path, discs):  # noqa: F811
+def test_mining_settings_are_checked_and_stay_in_one_process(tmp_path, discs):  # noqa: F811
     with pytest.raises(RadsegError, match="one process only"):
         train(tiny_config(tmp_path, hard_negatives=0.5, nproc=2), discs)
+    for bad in (dict(hard_negatives=0.5, mine_every=0), dict(mine_every=3)):  # mining every 0 epochs; no share
+        with pytest.raises(RadsegError, match="whole number >= 1, with a hard-negative share"):
+            train(tiny_config(tmp_path, **bad), discs)
+    # a mining run cannot be resumed in several processes either (the stored recipe mines)
+    train(tiny_config(tmp_path, "one", epochs=1, iters_per_epoch=2, hard_negatives=0.5), discs)
+    with pytest.raises(RadsegError, match="one process only"):
+        train(tiny_config(tmp_path, "one", epochs=2, iters_per_epoch=2, resume=True, nproc=2), discs)

@@ -254,6 +254,8 @@ def _across_bloom(bone: np.ndarray, metal: np.ndarray, bloom: np.ndarray, spacin
     or a stem), not the tissue: the liner between a prosthetic ball and its cup, and the soft tissue
     at a prosthetic neck, read as dense bone, while bone that touches the metal stays bone."""
     box = morphology.bounding_box(bloom, margin=2)
+    if box is None:  # no metal
+        return bone
     ring = bloom[box] & ~metal[box]
     nearest = ndimage.distance_transform_edt(bloom[box], sampling=spacing, return_distances=False, return_indices=True)
     local = bone[box]

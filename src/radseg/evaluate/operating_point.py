@@ -17,7 +17,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["choose_operating_point", "rates_at", "flagged", "model_operating_point", "operating_point_mismatch"]
+__all__ = ["choose_operating_point", "rates_at", "flagged", "model_operating_point", "unusable_operating_point",
+           "operating_point_mismatch"]
 
 
 def _scores_truth(scores: Sequence[float], truth: Sequence[bool]) -> tuple[np.ndarray, np.ndarray]:
@@ -88,6 +89,19 @@ def model_operating_point(manifest: dict | None) -> dict | None:
         return None
     window = point.get("window", 1)
     return point if isinstance(window, int) and not isinstance(window, bool) and window >= 1 else None
+
+
+def unusable_operating_point(manifest: dict | None) -> str | None:
+    """Why a stored operating point is ignored (see :func:`model_operating_point`), else None (none
+    stored, or usable)."""
+    point = (manifest or {}).get("operating_point")
+    if point is None or model_operating_point(manifest) is not None:
+        return None
+    if not isinstance(point, dict):
+        return f"the model's stored operating point is not a table of settings ({type(point).__name__}): ignored"
+    shown = {k: point.get(k) for k in ("threshold", "window") if k in point}
+    return (f"the model's stored operating point cannot be applied as stored ({shown}: the threshold must be a "
+            "finite number, the window a whole number of pixels >= 1): ignored, no image is flagged")
 
 
 def operating_point_mismatch(point: dict, *, window: int, tta: bool) -> str | None:

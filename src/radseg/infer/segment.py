@@ -270,6 +270,12 @@ def segment(source: str | Path | None, output: str | Path, *, predictor, output_
     write_quality(out, quality_rows)  # this run's items only, rebuilt from their state records
     report.scored, report.screened_positive, report.operating_point = write_scores(
         out, score_rows, predictor.bundle.manifest)
+    if report.scored:
+        from radseg.evaluate.operating_point import unusable_operating_point
+
+        why = unusable_operating_point(predictor.bundle.manifest)  # a hand-edited manifest: say so, not "none"
+        if why:
+            report.warnings.append(("image_scores.csv", why))
     return report
 
 

@@ -54,9 +54,6 @@ def train(config: TrainConfig, cases: TrainData | Iterable | None = None, *, dat
     if cases is None and data is None:
         raise ValueError("give the training data: cases=... or data=FOLDER")
     check_nproc(config.nproc)  # before reading the data
-    if config.hard_negatives and config.nproc > 1:
-        # each process would mine on its own and draw different batches from the global one
-        raise RadsegError("hard-negative mining runs in one process only: drop --nproc or --hard-negatives")
     dataset = load_prepared(data) if data is not None else (cases if isinstance(cases, TrainData) else from_pairs(cases))
     run = Path(config.output)
     last = run / "checkpoints" / "last.pt"
@@ -66,6 +63,7 @@ def train(config: TrainConfig, cases: TrainData | Iterable | None = None, *, dat
     elif last.exists():
         raise RadsegError(f"{run}: already holds a training run; resume it (--resume) or choose another folder")
     resolved = _resolve(config, dataset)
+    _check_mining(resolved)  # the resolved recipe: a resumed run keeps its stored mining settings
     if resolved.nproc > 1:
         # a folder is read by every process; cases in memory travel to them pickled
         payload = Path(data) if data is not None else _portable(dataset)
@@ -73,6 +71,18 @@ def train(config: TrainConfig, cases: TrainData | Iterable | None = None, *, dat
         return launch(resolved, payload, on_event=on_event or (lambda event: None), clock_start=clock_start)
     session = Session(resolved, dataset, on_event=on_event or (lambda event: None), clock_start=clock_start)
     return session.run()
+
+
+def _check_mining(config: TrainConfig) -> None:
+    if not 0.0 <= config.hard_negatives < 1.0:
+        raise RadsegError(f"hard-negative share {config.hard_negatives}: give a share of patches in [0, 1)")
+    if config.mine_every is not None and (config.mine_every < 1 or not config.hard_negatives):
+        raise RadsegError(f"mining every {config.mine_every} epoch(s): give a whole number >= 1, with a "
+                          "hard-negative share above 0 (--hard-negatives)")
+    if config.hard_negatives and config.nproc > 1:
+        # each process would mine on its own and draw different batches from the global one
+        raise RadsegError("hard-negative mining runs in one process only: drop --nproc (a mining run resumes "
+                          "in one process too)")
 
 
 def _portable(dataset: TrainData) -> TrainData:

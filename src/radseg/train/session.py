@@ -152,7 +152,7 @@ class Session:
         self.history: list[dict[str, Any]] = []
         self.epoch = self.iteration = self.stale = 0
         self.best, self.best_epoch, self.best_state, self.best_per_class = None, None, None, None
-        self.elapsed_before = 0.0
+        self.elapsed_before = self.mine_seconds = 0.0
         if state:
             self._restore(state)
         elif self.dist.is_main:
@@ -227,13 +227,17 @@ class Session:
                                   whole=self.pre.mode == "fit", overlap=0.25,
                                   sw_batch_size=max(1, self.cfg.batch_size))[0].cpu()
 
-    def _mining_due(self) -> bool:
+    def _mining_due(self, elapsed: float, val_seconds: float) -> bool:
         cfg = self.cfg
         if not cfg.hard_negatives:
             return False
         every = cfg.mine_every or 5 * cfg.val_every
         # at epoch 0 only weights from --init know anything worth mining
-        return self.epoch % every == 0 and (self.epoch > 0 or bool(cfg.init))
+        due = self.epoch % every == 0 and (self.epoch > 0 or bool(cfg.init))
+        # a pass that would run past the time limit is skipped (the last mined voxels stay in use):
+        # the limit stops the run within about one pass's time
+        late = cfg.time_limit and elapsed + 1.2 * (self.mine_seconds + val_seconds) + 3.0 >= cfg.time_limit
+        return due and not late
 
     def mine_hard_negatives(self) -> dict[int, np.ndarray]:
         """Background voxels the network calls foreground, per training case (at most ``_MAX_MINED`` each)."""
@@ -258,8 +262,9 @@ class Session:
         t0 = time.perf_counter()
         mined = self.mine_hard_negatives()
         self.sampler.set_hard_negatives(mined)
+        self.mine_seconds = time.perf_counter() - t0
         self.emit({"kind": "mined", "epoch": self.epoch, "cases": len(mined), "of": len(self.grid_train),
-                   "voxels": int(sum(len(p) for p in mined.values())), "seconds": round(time.perf_counter() - t0, 1)})
+                   "voxels": int(sum(len(p) for p in mined.values())), "seconds": round(self.mine_seconds, 1)})
 
     def validate(self) -> tuple[float | None, list[float | None]]:
         self.net.eval()
@@ -302,7 +307,7 @@ class Session:
         stopped, val_seconds = "completed", 0.0
         try:
             while self.epoch < cfg.epochs:
-                if self._mining_due():
+                if self._mining_due(self.elapsed_before + records.seconds(start), val_seconds):
                     self._mine()
                 losses = []
                 for _ in range(cfg.iters_per_epoch):
