@@ -106,6 +106,12 @@ def test_a_mining_run_resumes_exactly_and_mines_on_schedule(tmp_path, discs):  #
     state = torch.load(tmp_path / "straight/checkpoints/last.pt", weights_only=True)
     stored = state["hard_negatives"]
     assert sum(len(v) for v in stored.values()) == mined[0]["voxels"] > 0
+    # the pass is recorded in metrics.csv on the epoch it preceded (epoch 3, counted from 1)
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "straight/metrics.csv").open()))
+    assert [r["epoch"] for r in rows if r["mined_voxels"]] == ["3"]
+    assert int(rows[2]["mined_voxels"]) == mined[0]["voxels"] and int(rows[2]["mined_cases"]) == mined[0]["cases"]
 
     def ctrl_c_after_epoch_3(event):
         if event["kind"] == "epoch" and event["epoch"] == 3:

@@ -258,13 +258,17 @@ class Session:
                     mined[index] = points.astype(np.int32)
         return mined
 
-    def _mine(self) -> None:
+    def _mine(self) -> dict[str, Any]:
+        """Mine, sample from the result, and report it: the columns metrics.csv gets for this epoch."""
         t0 = time.perf_counter()
         mined = self.mine_hard_negatives()
         self.sampler.set_hard_negatives(mined)
         self.mine_seconds = time.perf_counter() - t0
-        self.emit({"kind": "mined", "epoch": self.epoch, "cases": len(mined), "of": len(self.grid_train),
-                   "voxels": int(sum(len(p) for p in mined.values())), "seconds": round(self.mine_seconds, 1)})
+        stats = {"mined_cases": len(mined), "mined_voxels": int(sum(len(p) for p in mined.values())),
+                 "mining_s": round(self.mine_seconds, 1)}
+        self.emit({"kind": "mined", "epoch": self.epoch, "cases": stats["mined_cases"], "of": len(self.grid_train),
+                   "voxels": stats["mined_voxels"], "seconds": stats["mining_s"]})
+        return stats
 
     def validate(self) -> tuple[float | None, list[float | None]]:
         self.net.eval()
@@ -307,8 +311,8 @@ class Session:
         stopped, val_seconds = "completed", 0.0
         try:
             while self.epoch < cfg.epochs:
-                if self._mining_due(self.elapsed_before + records.seconds(start), val_seconds):
-                    self._mine()
+                mined = self._mine() if self._mining_due(self.elapsed_before + records.seconds(start),
+                                                         val_seconds) else {}
                 losses = []
                 for _ in range(cfg.iters_per_epoch):
                     if self.dist.should_stop():  # N processes: a stop asked of the launcher, at the same step on all
@@ -333,6 +337,7 @@ class Session:
                     row["val_dice"] = dice
                     row.update({f"dice_{n}": d for n, d in zip(self.class_names, per_class)})
                     self._track_best(dice, per_class)
+                row.update(mined)  # a mining pass before this epoch: how many false positives it found
                 self.history.append(row)
                 self._checkpoint(self.elapsed_before + records.seconds(start))
                 if self.dist.is_main:
