@@ -141,3 +141,26 @@ def test_mining_settings_are_checked_and_stay_in_one_process(tmp_path, discs):  
     train(tiny_config(tmp_path, "one", epochs=1, iters_per_epoch=2, hard_negatives=0.5), discs)
     with pytest.raises(RadsegError, match="one process only"):
         train(tiny_config(tmp_path, "one", epochs=2, iters_per_epoch=2, resume=True, nproc=2), discs)
+
+
+def test_false_positives_by_hand_for_both_heads_and_3d():
+    from radseg.train.mining import false_positives, mine
+
+    # multi-class, 1x4 pixels: background, class 1 (right), class 2 (wrong class: not a false positive), class 1 on background
+    probs = np.array([[[0.9, 0.2, 0.1, 0.3]], [[0.05, 0.7, 0.6, 0.6]], [[0.05, 0.1, 0.3, 0.1]]])
+    target = np.array([[0, 1, 2, 0]])
+    assert false_positives(probs, target, multilabel=False).tolist() == [[False, False, False, True]]
+    # multi-label, 2 channels over 1x3 pixels: a voxel is a false positive when some channel fires and no class is there
+    probs = np.array([[[0.6, 0.2, 0.7]], [[0.1, 0.8, 0.2]]])
+    target = np.array([[[False, False, True]], [[False, False, False]]])
+    assert false_positives(probs, target, multilabel=True).tolist() == [[True, True, False]]
+    # 3D cases: at most `cap` voxels each, drawn from the false positives; a clean case is left out
+    volume = np.zeros((1, 4, 5, 6), np.float32)
+    target = np.zeros((4, 5, 6), np.uint8)
+    target[1, 1, 1] = 1
+    cases = [GridCase("dirty", volume, target), GridCase("clean", volume, target)]
+    called = {"dirty": np.stack([1 - target, target]).astype(float), "clean": np.stack([target, 1 - target])[::-1]}
+    called["dirty"][:, 2, 3, :] = [[0.0] * 6, [1.0] * 6]  # a row of 6 false voxels
+    got = mine(cases, lambda case: called[case.case_id], multilabel=False, rng=np.random.default_rng(0), cap=4)
+    assert list(got) == [0] and got[0].shape == (4, 3)
+    assert all(tuple(p[:2]) == (2, 3) for p in got[0]) and len({int(p[2]) for p in got[0]}) == 4

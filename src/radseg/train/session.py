@@ -28,7 +28,6 @@ from radseg.train.distributed import LOCAL, Local
 from radseg.train.sampler import GridCase, PatchSampler
 
 
-_MAX_MINED = 4000  # hard-negative voxels kept per case: enough to centre patches on, small in a checkpoint
 _CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "iteration", "stale", "history", "best", "best_epoch", "elapsed",
                     "numpy_rng", "torch_gen", "torch_rng", "preprocessing")
 
@@ -240,23 +239,14 @@ class Session:
         return due and not late
 
     def mine_hard_negatives(self) -> dict[int, np.ndarray]:
-        """Background voxels the network calls foreground, per training case (at most ``_MAX_MINED`` each)."""
+        """Background voxels the network calls foreground, per training case (:func:`radseg.train.mining.mine`)."""
+        from radseg.train.mining import mine
+
         self.net.eval()
-        mined = {}
         rng = np.random.default_rng([self.cfg.seed, self.epoch])  # which voxels are kept: same on resume
         with torch.no_grad():
-            for index, case in enumerate(self.grid_train):
-                probs = self._probabilities(case).numpy()
-                if self.multilabel:
-                    false = (probs > 0.5).any(0) & ~case.target.any(0)
-                else:
-                    false = (probs.argmax(0) > 0) & (case.target == 0)
-                points = np.argwhere(false)
-                if len(points) > _MAX_MINED:
-                    points = points[rng.choice(len(points), _MAX_MINED, replace=False)]
-                if len(points):
-                    mined[index] = points.astype(np.int32)
-        return mined
+            return mine(self.grid_train, lambda case: self._probabilities(case).numpy(), multilabel=self.multilabel,
+                        rng=rng)
 
     def _mine(self) -> dict[str, Any]:
         """Mine, sample from the result, and report it: the columns metrics.csv gets for this epoch."""
