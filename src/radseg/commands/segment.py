@@ -40,8 +40,7 @@ def _report(report, source: Path, output: Path, tta: bool = False) -> None:
             if point else "; the model carries no operating point, so no image is flagged"))
         from radseg.evaluate.operating_point import operating_point_mismatch
 
-        # the window is the point's own (the predictor scores with it): only TTA can differ
-        mismatch = point and operating_point_mismatch(point, window=point.get("window", 1), tta=tta)
+        mismatch = point and operating_point_mismatch(point, tta=tta)  # the predictor scores on the point's window
         if mismatch:
             typer.secho(f"warning: {mismatch}: its sensitivity and specificity do not carry over "
                         f"({'add' if point.get('tta') else 'drop'} --tta)", err=True, fg="yellow")

@@ -104,10 +104,11 @@ def unusable_operating_point(manifest: dict | None) -> str | None:
             "finite number, the window a whole number of pixels >= 1): ignored, no image is flagged")
 
 
-def operating_point_mismatch(point: dict, *, window: int, tta: bool) -> str | None:
-    """Why ``point``'s threshold does not apply to image scores made on a ``window``-pixel square,
-    with or without flip TTA (its sensitivity and specificity would not carry over), else None."""
-    if int(point.get("window", window)) != int(window):
+def operating_point_mismatch(point: dict, *, tta: bool, window: int | None = None) -> str | None:
+    """Why ``point``'s threshold does not apply to image scores made on a ``window``-pixel square
+    (None: the point's own, as the predictor scores), with or without flip TTA (its sensitivity and
+    specificity would not carry over), else None."""
+    if window is not None and int(point.get("window", window)) != int(window):
         return f"the model's operating point was chosen on {point['window']}-pixel image scores, these are {window}-pixel ones"
     if "tta" in point and bool(point["tta"]) != bool(tta):
         return (f"the model's operating point was chosen on scores {'with' if point['tta'] else 'without'} flip TTA, "
