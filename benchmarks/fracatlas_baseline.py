@@ -25,6 +25,10 @@ Steps (each is the radseg command a user would type; the exact commands go into 
 Writes ``benchmarks/results/fracatlas_baseline.md`` beside round 1's figures and the paper's
 YOLOv8s-seg. ``--skip-train`` scores an existing run folder (``--run``, e.g. after an interrupted
 session, or a run continued from an earlier model with ``--train-args "--init ..."``).
+``--ensemble A,B,...`` scores, instead of a training run, the ensemble of those trained models
+(``radseg models ensemble``: their probabilities averaged), selected and scored the same way:
+
+    .venv/bin/python benchmarks/fracatlas_baseline.py --ensemble fracatlas,runs/fracatlas/train3/model --ship
 """
 
 from __future__ import annotations
@@ -82,12 +86,19 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=HERE / "results" / "fracatlas_baseline.md")
     parser.add_argument("--note", default="", help="a sentence on how the training ran (e.g. a run continued from an "
                         "earlier model), written into the results and the shipped manifest")
+    parser.add_argument("--ensemble", default="", help="comma-separated trained models (all with the same holdout): "
+                        "score their ensemble instead of training")
     parser.add_argument("--ship", action="store_true",
                         help="also write the model, with its data credit, to src/radseg/models/shipped/fracatlas.zip")
     args = parser.parse_args()
 
     prepared, run, work = args.work / "prepared", args.run or args.work / "train", args.work
     model = run / "model"
+    members = [m for m in args.ensemble.split(",") if m]
+    if members:  # no training run: the members' runs made the weights
+        run = work / "ensemble"
+        model = run / "model.zip"
+        args.skip_train = True
     commands, seconds = [], {}
     if not (prepared / "dataset.json").exists():
         cmd = [*RADSEG, "datasets", "prepare", "fracatlas", "--root", str(args.root), "-o", str(prepared),
@@ -101,7 +112,13 @@ def main() -> None:
                  "--time-limit", str(args.budget), "--device", args.device, "-q", "-o", str(run),
                  *shlex.split(args.train_args)]
     load_before = os.getloadavg()[0]
-    commands.append(train_cmd)  # listed with --skip-train too: it is the command that made the scored run
+    if members:
+        run.mkdir(parents=True, exist_ok=True)
+        cmd = [*RADSEG, "models", "ensemble", *members, "-o", str(model), "--no-onnx"]
+        commands.append(cmd)
+        seconds["ensemble"] = _run(cmd)
+    else:
+        commands.append(train_cmd)  # listed with --skip-train too: it is the command that made the scored run
     if not args.skip_train:
         seconds["train"] = _run(train_cmd)
 
@@ -138,7 +155,7 @@ def main() -> None:
     commands.append(onnx_cmd)
     seconds["export_onnx"] = _run(onnx_cmd)
     timing = _timing(model, prepared, args.timing_images)
-    _write(args, holdout, valid, tta, window, ranking, commands, seconds, load_before, run, work, timing)
+    _write(args, holdout, valid, tta, window, ranking, commands, seconds, load_before, run, work, timing, model)
     if args.ship:
         _ship(model, valid[tta], tta, prepared, timing, run, args.note)
 
@@ -184,10 +201,16 @@ def _ship(model: Path, summary: dict, tta: bool, prepared: Path, timing: list[di
 
     bundle = load_bundle(model)
     valid = open_prepared(prepared).split("val")
+    members = _members(model)
+    kind = (f"an ensemble of {len(members)} U-Nets (their probabilities averaged), each trained here"
+            if members else "trained here")
+    history = ({"ensemble_of": [{k: m.get(k) for k in ("path", "weights_sha256", "summary")} for m in members],
+                "note": note} if members else
+               {"initialised_from": json.loads((run / "config.json").read_text()).get("init"), "note": note})
     at = summary.get("at_model_operating_point") or {}
     keys = ("mask_AP50", "mask_AP50_95", "box_AP50", "box_AP50_95", "dice", "auc", "auc_ci_low", "auc_ci_high")
     bundle.manifest.update({
-        "summary": (f"FracAtlas fractures, trained here on {os.cpu_count()} CPU cores from scratch, checkpoint and operating point "
+        "summary": (f"FracAtlas fractures, {kind} on {os.cpu_count()} CPU cores from random weights, checkpoints and operating point "
                     f"chosen on a held-out part of the train split; official valid split{' (with --tta)' if tta else ''}: "
                     f"mask AP50 {summary['mask_AP50']:.3f}, box AP50 {summary['box_AP50']:.3f}, image AUC "
                     f"{summary['auc']:.3f}; at the operating point sensitivity {at.get('sensitivity', float('nan')):.2f}, "
@@ -198,8 +221,7 @@ def _ship(model: Path, summary: dict, tta: bool, prepared: Path, timing: list[di
         "valid_scores": {k: summary.get(k) for k in keys},
         "valid_operating_point": at,
         "trained_on": f"{os.cpu_count()} CPU cores, no GPU ({environment().get('platform')})",
-        "training_history": {"initialised_from": json.loads((run / "config.json").read_text()).get("init"),
-                             "note": note},
+        "training_history": history,
         "inference_seconds_per_image": timing,
         "valid_images": {"fractured": [c.case_id for c in valid if int(c.metadata.get("fractured", 0))],
                          "normal": [c.case_id for c in valid if not int(c.metadata.get("fractured", 0))]},
@@ -226,6 +248,15 @@ SHIPPED = ROOT / "src" / "radseg" / "models" / "shipped" / "fracatlas.zip"
 MAX_SHIPPED_BYTES = 20_000_000
 
 
+def _members(model: Path) -> list[dict]:
+    """The ensemble members a bundle lists (none for a single network or a missing bundle)."""
+    from radseg.models.bundle import load_bundle
+
+    if not model.exists():
+        return []
+    return list(((load_bundle(model, weights=False).manifest or {}).get("ensemble") or {}).get("members") or [])
+
+
 def _with_ci(summary: dict, key: str) -> str:
     if key + "_ci_low" not in summary:
         return _fmt(summary.get(key))
@@ -239,7 +270,7 @@ def _verdict(value, target: float) -> str:
 
 
 def _write(args, holdout, valid, tta, window, ranking, commands, seconds, load_before, run: Path, work: Path,
-           timing) -> None:
+           timing, model: Path) -> None:
     import pandas as pd
 
     metrics = pd.read_csv(run / "metrics.csv") if (run / "metrics.csv").exists() else None
@@ -265,6 +296,10 @@ def _write(args, holdout, valid, tta, window, ranking, commands, seconds, load_b
         if c.get("init"):
             lines += [f"The run started from the weights of `{c['init']}` (a new warm-up and cosine schedule at the "
                       "learning rate above), not from random weights."]
+    for index, member in enumerate(_members(model), start=1):
+        best = (member.get("metrics") or {}).get("best_val_dice")
+        lines += [f"Ensemble member {index}: `{member.get('path')}` (weights SHA-256 {str(member.get('weights_sha256'))[:12]}; "
+                  f"best holdout Dice {_fmt(best)}): {member.get('summary') or 'no summary'}"]
     if metrics is not None and len(metrics):
         last = metrics.iloc[-1]
         lines += [f"Training: {int(last['epoch'])} epochs, {int(last['iteration'])} iterations in "

@@ -42,6 +42,13 @@ def test_init_starts_from_the_given_weights_and_refuses_other_classes(tmp_path):
     with pytest.raises(RadsegError, match="does not match"):
         train(_config(tmp_path / "d", init=str(source)), relabelled)
 
+    from radseg.models.ensemble import combine_bundles
+
+    scratch_model = tmp_path / "c" / "model"
+    pair = combine_bundles([load_bundle(source), load_bundle(scratch_model)]).save(tmp_path / "pair.zip")
+    with pytest.raises(RadsegError, match="ensemble of 2 networks cannot start one network"):
+        train(_config(tmp_path / "e", init=str(pair)), data)
+
 
 def test_left_right_pairs_only_for_a_model_trained_with_flips(tmp_path):
     from radseg.infer.predictor import Predictor

@@ -1,8 +1,11 @@
-"""``radseg models list``: the architectures (``train --arch``), task presets (``--preset``) and shipped models (``-m``)."""
+"""``radseg models list``: the architectures (``train --arch``), task presets (``--preset``) and shipped models (``-m``);
+``radseg models ensemble``: several trained models of one recipe as one (probabilities averaged)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 
@@ -17,7 +20,7 @@ def _shipped() -> dict[str, str]:
     for name, path in shipped_models().items():
         bundle = load_bundle(path, weights=False)
         labels = ", ".join(bundle.class_names)
-        out[name] = f"{bundle.spatial_dims}D {bundle.architecture}, labels: {labels}. {bundle.manifest.get('summary', '')}".strip()
+        out[name] = f"{bundle.spatial_dims}D {bundle.kind}, labels: {labels}. {bundle.manifest.get('summary', '')}".strip()
     return out
 
 
@@ -48,3 +51,38 @@ def register(app: typer.Typer) -> None:
         typer.echo("trained models shipped with radseg (-m NAME):")
         for name, summary in _shipped().items():
             typer.echo(f"  {name:<15} {summary}")
+
+    @models_app.command("ensemble")
+    def models_ensemble(
+        members: List[str] = typer.Argument(..., help="Two or more model bundles (folders, .zip or shipped names) of "
+                                                     "the same network, labels and preprocessing."),
+        output: Path = typer.Option(..., "-o", "--output", help="The ensemble's bundle: a folder, or a file ending in .zip."),
+        summary: Optional[str] = typer.Option(None, "--summary", help="One line describing the ensemble (kept in its manifest)."),
+        onnx: bool = typer.Option(True, "--onnx/--no-onnx", help="Also store the ensemble's ONNX graph (for --backend onnx)."),
+    ) -> None:
+        """Average several trained models' class probabilities as one model (nnU-Net's fold ensemble).
+
+        The members must be the same network for the same labels and preprocessing (runs of one recipe:
+        other seeds, folds, continued runs). Held-out cases are kept only when every member held out the
+        same ones; operating points are not carried over (choose one with evaluate-detection --split holdout).
+        """
+        from radseg.commands.common import fail
+        from radseg.errors import RadsegError
+        from radseg.models.bundle import load_bundle
+        from radseg.models.ensemble import combine_bundles
+
+        if len(members) < 2:
+            fail("an ensemble needs two or more models")
+        try:
+            bundle = combine_bundles([load_bundle(m) for m in members], summary=summary)
+            if output.is_dir() and any(output.iterdir()):
+                fail(f"{output}: the folder exists and is not empty; give a new folder or a .zip")
+            bundle.save(output)
+            if onnx:
+                from radseg.infer.onnx import export_onnx
+
+                export_onnx(bundle)
+        except RadsegError as exc:
+            fail(str(exc))
+        typer.echo(f"wrote {output}: ensemble of {bundle.members} networks ({', '.join(members)})"
+                   f"{', with its ONNX graph' if onnx else ''}")

@@ -10,6 +10,11 @@ Layout (the same inside a ``.zip``)::
                      weight tensors point into weights.pt (ONNX external data: offset and length
                      inside that file), so the weights are stored once (see radseg.infer.onnx)
 
+An *ensemble* (``radseg models ensemble``, :mod:`radseg.models.ensemble`) is the same layout:
+model.json says ``"members": K`` under its architecture, weights.pt holds the K networks' tensors
+(keys ``members.<k>.``), and the network built is their probability average. Such a bundle is
+written as format 2, so a radseg that cannot run it says "upgrade" instead of failing on the weights.
+
 Trained models that ship with radseg live in ``radseg/models/shipped/<name>.zip``; wherever a
 model path is asked for, such a name (``-m fracatlas``) works too (:func:`model_path`).
 
@@ -35,7 +40,8 @@ from radseg.models.preprocess import Preprocessing
 __all__ = ["ModelBundle", "load_bundle", "model_path", "shipped_models", "FORMAT_VERSION", "HEADS"]
 
 FORMAT = "radseg-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this radseg reads; a single network is still written as 1 (ENSEMBLE_FORMAT)
+ENSEMBLE_FORMAT = 2
 HEADS = ("multiclass", "multilabel")
 _CONFIG = "model.json"
 _WEIGHTS = "weights.pt"
@@ -70,6 +76,8 @@ class ModelBundle:
     weights_bytes: bytes | None = None
     path: Path | None = None
     digest: str | None = None  # SHA-256 of the weights: identifies the model
+    #: networks whose class probabilities are averaged (1: a plain network; see radseg.models.ensemble)
+    members: int = 1
 
     def __post_init__(self) -> None:
         self._weights_of = self.state_dict if self.weights_bytes is not None else None
@@ -77,22 +85,37 @@ class ModelBundle:
             raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
         if len(self.class_values) != len(self.class_names):
             raise ValueError("class_values and class_names differ in length")
+        if int(self.members) < 1:
+            raise ValueError(f"members must be 1 or more, got {self.members}")
 
     @property
     def out_channels(self) -> int:
         return len(self.class_values) + (1 if self.head == "multiclass" else 0)
 
     @property
+    def kind(self) -> str:
+        """The network in words: ``unet``, or ``ensemble of 3 unet`` (probabilities averaged)."""
+        return f"ensemble of {self.members} {self.architecture}" if self.members > 1 else self.architecture
+
+    @property
     def label_names(self) -> dict[int, str]:
         return dict(zip(self.class_values, self.class_names))
 
     def build_network(self, *, load_weights: bool = True):
-        """The network in eval mode, with the bundle's weights."""
+        """The network in eval mode, with the bundle's weights (an ensemble: its members' probability average)."""
         from radseg.models.registry import build
 
-        net = build(self.architecture, spatial_dims=self.spatial_dims, in_channels=self.in_channels,
-                    out_channels=self.out_channels, patch_size=self.preprocessing.patch_size,
-                    overrides=self.arch_kwargs)
+        def one():
+            return build(self.architecture, spatial_dims=self.spatial_dims, in_channels=self.in_channels,
+                         out_channels=self.out_channels, patch_size=self.preprocessing.patch_size,
+                         overrides=self.arch_kwargs)
+
+        if self.members > 1:
+            from radseg.models.probability_ensemble import ProbabilityEnsemble
+
+            net = ProbabilityEnsemble([one() for _ in range(self.members)], self.head)
+        else:
+            net = one()
         if load_weights:
             if self.load_weights() is None:
                 raise ValueError("this bundle holds no weights")
@@ -103,10 +126,11 @@ class ModelBundle:
         from radseg import __version__
 
         return {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "radseg_version": __version__,
+            "format": FORMAT, "format_version": ENSEMBLE_FORMAT if self.members > 1 else 1,
+            "radseg_version": __version__,
             "architecture": {"name": self.architecture, "spatial_dims": self.spatial_dims,
                              "in_channels": self.in_channels, "out_channels": self.out_channels,
-                             "kwargs": self.arch_kwargs},
+                             "kwargs": self.arch_kwargs, **({"members": self.members} if self.members > 1 else {})},
             "head": self.head,
             "labels": [{"value": int(v), "name": n} for v, n in zip(self.class_values, self.class_names)],
             "preprocessing": self.preprocessing.to_dict(),
@@ -270,7 +294,7 @@ def load_bundle(path: str | Path, *, weights: bool = True) -> ModelBundle:
             mirror_pairs=[tuple(p) for p in config.get("mirror_pairs") or []],
             manifest=manifest if isinstance(manifest, dict) else {},
             state_dict=state, onnx_bytes=members.get(_ONNX), weights_bytes=members[_WEIGHTS], path=path,
-            digest=files[_WEIGHTS],
+            digest=files[_WEIGHTS], members=int(arch.get("members", 1)),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ReadError(path, f"{_CONFIG} is incomplete or invalid ({exc})") from None

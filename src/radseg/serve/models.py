@@ -87,7 +87,7 @@ class ModelCache:
         predictor = self.get(name)
         bundle = predictor.bundle
         labels = ", ".join(f"{v}={n}" for v, n in bundle.label_names.items())
-        return f"{name}: {bundle.spatial_dims}D {bundle.architecture}, {bundle.head}, labels {labels}"
+        return f"{name}: {bundle.spatial_dims}D {bundle.kind}, {bundle.head}, labels {labels}"
 
     def get(self, name: str):
         from radseg.infer.predictor import Predictor

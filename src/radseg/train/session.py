@@ -163,6 +163,9 @@ class Session:
         from radseg.models.bundle import load_bundle
 
         bundle = load_bundle(source)
+        if bundle.members > 1:
+            raise RadsegError(f"--init {source}: an ensemble of {bundle.members} networks cannot start one network; "
+                              "initialise from one of its members")
         if bundle.class_names != self.class_names or bundle.architecture != self.cfg.architecture:
             raise RadsegError(f"--init {source}: {bundle.architecture} with classes {bundle.class_names} does not match "
                               f"this run ({self.cfg.architecture}, classes {self.class_names})")
