@@ -114,6 +114,8 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     if members:
         run.mkdir(parents=True, exist_ok=True)
+        model.unlink(missing_ok=True)
+        members = [_outside_shipped(m, run) for m in members]
         cmd = [*RADSEG, "models", "ensemble", *members, "-o", str(model), "--no-onnx"]
         commands.append(cmd)
         seconds["ensemble"] = _run(cmd)
@@ -203,14 +205,15 @@ def _ship(model: Path, summary: dict, tta: bool, prepared: Path, timing: list[di
     valid = open_prepared(prepared).split("val")
     members = _members(model)
     kind = (f"an ensemble of {len(members)} U-Nets (their probabilities averaged), each trained here"
-            if members else "trained here")
-    history = ({"ensemble_of": [{k: m.get(k) for k in ("path", "weights_sha256", "summary")} for m in members],
+            if members else "trained here")  # members continued from another member's weights are listed with it
+    history = ({"ensemble_of": [{k: m.get(k) for k in ("path", "weights_sha256", "initialised_from", "summary")}
+                                for m in members],
                 "note": note} if members else
                {"initialised_from": json.loads((run / "config.json").read_text()).get("init"), "note": note})
     at = summary.get("at_model_operating_point") or {}
     keys = ("mask_AP50", "mask_AP50_95", "box_AP50", "box_AP50_95", "dice", "auc", "auc_ci_low", "auc_ci_high")
     bundle.manifest.update({
-        "summary": (f"FracAtlas fractures, {kind} on {os.cpu_count()} CPU cores from random weights, checkpoints and operating point "
+        "summary": (f"FracAtlas fractures, {kind} on {os.cpu_count()} CPU cores without pretrained weights, checkpoints and operating point "
                     f"chosen on a held-out part of the train split; official valid split{' (with --tta)' if tta else ''}: "
                     f"mask AP50 {summary['mask_AP50']:.3f}, box AP50 {summary['box_AP50']:.3f}, image AUC "
                     f"{summary['auc']:.3f}; at the operating point sensitivity {at.get('sensitivity', float('nan')):.2f}, "
@@ -246,6 +249,19 @@ CREDIT = ("Trained on FracAtlas: Abedeen I, Rahman MA, Prottyasha FZ, Ahmed T, C
           "under the same licence.")
 SHIPPED = ROOT / "src" / "radseg" / "models" / "shipped" / "fracatlas.zip"
 MAX_SHIPPED_BYTES = 20_000_000
+
+
+def _outside_shipped(member: str, folder: Path) -> str:
+    """``member``, or a copy of it in ``folder`` when it is the shipped model that --ship replaces."""
+    import shutil
+
+    from radseg.models.bundle import load_bundle, model_path
+
+    if model_path(member).resolve() != SHIPPED.resolve():
+        return member
+    copy = folder / f"shipped-{load_bundle(SHIPPED, weights=False).digest[:12]}.zip"
+    shutil.copyfile(SHIPPED, copy)
+    return str(copy)
 
 
 def _members(model: Path) -> list[dict]:
@@ -359,7 +375,8 @@ def _write(args, holdout, valid, tta, window, ranking, commands, seconds, load_b
 WHY = """## What limits it, and what would close the gap
 
 - The paper fine-tunes a COCO-pretrained YOLOv8s-seg on a GPU at about full resolution. This model
-  is a 0.84 M-parameter U-Net trained from random weights on 2 CPU cores in the time one session allows.
+  is built from 0.84 M-parameter U-Nets (one, or an ensemble of a few whose probabilities are averaged)
+  trained from random weights on 2 CPU cores in the time a session or two allows.
 - Every valid image (and every non-fractured one) is 373x454 or 454x373 px, fitted to 512 px without
   loss, so input resolution is not what limits the valid figures. Only 102 train images are larger
   (1727x2049 to 2304x2880, up to 5.6x downsampled), and all of them are fractured: full-resolution

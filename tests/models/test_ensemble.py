@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -16,12 +18,16 @@ from radseg.errors import RadsegError  # noqa: E402
 from radseg.image import Image  # noqa: E402
 from radseg.infer.predictor import Predictor  # noqa: E402
 from radseg.models.bundle import ModelBundle, load_bundle  # noqa: E402
-from radseg.models.ensemble import ProbabilityEnsemble, combine_bundles  # noqa: E402
+from radseg.models.ensemble import combine_bundles  # noqa: E402
+from radseg.models.grid import activate  # noqa: E402
 from radseg.models.preprocess import Preprocessing  # noqa: E402
 from radseg.models.registry import build  # noqa: E402
 
 KWARGS = {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 0}
 PRE = Preprocessing(spatial_dims=2, mode="fit", size=(32, 32), intensity="window", window=(0.0, 255.0))
+#: fitted to 64 px, run in 32 px windows: the sliding window blends logits across overlapping windows
+TILED = Preprocessing(spatial_dims=2, mode="fit", size=(64, 64), patch_size=(32, 32), intensity="window",
+                      window=(0.0, 255.0))
 
 
 def member(seed: int, *, head: str = "multiclass", holdout=("a", "b"), flip_lr: bool = True, names=("fracture",),
@@ -41,7 +47,7 @@ def member(seed: int, *, head: str = "multiclass", holdout=("a", "b"), flip_lr: 
 def _probabilities(bundle: ModelBundle, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         logits = bundle.build_network()(x)
-    return torch.sigmoid(logits) if bundle.head == "multilabel" else torch.softmax(logits, dim=1)
+    return activate(logits, bundle.head, bundle.members)
 
 
 @pytest.mark.parametrize("head", ["multiclass", "multilabel"])
@@ -57,32 +63,33 @@ def test_ensemble_output_is_the_logit_of_the_mean_probability(head):
     assert all((_probabilities(m, x) - expected).abs().max() > 0.05 for m in members)
 
 
-def test_ensemble_survives_extreme_logits_without_overflow():
-    class Constant(torch.nn.Module):
-        def __init__(self, value):
-            super().__init__()
-            self.value = value
+def test_activate_averages_each_members_own_probabilities():
+    # two members, two classes: logits chosen so that the mean of the members' softmax differs from the
+    # softmax of the mean logits and from either member's softmax
+    logits = np.array([[4.0, 0.0, -2.0, 3.0]], np.float32).reshape(1, 4, 1, 1)  # member 1: (4, 0), member 2: (-2, 3)
+    first = np.exp([4.0, 0.0]) / np.exp([4.0, 0.0]).sum()
+    second = np.exp([-2.0, 3.0]) / np.exp([-2.0, 3.0]).sum()
+    expected = (first + second) / 2
+    for values in (logits, torch.from_numpy(logits)):
+        got = np.asarray(activate(values, "multiclass", 2)).reshape(2)
+        np.testing.assert_allclose(got, expected, rtol=1e-6)
+    sigmoid = np.asarray(activate(logits, "multilabel", 2)).reshape(2)
+    np.testing.assert_allclose(sigmoid, (1 / (1 + np.exp(-np.array([4.0, 0.0]))) + 1 / (1 + np.exp(-np.array([-2.0, 3.0])))) / 2,
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="do not split into 3"):
+        activate(logits, "multiclass", 3)
 
-        def forward(self, x):
-            return torch.full((x.shape[0], 2, *x.shape[2:]), self.value)
 
-    net = ProbabilityEnsemble([Constant(400.0), Constant(-400.0)], "multilabel")
-    p = torch.sigmoid(net(torch.zeros(1, 1, 4, 4)))
-    torch.testing.assert_close(p, torch.full_like(p, 0.5))  # mean of 1 and 0, not nan
-    multi = ProbabilityEnsemble([Constant(400.0), Constant(400.0)], "multiclass")
-    assert torch.isfinite(multi(torch.zeros(1, 1, 4, 4))).all()
-
-
-@pytest.mark.parametrize("name", ["ensemble", "ensemble.zip"])
-def test_ensemble_bundle_round_trip_and_predictor_with_tta(tmp_path, name):
-    members = [member(seed) for seed in range(2)]
+@pytest.mark.parametrize("name, pre", [("ensemble", PRE), ("ensemble.zip", TILED)])
+def test_ensemble_is_the_mean_of_its_members_whole_or_tiled_with_tta(tmp_path, name, pre):
+    members = [member(seed, pre=pre) for seed in range(2)]
     path = combine_bundles(members).save(tmp_path / name)
-    config = json.loads((path / "model.json").read_text()) if path.is_dir() else None
-    if config is not None:
-        assert config["format_version"] == 2 and config["architecture"]["members"] == 2
     loaded = load_bundle(path)
     assert loaded.members == 2 and loaded.class_names == ["fracture"]
-    image = Image(np.random.default_rng(0).integers(0, 255, (32, 32)).astype(np.float32), spacing=(0.5, 0.5))
+    with zipfile.ZipFile(path) if path.suffix == ".zip" else contextlib.nullcontext() as archive:
+        config = json.loads(archive.read("model.json") if archive else (path / "model.json").read_text())
+    assert config["format_version"] == 2 and config["architecture"]["members"] == 2
+    image = Image(np.random.default_rng(0).integers(0, 255, (48, 40)).astype(np.float32), spacing=(0.5, 0.5))
     mean = np.mean([Predictor(m, device="cpu", tta=True).probabilities(image)[0].numpy() for m in members], axis=0)
     got = Predictor.load(path, device="cpu", tta=True).probabilities(image)[0].numpy()
     np.testing.assert_allclose(got, mean, atol=1e-5)
@@ -98,7 +105,9 @@ def test_nested_ensemble_weights_every_network_equally():
     flat = torch.stack([_probabilities(m, x) for m in (a, b, c)]).mean(0)
     assert nested.members == 3
     torch.testing.assert_close(_probabilities(nested, x), flat, rtol=0, atol=1e-6)
-    assert len(nested.manifest["ensemble"]["members"]) == 3
+    assert [m["summary"] for m in nested.manifest["ensemble"]["members"]] == ["run 0", "run 1", "run 2"]
+    with pytest.raises(RadsegError, match="the same network twice"):
+        combine_bundles([nested, a])
 
 
 def test_members_must_match(tmp_path):
@@ -133,21 +142,39 @@ def test_holdout_scoring_is_refused_when_members_held_out_different_cases(tmp_pa
 
     bundle = combine_bundles([member(0), member(1, holdout=("a", "c"))])
     predictor = Predictor(bundle, device="cpu")
-    with pytest.raises(RadsegError, match="not trained with --holdout"):
+    with pytest.raises(RadsegError, match="no held-out cases .*did not all hold out the same"):
         _holdout_cases(predictor, None, tmp_path)
 
 
-def test_ensemble_onnx_matches_torch():
+@pytest.mark.parametrize("head", ["multiclass", "multilabel"])
+def test_ensemble_onnx_matches_torch_and_stores_the_weights_once(head):
     pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
     from radseg.infer.onnx import OnnxForward, export_onnx
 
-    bundle = combine_bundles([member(0), member(1)])
+    bundle = combine_bundles([member(0, head=head), member(1, head=head)])
     data = export_onnx(bundle, store=False)
+    graph = onnx.load_from_string(data)
+    big = [t for t in graph.graph.initializer if int(np.prod(t.dims)) * 4 >= 256]
+    assert big and all(t.data_location == onnx.TensorProto.EXTERNAL for t in big)
     x = torch.randn(2, 1, 32, 32)
     with torch.no_grad():
-        expected = torch.softmax(bundle.build_network()(x), dim=1)
-    got = torch.softmax(OnnxForward(data, weights=bundle.weights_payload())(x), dim=1)
+        expected = activate(bundle.build_network()(x), head, 2)
+    got = activate(OnnxForward(data, weights=bundle.weights_payload())(x), head, 2)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
+def test_manifest_fields_downstream_reads_are_carried_or_refused():
+    a, b = member(0), member(1)
+    for m in (a, b):
+        m.manifest.update(quality_check="chest-pa", license="CC BY 4.0", data_credit="Trained on X.")
+    both = combine_bundles([a, b]).manifest
+    assert (both["quality_check"], both["license"], both["data_credit"]) == ("chest-pa", "CC BY 4.0", "Trained on X.")
+    del b.manifest["license"]  # a run not given its licence yet: the other member's applies
+    assert combine_bundles([a, b]).manifest["license"] == "CC BY 4.0"
+    b.manifest["quality_check"] = "knee"
+    with pytest.raises(RadsegError, match="quality check differ"):
+        combine_bundles([a, b])
 
 
 def test_cli_builds_an_ensemble_and_refuses_bad_members(tmp_path):
@@ -165,6 +192,11 @@ def test_cli_builds_an_ensemble_and_refuses_bad_members(tmp_path):
     bad = runner.invoke(app, ["models", "ensemble", str(tmp_path / "run0"), str(tmp_path / "other"), "-o",
                               str(tmp_path / "bad.zip"), "--no-onnx"])
     assert bad.exit_code != 0 and "class names" in bad.output and not (tmp_path / "bad.zip").exists()
+    again = runner.invoke(app, ["models", "ensemble", str(tmp_path / "run0"), str(tmp_path / "run1"), "-o", str(out)])
+    assert again.exit_code != 0 and "exists" in again.output and load_bundle(out).members == 2
+    twice = runner.invoke(app, ["models", "ensemble", str(tmp_path / "run0"), str(tmp_path / "run0"), "-o",
+                                str(tmp_path / "twice.zip"), "--no-onnx"])
+    assert twice.exit_code != 0 and "twice" in twice.output
     one = runner.invoke(app, ["models", "ensemble", str(tmp_path / "run0"), "-o", str(tmp_path / "one.zip")])
     assert one.exit_code != 0 and "two or more" in one.output
     missing = runner.invoke(app, ["models", "ensemble", str(tmp_path / "run0"), str(tmp_path / "nope"), "-o",

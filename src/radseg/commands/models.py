@@ -73,16 +73,16 @@ def register(app: typer.Typer) -> None:
 
         if len(members) < 2:
             fail("an ensemble needs two or more models")
+        if output.exists() and not (output.is_dir() and not any(output.iterdir())):
+            fail(f"{output}: exists; give a new .zip or folder (an ensemble is never written over another model)")
         try:
             bundle = combine_bundles([load_bundle(m) for m in members], summary=summary)
-            if output.is_dir() and any(output.iterdir()):
-                fail(f"{output}: the folder exists and is not empty; give a new folder or a .zip")
-            bundle.save(output)
-            if onnx:
+            if onnx:  # before anything is written: a failed export leaves no bundle without its graph
                 from radseg.infer.onnx import export_onnx
 
-                export_onnx(bundle)
+                bundle.onnx_bytes = export_onnx(bundle, store=False)
+            bundle.save(output)
         except RadsegError as exc:
-            fail(str(exc))
+            fail(f"{output}: not written: {exc}")
         typer.echo(f"wrote {output}: ensemble of {bundle.members} networks ({', '.join(members)})"
                    f"{', with its ONNX graph' if onnx else ''}")

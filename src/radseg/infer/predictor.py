@@ -178,7 +178,8 @@ class Predictor:
             batch = torch.from_numpy(x)[None].to(self.device)
         probs = grid_probabilities(self.forward, batch, head=self.bundle.head, patch_size=pre.patch_size,
                                    whole=pre.mode == "fit", overlap=self.overlap, sw_batch_size=self.sw_batch_size,
-                                   tta=self.tta, lr_axis=LR_AXIS[pre.spatial_dims], channel_perm=self.channel_perm)
+                                   tta=self.tta, lr_axis=LR_AXIS[pre.spatial_dims], channel_perm=self.channel_perm,
+                                   members=self.bundle.members)
         return (probs[0] if self.backend == "onnx" else probs[0].float().cpu()), grid
 
     def predict(self, image: Image, prepared=None) -> Image:

@@ -12,7 +12,8 @@ Layout (the same inside a ``.zip``)::
 
 An *ensemble* (``radseg models ensemble``, :mod:`radseg.models.ensemble`) is the same layout:
 model.json says ``"members": K`` under its architecture, weights.pt holds the K networks' tensors
-(keys ``members.<k>.``), and the network built is their probability average. Such a bundle is
+(keys ``members.<k>.``), and the network built returns their logits side by side, whose
+probabilities the predictor averages. Such a bundle is
 written as format 2, so a radseg that cannot run it says "upgrade" instead of failing on the weights.
 
 Trained models that ship with radseg live in ``radseg/models/shipped/<name>.zip``; wherever a
@@ -40,8 +41,8 @@ from radseg.models.preprocess import Preprocessing
 __all__ = ["ModelBundle", "load_bundle", "model_path", "shipped_models", "FORMAT_VERSION", "HEADS"]
 
 FORMAT = "radseg-model"
-FORMAT_VERSION = 2  # the newest this radseg reads; a single network is still written as 1 (ENSEMBLE_FORMAT)
-ENSEMBLE_FORMAT = 2
+FORMAT_VERSION = 2  # the newest format this radseg reads
+ENSEMBLE_FORMAT = 2  # what an ensemble is written as; a single network is still written as format 1
 HEADS = ("multiclass", "multilabel")
 _CONFIG = "model.json"
 _WEIGHTS = "weights.pt"
@@ -102,7 +103,8 @@ class ModelBundle:
         return dict(zip(self.class_values, self.class_names))
 
     def build_network(self, *, load_weights: bool = True):
-        """The network in eval mode, with the bundle's weights (an ensemble: its members' probability average)."""
+        """The network in eval mode, with the bundle's weights (an ensemble: its members' logits stacked on the
+        channel axis, :mod:`radseg.models.ensemble_network`; :func:`radseg.models.grid.activate` averages them)."""
         from radseg.models.registry import build
 
         def one():
@@ -111,9 +113,9 @@ class ModelBundle:
                          overrides=self.arch_kwargs)
 
         if self.members > 1:
-            from radseg.models.probability_ensemble import ProbabilityEnsemble
+            from radseg.models.ensemble_network import EnsembleNetwork
 
-            net = ProbabilityEnsemble([one() for _ in range(self.members)], self.head)
+            net = EnsembleNetwork([one() for _ in range(self.members)])
         else:
             net = one()
         if load_weights:

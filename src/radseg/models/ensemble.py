@@ -5,12 +5,10 @@ softmax; averaging the probabilities (not the weights) is what makes an ensemble
 its best member. Here the members are networks of the same architecture, labels and
 preprocessing (runs of one recipe: other seeds, folds, continued or hard-negative runs).
 
-:class:`~radseg.models.probability_ensemble.ProbabilityEnsemble` is an ``nn.Module`` whose output is the *logit of the mean
-probability*: ``log(mean_k softmax(z_k))`` for a multi-class head (softmax of it gives the
-mean exactly), ``logit(mean_k sigmoid(z_k))`` for a multi-label head. Written with
-log-sum-exp, so it is exact and does not overflow. Everything downstream of a network
-(sliding window, flip TTA, ONNX export, the ONNX Runtime forward) therefore runs an
-ensemble unchanged.
+:class:`~radseg.models.ensemble_network.EnsembleNetwork` returns the members' logits side by
+side; the predictor blends sliding windows channel by channel and then averages the members'
+probabilities (:func:`radseg.models.grid.activate`), so the ensemble's output is exactly the mean
+of its members' outputs, window blending and flip TTA included, on torch and ONNX alike.
 
 :func:`combine_bundles` checks that the members fit together and builds the bundle;
 ``radseg models ensemble`` is its command.
@@ -21,29 +19,60 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from radseg.errors import RadsegError
-from radseg.models.probability_ensemble import ProbabilityEnsemble, member_prefix
+from radseg.models.ensemble_network import EnsembleNetwork, member_prefix
 
-__all__ = ["ProbabilityEnsemble", "combine_bundles", "member_prefix"]
+__all__ = ["EnsembleNetwork", "combine_bundles", "member_prefix"]
 
 
 _MUST_MATCH = ("architecture", "spatial_dims", "in_channels", "arch_kwargs", "head", "class_names", "class_values",
                "mirror_pairs", "postprocessing")
 
 
+#: Manifest fields downstream code reads (segment/serve quality gate, model card, licence and credit):
+#: carried when the members that have one agree (a licence or credit follows the weights), refused when they differ.
+_CARRIED = ("quality_check", "intended_use", "license", "data_credit")
+
+
 def _describe(bundle) -> str:
     return str(bundle.path or "a member")
+
+
+def _networks(bundle) -> list[tuple[dict, dict]]:
+    """``[(state_dict, provenance record)]``: one per network (an ensemble gives each of its members)."""
+    weights = bundle.load_weights()
+    if weights is None:
+        raise RadsegError(f"{_describe(bundle)}: holds no weights")
+    if bundle.members == 1:
+        return [(weights, _member_record(bundle))]
+    inner = list(((bundle.manifest or {}).get("ensemble") or {}).get("members") or [])
+    if len(inner) != bundle.members:
+        inner = [_member_record(bundle)] * bundle.members
+    return [({k[len(member_prefix(i)):]: v for k, v in weights.items() if k.startswith(member_prefix(i))}, inner[i])
+            for i in range(bundle.members)]
+
+
+def _fingerprint(state: dict) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(state[key].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def combine_bundles(bundles: Sequence[Any], *, summary: str | None = None):
     """One :class:`~radseg.models.bundle.ModelBundle` averaging the probabilities of ``bundles``.
 
     Members must agree on everything but their weights: architecture and its options, head,
-    labels, left/right pairs, post-processing, preprocessing (the grid and intensity scaling).
-    A member that is an ensemble already contributes its networks. The manifest lists each
-    member (path, weights digest, training summary); the held-out cases are kept only when every
-    member held out the same ones (else ``--split holdout`` is refused: some member trained on
-    them). Operating points are not carried over: the ensemble's scores are its own, so choose
-    one on the holdout again (``evaluate-detection --split holdout --save-operating-point``).
+    labels, left/right pairs, post-processing, preprocessing (the grid and intensity scaling),
+    and the manifest fields in :data:`_CARRIED` (where given: a member without one takes the
+    others'). A member that is an ensemble already contributes its networks; the same network
+    twice is refused (it would count double). The manifest lists each network (path, weights digest, data hash, what it was initialised from, training summary);
+    the held-out cases are kept only when every member held out the same ones (else ``--split
+    holdout`` is refused: some member trained on them). Operating points are not carried over: the
+    ensemble's scores are its own, so choose one on the holdout again (``evaluate-detection --split
+    holdout --save-operating-point``).
     """
     from radseg.models.bundle import ModelBundle
 
@@ -62,33 +91,43 @@ def combine_bundles(bundles: Sequence[Any], *, summary: str | None = None):
             raise RadsegError(f"{_describe(other)}: its preprocessing differs from {_describe(first)}'s ("
                               + ", ".join(f"{k} {a!r} vs {b!r}" for k, (a, b) in differ.items())
                               + "): the members must see the same grid and intensities")
+    carried = {}
+    for key in _CARRIED:  # a member without the field does not conflict (e.g. a run not yet given its credit)
+        given = [(b, (b.manifest or {}).get(key)) for b in bundles if (b.manifest or {}).get(key) is not None]
+        odd = next(((b, v) for b, v in given if v != given[0][1]), None)
+        if odd is not None:
+            raise RadsegError(f"the members' {key.replace('_', ' ')} differ ({_describe(odd[0])}: {odd[1]!r}, "
+                              f"{_describe(given[0][0])}: {given[0][1]!r}): an ensemble carries one")
+        if given:
+            carried[key] = given[0][1]
     state: dict[str, Any] = {}
-    members_info = []
+    records, seen = [], {}
     for bundle in bundles:
-        weights = bundle.load_weights()
-        if weights is None:
-            raise RadsegError(f"{_describe(bundle)}: holds no weights")
-        networks = [{k[len(member_prefix(i)):]: v for k, v in weights.items() if k.startswith(member_prefix(i))}
-                    for i in range(bundle.members)] if bundle.members > 1 else [weights]
-        for network in networks:
-            prefix = member_prefix(len(members_info))
+        for network, record in _networks(bundle):
+            fingerprint = _fingerprint(network)
+            if fingerprint in seen:
+                raise RadsegError(f"{_describe(bundle)}: holds a network that {seen[fingerprint]} holds too; the same "
+                                  "network twice would count double")
+            seen[fingerprint] = _describe(bundle)
+            prefix = member_prefix(len(records))
             state.update({prefix + k: v for k, v in network.items()})
-            members_info.append(_member_record(bundle))
-    manifest = {"summary": summary or f"ensemble of {len(members_info)} networks (mean class probability)",
-                "ensemble": {"members": members_info, "combine": "mean of the members' class probabilities"},
-                "config": _shared_config(bundles), "data": _shared_data(bundles)}
+            records.append(record)
+    data = _shared_data(bundles)
+    manifest = {**carried, "summary": summary or f"ensemble of {len(records)} networks (mean class probability)",
+                "ensemble": {"members": records, "combine": "mean of the members' class probabilities"},
+                "config": _shared_config(bundles), "data": data}
     return ModelBundle(architecture=first.architecture, spatial_dims=first.spatial_dims, in_channels=first.in_channels,
                        arch_kwargs=dict(first.arch_kwargs), head=first.head, class_values=list(first.class_values),
                        class_names=list(first.class_names), preprocessing=first.preprocessing,
                        postprocessing=dict(first.postprocessing), mirror_pairs=list(first.mirror_pairs),
-                       manifest=manifest, state_dict=state, members=len(members_info))
+                       manifest=manifest, state_dict=state, members=len(records))
 
 
 def _member_record(bundle) -> dict[str, Any]:
     manifest = bundle.manifest or {}
     return {"path": str(bundle.path) if bundle.path else None, "weights_sha256": bundle.digest,
-            "summary": manifest.get("summary"), "data_hash": (manifest.get("data") or {}).get("hash"),
-            "metrics": manifest.get("metrics")}
+            "summary": manifest.get("summary"), "data_hash": (manifest.get("data") or {}).get("data_hash"),
+            "initialised_from": (manifest.get("config") or {}).get("init"), "metrics": manifest.get("metrics")}
 
 
 def _shared_config(bundles) -> dict[str, Any]:
@@ -105,8 +144,10 @@ def _shared_config(bundles) -> dict[str, Any]:
 
 
 def _shared_data(bundles) -> dict[str, Any]:
-    held = [sorted((b.manifest or {}).get("data", {}).get("val_cases") or []) for b in bundles]
+    held = [sorted(((b.manifest or {}).get("data") or {}).get("val_cases") or []) for b in bundles]
     holdouts = [bool(((b.manifest or {}).get("config") or {}).get("holdout")) for b in bundles]
     if all(holdouts) and held[0] and all(h == held[0] for h in held):
         return {"val_cases": held[0]}
+    if any(holdouts):  # said in the manifest, so --split holdout can tell why it is refused
+        return {"holdout_dropped": "the members did not all hold out the same training cases"}
     return {}

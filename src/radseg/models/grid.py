@@ -21,8 +21,17 @@ from radseg.models.window import sliding_window
 __all__ = ["grid_probabilities", "activate"]
 
 
-def activate(logits: Any, head: str) -> Any:
-    """Sigmoid (multi-label head) or softmax over the channel axis (multi-class), numpy or torch."""
+def activate(logits: Any, head: str, members: int = 1) -> Any:
+    """Sigmoid (multi-label head) or softmax over the channel axis (multi-class), numpy or torch.
+
+    ``members`` > 1: ``logits`` are an ensemble's ``[B, K*C, ...]`` (:mod:`radseg.models.ensemble_network`);
+    each member's probabilities are taken apart and their mean ``[B, C, ...]`` is returned."""
+    if members > 1:
+        batch, stacked, rest = logits.shape[0], logits.shape[1], tuple(logits.shape[2:])
+        if stacked % members:
+            raise ValueError(f"{stacked} channels do not split into {members} ensemble members")
+        one = activate(logits.reshape(batch * members, stacked // members, *rest), head)
+        return one.reshape(batch, members, stacked // members, *rest).mean(1)
     if not isinstance(logits, np.ndarray):
         import torch
 
@@ -36,13 +45,17 @@ def activate(logits: Any, head: str) -> Any:
 
 def grid_probabilities(forward: Callable[[Any], Any], x: Any, *, head: str, patch_size: Sequence[int], whole: bool,
                        overlap: float = 0.5, sw_batch_size: int = 2, tta: bool = False, lr_axis: int | None = None,
-                       channel_perm: Sequence[int] | None = None) -> Any:
-    """Probabilities ``[B, C, *grid]`` for a network-grid input ``x`` ``[B, 1, *grid]`` (numpy or torch)."""
+                       channel_perm: Sequence[int] | None = None, members: int = 1) -> Any:
+    """Probabilities ``[B, C, *grid]`` for a network-grid input ``x`` ``[B, 1, *grid]`` (numpy or torch).
+
+    ``members``: an ensemble's network count (its logits come stacked; their probabilities are averaged
+    after the windows are blended, so each member is blended as it would be alone)."""
 
     def score(inputs: Any) -> Any:
         if whole and tuple(inputs.shape[2:]) == tuple(patch_size):
-            return activate(forward(inputs), head)
-        return activate(sliding_window(forward, inputs, patch_size, overlap=overlap, sw_batch_size=sw_batch_size), head)
+            return activate(forward(inputs), head, members)
+        return activate(sliding_window(forward, inputs, patch_size, overlap=overlap, sw_batch_size=sw_batch_size), head,
+                        members)
 
     def run() -> Any:
         if tta:

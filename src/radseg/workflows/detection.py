@@ -87,6 +87,10 @@ def evaluate_detection(predictor, prepared: str | Path, *, split: str = "val", b
 
 def _holdout_cases(predictor, dataset: PreparedDataset, prepared) -> list[Case]:
     manifest = predictor.bundle.manifest or {}
+    dropped = (manifest.get("data") or {}).get("holdout_dropped")
+    if dropped:
+        raise RadsegError(f"{predictor.bundle.path}: this ensemble has no held-out cases ({dropped}: some member "
+                          "trained on each of them); score --split train, val or test")
     if not (manifest.get("config") or {}).get("holdout"):
         raise RadsegError(f"{predictor.bundle.path}: this model was not trained with --holdout, so it has no "
                           "held-out training cases; score --split train, val or test")
