@@ -186,6 +186,11 @@ class OnnxForward:
         if self._weights is not None:
             options.add_external_initializers_from_files_in_memory([WEIGHTS_FILE], [self._weights],
                                                                   [len(self._weights)])
+        if weights is not None and _DIGEST_KEY.encode() in onnx_bytes \
+                and hashlib.sha256(weights).hexdigest().encode() not in onnx_bytes:
+            # checked before the session: a graph pointing past the end of other weights fails to load at all
+            raise RadsegError("the model's ONNX graph was exported from other weights than its weights.pt: "
+                              "run `radseg export-onnx` on it again")
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
