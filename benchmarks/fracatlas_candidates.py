@@ -8,7 +8,8 @@ Every candidate is scored by ``radseg evaluate-detection --split holdout`` with 
 stored scoring (flip TTA, image-score window, detection ranking: its operating point), so they differ
 in weights only. Each candidate's held-out cases come from its own manifest; they must be the same
 images for all, or the comparison stops. ``--average NAME=A,B`` adds the mean of two bundles' weights
-(same network; a "model soup" of two runs from one start) as a candidate. The rule is the
+(same network; a "model soup" of two runs from one start) as a candidate; ``--ensemble NAME=A,B,...``
+adds the ensemble of those models (``radseg models ensemble``: their probabilities averaged). The rule is the
 baseline's: the highest holdout mask AP50 is the one to score on valid and ship with
 ``fracatlas_baseline.py --skip-train --run ... --ship``; the other figures are shown beside it.
 Writes ``benchmarks/results/fracatlas_candidates.md``; never touches the valid split.
@@ -52,6 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--candidate", action="append", default=[], help="NAME=MODEL (a folder, .zip or shipped name)")
     parser.add_argument("--average", action="append", default=[], help="NAME=MODEL_A,MODEL_B: their mean weights")
+    parser.add_argument("--ensemble", action="append", default=[], help="NAME=MODEL_A,MODEL_B,...: their ensemble")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "fracatlas")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--note", default="", help="how the candidates were trained (into the results)")
@@ -61,6 +63,15 @@ def main() -> None:
     for spec in args.average:
         name, pair = spec.split("=", 1)
         models[name] = str(_average(name, pair, args.work))
+    commands = []
+    for spec in args.ensemble:
+        name, members = spec.split("=", 1)
+        target = args.work / name / "model.zip"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)
+        commands.append([*RADSEG, "models", "ensemble", *members.split(","), "-o", str(target), "--no-onnx"])
+        _run(commands[-1])
+        models[name] = str(target)
     if len(models) < 2:
         raise SystemExit("give two candidates or more")
 
@@ -73,7 +84,7 @@ def main() -> None:
         raise SystemExit(f"{first}: the first candidate must carry an operating point (its scoring is used for all)")
     scoring = [*(["--tta"] if point.get("tta") else []), "--window", str(point.get("window", 5)),
                "--instance-score", str(point.get("instance_score", "max"))]
-    commands, rows, cases = [], [], {}
+    rows, cases = [], {}
     for name, model in models.items():
         out = args.work / f"candidate-{name}"
         cmd = [*RADSEG, "evaluate-detection", "-m", model, "--data", str(args.work / "prepared"), "--split", "holdout",

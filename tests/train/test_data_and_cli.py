@@ -18,7 +18,7 @@ from radseg.errors import ReadError  # noqa: E402
 from radseg.infer.predictor import Predictor  # noqa: E402
 from radseg.labels import is_multilabel, make_multilabel  # noqa: E402
 from radseg.train.config import TrainConfig  # noqa: E402
-from radseg.train.data import data_hash, from_pairs, load_prepared, split_cases  # noqa: E402
+from radseg.train.data import TrainData, data_hash, from_pairs, load_prepared, split_cases  # noqa: E402
 from radseg.train.loop import train  # noqa: E402
 from tests.train.shapes import ball_case, dice, disc_case  # noqa: E402
 
@@ -81,6 +81,24 @@ def test_holdout_validates_on_train_cases_and_never_touches_val():
         split_cases(data, val_fraction=0.2, seed=1, holdout=1.5)
 
 
+def test_holdout_order_last_holds_out_the_block_at_the_end_of_the_id_order():
+    from types import SimpleNamespace
+
+    # ids numbered out of order and without zero padding: img10 comes after img9, not between img1 and img2
+    ids = ["img3", "img10", "img1", "img9", "img12", "img2", "img11", "img4"]
+    data = TrainData(cases=[SimpleNamespace(case_id=i) for i in ids], label_names={1: "x"}, splits={"train": ids})
+    train, held = split_cases(data, val_fraction=0.2, seed=5, holdout=0.25, holdout_order="last")
+    assert sorted(c.case_id for c in held) == ["img11", "img12"]  # 25% of 8: the two highest numbers
+    assert sorted(c.case_id for c in train) == sorted(set(ids) - {"img11", "img12"})
+    other_seed = split_cases(data, val_fraction=0.2, seed=99, holdout=0.25, holdout_order="last")[1]
+    assert [c.case_id for c in other_seed] == [c.case_id for c in held]  # no draw: the seed does not matter
+    random = split_cases(data, val_fraction=0.2, seed=5, holdout=0.25)[1]
+    assert [c.case_id for c in random] == [c.case_id for c in split_cases(data, val_fraction=0.2, seed=5, holdout=0.25,
+                                                                          holdout_order="random")[1]]
+    with pytest.raises(ValueError, match="holdout order 'first'"):
+        split_cases(data, val_fraction=0.2, seed=5, holdout=0.25, holdout_order="first")
+
+
 def test_train_cli_on_a_prepared_folder(prepared, tmp_path):
     app = typer.Typer()
     app.callback()(lambda: None)
@@ -101,6 +119,11 @@ def test_train_cli_on_a_prepared_folder(prepared, tmp_path):
     assert bad.exit_code == 1 and "Did you mean 'unet'" in bad.output and "deprecated" not in bad.output
     old = CliRunner().invoke(app, ["train", "--data", str(prepared), "-o", str(tmp_path / "r2"), "--model", "unte"])
     assert old.exit_code == 1 and "Did you mean 'unet'" in old.output  # the old spelling still names the architecture
+    orphan = CliRunner().invoke(app, ["train", "--data", str(prepared), "-o", str(tmp_path / "r3"), "--holdout-order", "last"])
+    assert orphan.exit_code == 1 and "give --holdout too" in orphan.output
+    typo = CliRunner().invoke(app, ["train", "--data", str(prepared), "-o", str(tmp_path / "r3"), "--holdout", "0.2",
+                                    "--holdout-order", "lst"])
+    assert typo.exit_code == 1 and "last" in typo.output
     assert "--model is deprecated" in old.output and "use --arch" in old.output
     # the first run's weights start a mining run: mined before epoch 1 (--init) and again before epoch 2
     mining = [tmp_path / "r3" if a == run else a for a in args if a not in ("--zip", "-q")]

@@ -126,6 +126,9 @@ def register(app: typer.Typer) -> None:
         no_augment: bool = typer.Option(False, "--no-augment", help="Turn augmentation off."),
         holdout: Optional[float] = typer.Option(None, "--holdout", help="Validate and pick the best checkpoint on this "
                                                 "seeded share (0-1) of the train split; the dataset's val split stays unseen."),
+        holdout_order: str = typer.Option("random", "--holdout-order", help="Which train cases --holdout takes: random "
+                                          "(seeded) or last (the last in case-id order: a block, for datasets split by "
+                                          "id ranges whose neighbouring ids share a patient, as FracAtlas)."),
         hard_negatives: float = typer.Option(0.0, "--hard-negatives", min=0.0, max=0.95,
                                              help="Share of patches centred on the network's own false positives in "
                                                   "the training images (hard-negative mining; 0: off)."),
@@ -148,13 +151,18 @@ def register(app: typer.Typer) -> None:
 
         from radseg.errors import RadsegError
         from radseg.train.config import TrainConfig
+        from radseg.train.data import HOLDOUT_ORDERS
         from radseg.train.loop import train as run_train
+
+        if holdout_order != "random" and holdout is None and not resume:
+            fail("--holdout-order chooses which train cases --holdout holds out: give --holdout too")
 
         config = TrainConfig(output=output, preset=preset, architecture=architecture, arch_kwargs=kwargs, preprocessing=pre,
                              epochs=epochs, iters_per_epoch=iters, batch_size=batch_size, lr=lr, val_every=val_every,
                              patience=patience, time_limit=time_limit, seed=seed, device=device, threads=threads,
                              augment=not no_augment, holdout=holdout, resume=resume, save_zip=save_zip, init=init, nproc=nproc,
-                             backend=backend, hard_negatives=hard_negatives, mine_every=mine_every)
+                             backend=backend, hard_negatives=hard_negatives, mine_every=mine_every,
+                             holdout_order=choice(HOLDOUT_ORDERS, holdout_order, "--holdout-order"))
         with Progress("training", quiet=quiet) as progress, _sigterm_as_interrupt():
             try:
                 result = run_train(config, data=data, on_event=_on_event(progress, quiet))

@@ -147,7 +147,8 @@ def _shared_data(bundles) -> dict[str, Any]:
     held = [sorted(((b.manifest or {}).get("data") or {}).get("val_cases") or []) for b in bundles]
     holdouts = [bool(((b.manifest or {}).get("config") or {}).get("holdout")) for b in bundles]
     if all(holdouts) and held[0] and all(h == held[0] for h in held):
-        return {"val_cases": held[0]}
+        trained = sorted({c for b in bundles for c in ((b.manifest or {}).get("data") or {}).get("train_cases") or []})
+        return {"val_cases": held[0], **({"train_cases": trained} if trained else {})}
     if any(holdouts):  # said in the manifest, so --split holdout can tell why it is refused
         return {"holdout_dropped": "the members did not all hold out the same training cases"}
     return {}

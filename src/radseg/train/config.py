@@ -60,6 +60,9 @@ class TrainConfig:
     #: Validate (and pick the best checkpoint) on this seeded share of the train split instead of
     #: the dataset's val split, which then stays unseen (see :func:`radseg.train.data.split_cases`).
     holdout: float | None = None
+    #: Which train cases are held out: a seeded ``"random"`` draw, or the ``"last"`` ones in case-id order
+    #: (a block, for datasets split by id ranges whose neighbouring ids share a patient, as FracAtlas).
+    holdout_order: str = "random"
     resume: bool = False
     save_zip: bool = False
     #: A trained bundle (path or shipped name) whose weights start this run: fine-tuning, e.g.

@@ -110,15 +110,26 @@ def from_pairs(pairs: Iterable[tuple[Image, Image] | Case], *, label_names: dict
     return TrainData(cases=cases, label_names=dict(sorted(names.items())), info=dict(info or {}))
 
 
-def split_cases(data: TrainData, *, val_fraction: float, seed: int,
-                holdout: float | None = None) -> tuple[list[Case], list[Case]]:
+HOLDOUT_ORDERS = ("random", "last")
+
+
+def split_cases(data: TrainData, *, val_fraction: float, seed: int, holdout: float | None = None,
+                holdout_order: str = "random") -> tuple[list[Case], list[Case]]:
     """(train, val): the dataset's own split when it has one, else a seeded random one.
 
     With ``holdout`` (a fraction in (0, 1)) validation comes from the training cases instead:
     a seeded share of the dataset's ``train`` split (without one: of the cases no split names) is held out
     and the dataset's ``val`` split is neither trained on nor looked at, so a model selected on
     the held-out cases can be scored on ``val`` last, as an independent check.
+
+    ``holdout_order="last"`` holds out the last cases in case-id order instead of a seeded draw: a
+    block, as datasets split by id ranges do (FracAtlas's official splits are consecutive ids).
+    There neighbouring ids are often the same patient (several views), so a random holdout shares
+    patients with training and flatters every figure chosen on it (measured on FracAtlas: image AUC
+    0.90 on held-out images with a neighbouring id in training, 0.73 on those without).
     """
+    if holdout_order not in HOLDOUT_ORDERS:
+        raise ValueError(f"holdout order {holdout_order!r}: one of {', '.join(HOLDOUT_ORDERS)}")
     by_id = {c.case_id: c for c in data.cases}
     pool = list(data.cases)
     if holdout is not None:
@@ -141,11 +152,21 @@ def split_cases(data: TrainData, *, val_fraction: float, seed: int,
             raise ValueError(f"dataset.json splits name cases that were not read: {', '.join(missing[:5])}")
         return [by_id[c] for c in data.splits["train"]], [by_id[c] for c in data.splits["val"]]
     order = np.random.default_rng(seed).permutation(len(pool))
+    if holdout is not None and holdout_order == "last":  # the block at the end of the id order is held out
+        keys = [_natural(c.case_id) for c in pool]
+        order = np.array(sorted(range(len(pool)), key=keys.__getitem__, reverse=True))
     if len(pool) < 2:
         return list(pool), list(pool)  # nothing to hold out: validate on the training case
     n_val = min(len(pool) - 1, max(1, round(val_fraction * len(pool))))
     val = sorted(order[:n_val])
     return [pool[i] for i in sorted(order[n_val:])], [pool[i] for i in val]
+
+
+def _natural(case_id: str) -> tuple:
+    """Sort key that orders ids by their numbers (``case2`` before ``case10``)."""
+    import re
+
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", case_id) if part)
 
 
 def data_hash(cases: Sequence[Case]) -> str:

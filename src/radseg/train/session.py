@@ -105,7 +105,7 @@ class Session:
 
         self.device = self.dist.device(resolve_device(cfg.device))
         self.train_cases, self.val_cases = split_cases(self.dataset, val_fraction=cfg.val_fraction, seed=cfg.seed,
-                                                          holdout=cfg.holdout)
+                                                          holdout=cfg.holdout, holdout_order=cfg.holdout_order)
         self.class_values, self.class_names = self._label_table()
         resuming = cfg.resume and (self.ckpt_dir / "last.pt").exists()
         state = load_checkpoint(self.ckpt_dir / "last.pt") if resuming else None
