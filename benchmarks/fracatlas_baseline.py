@@ -80,6 +80,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "fracatlas")
     parser.add_argument("--budget", type=float, default=8400.0, help="training wall-clock seconds")
     parser.add_argument("--holdout", type=float, default=0.15, help="share of the train split the checkpoint is picked on")
+    parser.add_argument("--negative-split", default="nearest", choices=("seeded", "nearest"),
+                        help="how the non-fractured images are split: the split of the nearest-numbered fractured image "
+                             "(default from 2026-12-06) or a seeded draw (rounds 1-4)")
     parser.add_argument("--holdout-order", default="last", choices=("random", "last"),
                         help="which train images are held out: the last ids (a block, as the official splits; "
                              "default from 2026-12-06) or a seeded random draw (rounds 1-4; it shares patients with "
@@ -107,9 +110,14 @@ def main() -> None:
         model = run / "model.zip"
         args.skip_train = True
     commands, seconds = [], {}
-    if not (prepared / "dataset.json").exists():
+    if (prepared / "dataset.json").exists():  # reused: it must be the layout asked for
+        made = (json.loads((prepared / "dataset.json").read_text()).get("source") or {}).get("negative_split", "seeded")
+        if made != args.negative_split and not members:
+            raise SystemExit(f"{prepared}: prepared with negative_split={made}, not {args.negative_split}; "
+                             f"use another --work folder (or --negative-split {made})")
+    else:
         cmd = [*RADSEG, "datasets", "prepare", "fracatlas", "--root", str(args.root), "-o", str(prepared),
-               "--allow-missing", "--option", "negatives=true", "-q"]
+               "--allow-missing", "--option", "negatives=true", "--option", f"negative_split={args.negative_split}", "-q"]
         commands.append(cmd)
         try:
             seconds["prepare"] = _run(cmd)

@@ -205,3 +205,22 @@ def test_overwrite_with_fewer_cases_leaves_no_stale_files(tree, tmp_path):
     assert "removed images/IMG0000004.jpg: not a case of this preparation" in report.warnings
     assert sorted(p.name for p in (out / "images").iterdir()) == ["IMG0000001.jpg", "IMG0000002.jpg", "IMG0000005.jpg"]
     assert sorted(p.name for p in (out / "instances").iterdir()) == ["IMG0000001.npz", "IMG0000002.npz", "IMG0000005.npz"]
+
+
+def test_negatives_join_the_split_of_the_nearest_numbered_fractured_image(tree, tmp_path):
+    from radseg.datasets.fracatlas import _nearest_splits
+
+    official = {"IMG0000010.jpg": "train", "IMG0000020.jpg": "train", "IMG0000040.jpg": "test", "IMG0000090.jpg": "val"}
+    got = _nearest_splits(["IMG0000001.jpg", "IMG0000029.jpg", "IMG0000030.jpg", "IMG0000066.jpg", "IMG0000065.jpg",
+                           "IMG0000500.jpg", "notes.jpg"], official)
+    # 30 is 10 from 20 and 40: the lower number wins; 65 is 25 from 40 and 90 (tie: test), 66 is nearer 90
+    assert got == {"IMG0000001.jpg": "train", "IMG0000029.jpg": "train", "IMG0000030.jpg": "train",
+                   "IMG0000066.jpg": "val", "IMG0000065.jpg": "test", "IMG0000500.jpg": "val"}
+    root, _ = tree
+    prepare("fracatlas", root, tmp_path / "out", allow_missing=True,
+            options={"negatives": "true", "negative_split": "nearest"}, fractions=(1.0, 0.0, 0.0))
+    negative = next(c for c in open_prepared(tmp_path / "out").cases if c.case_id == "IMG0000004")
+    assert negative.split == "test"  # 1 from IMG0000003 (test, withheld) and IMG0000005 (train): the lower
+    with pytest.raises(ValueError, match="negative_split must be one of seeded, nearest"):
+        prepare("fracatlas", root, tmp_path / "bad", allow_missing=True,
+                options={"negatives": "true", "negative_split": "closest"})

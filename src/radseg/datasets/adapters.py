@@ -30,7 +30,9 @@ for _adapter in (
         "dataset.csv (hand, leg, hip, shoulder, mixed, hardware, multiscan, fractured, fracture_count, frontal, "
         "lateral, oblique); Utilities/Fracture Split/{train,valid,test}.csv",
         "radseg.datasets.fracatlas",
-        {"negatives": "also the non-fractured images, with empty masks (split generated per image); default false"},
+        {"negatives": "also the non-fractured images, with empty masks (split generated per image); default false",
+         "negative_split": "seeded (default: a seeded draw per image) or nearest (the split of the fractured image "
+                           "numbered nearest: keeps a patient's neighbouring normal views out of the other splits)"},
     ),
     Adapter(
         "hexai-kneehip", "HexAI-KneeHipBoneSeg knee/hip radiographs (OAI DICOM, NIfTI masks, subject metadata)",

@@ -8,7 +8,10 @@
     Utilities/Fracture Split/{train,valid,test}.csv   the official split of the fractured images
 
 Cases are the images of the official split (the fractured ones); ``negatives=True`` adds the
-non-fractured images with empty masks, split per image with the seed. Each case gets a
+non-fractured images with empty masks, split per image with the seed, or with
+``negative_split=nearest`` into the split of the fractured image whose number is nearest theirs:
+the official splits are consecutive id ranges and neighbouring ids are often one patient's
+images, so a seeded draw puts some of a valid patient's normal views into train. Each case gets a
 semantic label map (label value k for the k-th category in id order, names from the JSON)
 and one instance mask per annotation, rasterised exactly at pixel centres
 (:mod:`radseg.datasets.polygons`). FracAtlas has no patient ids: every image is its own
@@ -46,10 +49,15 @@ JSON_PATH = Path("Annotations") / "COCO JSON" / "COCO_fracture_masks.json"
 SPLIT_DIR = Path("Utilities") / "Fracture Split"
 
 
-def scan(root: Path, *, negatives: bool | str = False) -> DatasetScan:
+NEGATIVE_SPLITS = ("seeded", "nearest")
+
+
+def scan(root: Path, *, negatives: bool | str = False, negative_split: str = "seeded") -> DatasetScan:
     import pandas as pd
 
     negatives = option_bool(negatives, "negatives")
+    if negative_split not in NEGATIVE_SPLITS:
+        raise ValueError(f"option negative_split must be one of {', '.join(NEGATIVE_SPLITS)}, not {negative_split!r}")
     report = DatasetReport(dataset=NAME, root=str(root))
     if not (root / "images").is_dir():
         raise ReadError(root, "no images/ folder (images/Fractured, images/Non_fractured): is this the FracAtlas root?")
@@ -84,7 +92,10 @@ def scan(root: Path, *, negatives: bool | str = False) -> DatasetScan:
             report.warnings.append(f"{name} has annotations but is in no split file: added, split generated")
             selected.append(name)
     if negatives:
-        selected += [n for n, row in table.items() if not int(row.get("fractured", 0)) and n not in splits and n not in images]
+        normal = [n for n, row in table.items() if not int(row.get("fractured", 0)) and n not in splits and n not in images]
+        selected += normal
+        if negative_split == "nearest":
+            splits = {**splits, **_nearest_splits(normal, splits)}
     records = []
     for name in selected:
         row = table.get(name)
@@ -110,8 +121,36 @@ def scan(root: Path, *, negatives: bool | str = False) -> DatasetScan:
         name=NAME, records=records, label_names=label_names, report=report, modality="XR", dims=2,
         preset="fracture-xray",
         description="FracAtlas musculoskeletal radiographs with fracture polygons (CC BY 4.0, Abedeen et al. 2023)",
-        source={"category_ids": {str(k): v for k, v in value_of.items()}, "negatives": negatives},
+        source={"category_ids": {str(k): v for k, v in value_of.items()}, "negatives": negatives,
+                **({"negative_split": negative_split} if negatives else {})},
     )
+
+
+def _number(name: str) -> int | None:
+    import re
+
+    digits = re.findall(r"\d+", Path(name).stem)
+    return int(digits[-1]) if digits else None
+
+
+def _nearest_splits(names: list[str], splits: dict[str, str]) -> dict[str, str]:
+    """``{name: split}``: each image joins the split of the officially split image numbered nearest it
+    (ties: the lower number); names without a number keep a generated split."""
+    import bisect
+
+    official = sorted((n, s) for n, s in ((_number(k), v) for k, v in splits.items()) if n is not None)
+    if not official:
+        return {}
+    numbers = [n for n, _ in official]
+    out = {}
+    for name in names:
+        number = _number(name)
+        if number is None:
+            continue
+        at = bisect.bisect_left(numbers, number)
+        near = [i for i in (at - 1, at) if 0 <= i < len(numbers)]
+        out[name] = official[min(near, key=lambda i: (abs(numbers[i] - number), numbers[i]))][1]
+    return out
 
 
 def _read_table(path: Path, pd) -> dict[str, dict[str, Any]]:
