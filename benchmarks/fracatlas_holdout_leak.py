@@ -1,7 +1,7 @@
 """Does a random holdout flatter the FracAtlas model? Held-out images split by whether a training image
 has a neighbouring id.
 
-    .venv/bin/python benchmarks/fracatlas_holdout_leak.py --model src/radseg/models/shipped/fracatlas.zip \\
+    .venv/bin/python benchmarks/fracatlas_holdout_leak.py --model runs/fracatlas/ensemble/shipped-dc0c30f55be4.zip \\
         --scores holdout=runs/fracatlas/holdout-chosen/per_case.csv --scores valid=runs/fracatlas/eval-val/per_case.csv
 
 FracAtlas's official splits are consecutive id ranges (train 19-3294, test 3297-3713, valid 3733-4376)
@@ -10,7 +10,8 @@ held-out images at random from the train split, so many of them have a neighbour
 ``--distance``) among the training images. For each ``--scores`` table (an ``evaluate-detection``
 per_case.csv) this prints, for images with and without such a neighbour, the image AUC with its
 stratified bootstrap CI, the mean image score and the mean Dice of fractured images. The training ids
-come from the model's manifest (an ensemble's members share them). Writes
+come from the model's manifest: an ensemble made before 2026-12-06 22:00 lists none, so give one of its
+members (they share the split; the shipped ensemble's first member above). Writes
 ``benchmarks/results/fracatlas_holdout_leak.md``.
 """
 
@@ -48,13 +49,14 @@ def main() -> None:
 
     manifest = load_bundle(args.model, weights=False).manifest or {}
     trained = (manifest.get("data") or {}).get("train_cases")
-    if not trained:  # an ensemble lists no training cases of its own: every id not held out, of the train split
+    if not trained:  # an ensemble made before its training cases were recorded: give one of its members
         raise SystemExit(f"{args.model}: its manifest lists no training cases (data.train_cases)")
     numbers = {_number(c) for c in trained}
     lines = ["# FracAtlas: held-out images with and without a neighbouring id in training", "",
              f"{time.strftime('%Y-%m-%d %H:%M')}. Command:", "",
              f"    {shlex.join([sys.executable, *sys.argv]).replace(sys.executable, '.venv/bin/python')}", "",
-             f"Model `{args.model}`: {len(trained)} training images. Neighbour: a training image whose id is within "
+             f"Training images from `{args.model}`'s manifest: {len(trained)} (the scored model must share its split, "
+             "as an ensemble's members do). Neighbour: a training image whose id is within "
              f"{args.distance} of the image's.", "",
              "| scored on | neighbour in training | images | fractured | image AUC (95% CI) | mean image score | "
              "Dice, fractured |", "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -74,8 +76,9 @@ def main() -> None:
             lines.append(f"| {name} | {'yes' if flag else 'no'} | {len(group)} | {len(fractured)} | {auc} | "
                          f"{group['image_score'].mean():.3f} | {dice} |")
     lines += ["", "Read: where images with a training neighbour score clearly better than those without, the random "
-              "holdout shares patients with training and flatters what is chosen on it (checkpoint, TTA, ranking, "
-              "the operating point's threshold). `radseg train --holdout 0.15 --holdout-order last` holds out the "
+              "holdout likely shares patients with training and flatters what is chosen on it (checkpoint, TTA, "
+              "ranking, the operating point's threshold); mind the group sizes: FracAtlas has no patient ids, and the "
+              "groups differ in how many are fractured. `radseg train --holdout 0.15 --holdout-order last` holds out the "
               "last ids of the train split instead, a block as the official splits are."]
     args.results.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.results.with_suffix(".tmp")

@@ -204,6 +204,13 @@ def test_operating_point_chosen_on_holdout_stored_and_used_by_segment(prepared, 
     held = manifest["data"]["val_cases"]
     assert held and set(held) <= {c.case_id for c in data.split("train")}  # validated on train cases only
     runner = CliRunner()
+    # a model that trained on one of this dataset's val images (prepared otherwise) is not scored on val as unseen
+    leaky = load_bundle(model)
+    leaky.manifest["data"]["train_cases"] = [*leaky.manifest["data"]["train_cases"], data.split("val")[0].case_id]
+    leaky.save(tmp_path / "leaky")
+    refused = runner.invoke(app, ["evaluate-detection", "-m", str(tmp_path / "leaky"), "--data", str(root), "--split",
+                                  "val", "-o", str(tmp_path / "no")])
+    assert refused.exit_code == 1 and "1 of split 'val'" in refused.output and data.split("val")[0].case_id in refused.output
     for wrong in ("val", "train"):  # the reported split, and images the weights were trained on
         refused = runner.invoke(app, ["evaluate-detection", "-m", str(model), "--data", str(root), "--split", wrong,
                                       "--save-operating-point", "-o", str(tmp_path / "no")])

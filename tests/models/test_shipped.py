@@ -8,6 +8,7 @@ swapped model fails them.
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -95,34 +96,39 @@ def test_real_radiographs_fractured_score_above_normal(predictor):
 @pytest.mark.realdata
 @pytest.mark.skipif(not FRACATLAS.exists(), reason="../shared/data/fracatlas is not here")
 def test_real_radiographs_at_the_shipped_operating_point(predictor, monkeypatch):
-    """On 20 fractured and 20 normal valid images, the stored threshold flags fractured images and
-    spares normal ones about as often as on the whole valid split: the manifest records its rates
-    with bootstrap CIs, and 20 images drawn at the lower end of that CI fall below the floor only
-    0.5% of the time (binomial; one standard deviation is up to 0.11 for 20 images). A model that
-    flags nothing or everything fails. The score predict() attaches is the one evaluate-detection
-    computes."""
+    """On 40 fractured and 40 normal valid images, the stored threshold flags fractured images and
+    spares normal ones about as often as on the whole valid split (the manifest records its rates):
+    40 images from a model with the recorded rate fall below the floor 0.5% of the time (binomial).
+    The images are the first 40 ids, often two views of one patient, so they are not independent
+    draws; with the first 20 this model flags 9 fractured images (0.45), its floor exactly, so 40
+    are used. A model that flags nothing or everything fails. The score predict() attaches is the
+    one evaluate-detection computes (checked on two images; the rest through the ONNX graph, faster)."""
     from scipy.stats import binom
 
     manifest = load_bundle("fracatlas", weights=False).manifest
     threshold, recorded = manifest["operating_point"]["threshold"], manifest["valid_operating_point"]
     window = manifest["operating_point"]["window"]  # the square the threshold was chosen with
-    monkeypatch.setattr(predictor, "tta", bool(manifest["operating_point"].get("tta")))
-    fractured, normal = _valid_images(20)
+    tta = bool(manifest["operating_point"].get("tta"))
+    monkeypatch.setattr(predictor, "tta", tta)
+    fast = Predictor.load("fracatlas", device="cpu", threads=2, tta=tta,
+                          backend="onnx" if find_spec("onnxruntime") else "torch")
+    fractured, normal = _valid_images(40)
     flags = {}
     for kind, paths in (("fractured", fractured), ("normal", normal)):
         flags[kind] = []
-        for path in paths:
+        for index, path in enumerate(paths):
             image = read(path)
-            labels = predictor.predict(image)
-            probs, grid = predictor.probabilities(image)
-            score = image_score(grid.restore_channel(probs[1]), window=window)
-            assert labels.metadata["image_score"] == pytest.approx(score, abs=1e-6)
+            probs, grid = fast.probabilities(image)
+            score = image_score(grid.restore_channel(np.asarray(probs[1])), window=window)
+            if index < 2:
+                assert predictor.predict(image).metadata["image_score"] == pytest.approx(score, abs=1e-4)
             flags[kind].append(score >= threshold)
+
     def floor(rate: float, n: int) -> float:
         return binom.ppf(0.005, n, rate) / n
 
-    assert np.mean(flags["fractured"]) >= floor(recorded["sensitivity_ci_low"], len(fractured))
-    assert 1.0 - np.mean(flags["normal"]) >= floor(recorded["specificity_ci_low"], len(normal))
+    assert np.mean(flags["fractured"]) >= floor(recorded["sensitivity"], len(fractured))
+    assert 1.0 - np.mean(flags["normal"]) >= floor(recorded["specificity"], len(normal))
 
 
 @pytest.mark.realdata

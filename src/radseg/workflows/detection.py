@@ -58,6 +58,8 @@ def evaluate_detection(predictor, prepared: str | Path, *, split: str = "val", b
     chosen = _holdout_cases(predictor, dataset, prepared) if split == "holdout" else dataset.split(split)
     if not chosen:
         raise RadsegError(f"{prepared}: split {split!r} has no cases (splits: {', '.join(dataset.splits)})")
+    if split not in ("holdout", "train"):
+        _refuse_trained_on(predictor, chosen, split, prepared)
     options = {"threshold": threshold, "min_pixels": min_pixels, "window": window, "instance_score": instance_score}
     scored, failed = [], []
     for case in chosen:
@@ -83,6 +85,18 @@ def evaluate_detection(predictor, prepared: str | Path, *, split: str = "val", b
     except ValueError as exc:  # a non-finite image score: a broken model or input
         raise RadsegError(f"{prepared}: no operating point on split {split!r}: {exc}") from None
     return result
+
+
+def _refuse_trained_on(predictor, chosen: list[Case], split: str, prepared) -> None:
+    """A val or test split holding images the model was trained on (a dataset prepared another way than
+    the one it learned from) would be scored as if unseen: refused, naming one."""
+    manifest = getattr(getattr(predictor, "bundle", None), "manifest", None) or {}
+    trained = set((manifest.get("data") or {}).get("train_cases") or [])
+    seen = sorted(case.case_id for case in chosen if case.case_id in trained)
+    if seen:
+        raise RadsegError(f"{prepared}: {len(seen)} of split {split!r}'s {len(chosen)} cases were trained on by this model "
+                          f"(e.g. {seen[0]}): this dataset is split otherwise than the one it learned from; score a "
+                          "split it never saw, or prepare the data as it was trained")
 
 
 def _holdout_cases(predictor, dataset: PreparedDataset, prepared) -> list[Case]:
