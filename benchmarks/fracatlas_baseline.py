@@ -280,6 +280,15 @@ def _outside_shipped(member: str, folder: Path) -> str:
     return str(copy)
 
 
+def publish(lines: list[str], path: Path) -> None:
+    """Write a results file whole (temp file, then rename) and print it."""
+    from radseg.io.atomic import write_text_atomic
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def _members(model: Path) -> list[dict]:
     """The ensemble members a bundle lists (none for a single network or a missing bundle)."""
     from radseg.models.bundle import load_bundle
@@ -381,11 +390,7 @@ def _write(args, holdout, valid, tta, window, ranking, commands, seconds, load_b
                          f"{row['onnx'] / row['torch']:.2f} |")
         lines += ["", "With flip TTA the network runs twice (about twice these times)."]
     lines += ["", WHY]
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.results.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(args.results)
-    print("\n".join(lines))
+    publish(lines, args.results)
 
 
 WHY = """## What limits it, and what would close the gap

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fracatlas_baseline import RADSEG, ROOT, SENSITIVITY, _fmt, _run
+from fracatlas_baseline import RADSEG, ROOT, SENSITIVITY, _fmt, _run, publish
 
 HERE = Path(__file__).resolve().parent
 COLUMNS = ("mask_AP50", "box_AP50", "auc", "dice", "precision", "recall")
@@ -120,11 +120,7 @@ def main() -> None:
     lines += ["", f"By the rule (highest holdout mask AP50): **{best['candidate']}** (`{best['model']}`). "
               f"With {n} images the differences of a few hundredths are within the holdout's noise; "
               "precision and recall: instances at probability >= 0.5, IoU >= 0.5."]
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.results.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(args.results)
-    print("\n".join(lines))
+    publish(lines, args.results)
 
 
 if __name__ == "__main__":

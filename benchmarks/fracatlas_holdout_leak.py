@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=HERE / "results" / "fracatlas_holdout_leak.md")
     args = parser.parse_args()
 
+    from fracatlas_baseline import publish
     from radseg.evaluate.detection import roc_auc_ci
     from radseg.models.bundle import load_bundle
 
@@ -80,11 +81,7 @@ def main() -> None:
               "ranking, the operating point's threshold); mind the group sizes: FracAtlas has no patient ids, and the "
               "groups differ in how many are fractured. `radseg train --holdout 0.15 --holdout-order last` holds out the "
               "last ids of the train split instead, a block as the official splits are."]
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.results.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(args.results)
-    print("\n".join(lines))
+    publish(lines, args.results)
 
 
 if __name__ == "__main__":
