@@ -131,6 +131,8 @@ def test_holdout_and_flips_are_kept_only_when_every_member_shares_them():
     first, second = member(0), member(1)
     first.manifest["data"]["train_cases"], second.manifest["data"]["train_cases"] = ["c", "d"], ["d", "e"]
     assert combine_bundles([first, second]).manifest["data"]["train_cases"] == ["c", "d", "e"]
+    second.manifest["data"]["val_cases"] = ["a", "z"]  # another holdout: none is kept, the trained-on cases still are
+    assert combine_bundles([first, second]).manifest["data"]["train_cases"] == ["c", "d", "e"]
     assert "lr" not in same.manifest["config"]  # differs between the members: not the ensemble's
     other = combine_bundles([member(0), member(1, holdout=("a", "c"))])
     assert "val_cases" not in other.manifest["data"] and "holdout" not in other.manifest["config"]

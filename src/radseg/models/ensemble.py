@@ -115,7 +115,7 @@ def combine_bundles(bundles: Sequence[Any], *, summary: str | None = None):
     data = _shared_data(bundles)
     manifest = {**carried, "summary": summary or f"ensemble of {len(records)} networks (mean class probability)",
                 "ensemble": {"members": records, "combine": "mean of the members' class probabilities"},
-                "config": _shared_config(bundles), "data": data}
+                "config": _shared_config(bundles, data), "data": data}
     return ModelBundle(architecture=first.architecture, spatial_dims=first.spatial_dims, in_channels=first.in_channels,
                        arch_kwargs=dict(first.arch_kwargs), head=first.head, class_values=list(first.class_values),
                        class_names=list(first.class_names), preprocessing=first.preprocessing,
@@ -130,13 +130,13 @@ def _member_record(bundle) -> dict[str, Any]:
             "initialised_from": (manifest.get("config") or {}).get("init"), "metrics": manifest.get("metrics")}
 
 
-def _shared_config(bundles) -> dict[str, Any]:
+def _shared_config(bundles, data: dict[str, Any]) -> dict[str, Any]:
     """The training options every member shares (flip_lr decides whether flip TTA is allowed; holdout
     whether the held-out cases can be scored)."""
     configs = [(b.manifest or {}).get("config") or {} for b in bundles]
     keys = set(configs[0]).intersection(*configs[1:])
     shared = {k: configs[0][k] for k in sorted(keys) if all(c[k] == configs[0][k] for c in configs)}
-    if _shared_data(bundles).get("val_cases") is None:
+    if data.get("val_cases") is None:
         shared.pop("holdout", None)
     if any(c.get("flip_lr") is False for c in configs):
         shared["flip_lr"] = False  # one member never saw a mirrored image: no flip TTA for the ensemble
@@ -144,11 +144,14 @@ def _shared_config(bundles) -> dict[str, Any]:
 
 
 def _shared_data(bundles) -> dict[str, Any]:
+    """Held-out cases (when every member held out the same ones) and every case some member trained on
+    (evaluate-detection refuses a val/test split holding one of those)."""
     held = [sorted(((b.manifest or {}).get("data") or {}).get("val_cases") or []) for b in bundles]
     holdouts = [bool(((b.manifest or {}).get("config") or {}).get("holdout")) for b in bundles]
+    trained = sorted({c for b in bundles for c in ((b.manifest or {}).get("data") or {}).get("train_cases") or []})
+    out = {"train_cases": trained} if trained else {}
     if all(holdouts) and held[0] and all(h == held[0] for h in held):
-        trained = sorted({c for b in bundles for c in ((b.manifest or {}).get("data") or {}).get("train_cases") or []})
-        return {"val_cases": held[0], **({"train_cases": trained} if trained else {})}
+        return {"val_cases": held[0], **out}
     if any(holdouts):  # said in the manifest, so --split holdout can tell why it is refused
-        return {"holdout_dropped": "the members did not all hold out the same training cases"}
-    return {}
+        return {"holdout_dropped": "the members did not all hold out the same training cases", **out}
+    return out
