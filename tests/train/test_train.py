@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -89,6 +90,19 @@ def test_interrupt_keeps_the_checkpoint_and_resume_continues_exactly(tmp_path, d
     ckpt_b = torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=True)["model"]
     assert all(torch.equal(ckpt_a[k], ckpt_b[k]) for k in ckpt_a)
     assert resumed.best_dice == pytest.approx(straight.best_dice)
+
+
+def test_resume_refuses_a_recipe_change_instead_of_ignoring_it(tmp_path, discs):
+    run = tiny_config(tmp_path, "r", epochs=1, iters_per_epoch=1, holdout=0.25)
+    train(run, discs)
+    for change, named in (({"lr": 0.5}, "lr was given as 0.5 (run: 0.01)"),
+                          ({"holdout_order": "last"}, "holdout_order was given as 'last' (run: 'random')"),
+                          ({"preprocessing": {"size": (32, 32)}}, "size=(32, 32) (run: [64, 64])")):
+        with pytest.raises(ValueError, match=re.escape(named)):
+            train(tiny_config(tmp_path, "r", epochs=2, iters_per_epoch=1, holdout=0.25, resume=True, **change), discs)
+    # the same recipe again, with a longer run: continues
+    resumed = train(tiny_config(tmp_path, "r", epochs=2, iters_per_epoch=1, holdout=0.25, resume=True), discs)
+    assert resumed.epochs_done == 2
 
 
 def test_resume_without_a_run_is_an_error(tmp_path, discs):

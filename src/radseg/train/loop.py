@@ -107,6 +107,7 @@ def _resolve(config: TrainConfig, dataset: TrainData) -> TrainConfig:
             except (ValueError, TypeError, AttributeError) as exc:
                 raise ReadError(saved, f"damaged run configuration, cannot resume ({exc})") from None
             # A resumed run keeps its recipe; only how long it may run can change.
+            _refuse_recipe_changes(config, stored, saved)
             for name in ("epochs", "time_limit", "patience", "threads"):
                 if getattr(config, name) is not None:
                     setattr(stored, name, getattr(config, name))
@@ -122,6 +123,42 @@ def _resolve(config: TrainConfig, dataset: TrainData) -> TrainConfig:
     if dataset.multilabel and config.head != "multilabel":
         config = _with(config, head="multilabel")
     return _with(config, preset=preset, preprocessing=updates).resolved(dataset.spatial_dims)
+
+
+#: What a resumed run may change: how long and how it runs, not what it learns.
+_RUN_OPTIONS = {"epochs", "time_limit", "patience", "threads", "device", "nproc", "backend", "resume", "output",
+                "save_zip"}
+
+
+def _refuse_recipe_changes(config: TrainConfig, stored: TrainConfig, saved: Path) -> None:
+    """Refuse a resume that asks for a recipe option other than the stored one, rather than ignore it.
+
+    Only options the user set count (a value other than the dataclass default); a preprocessing
+    override counts key by key, since the stored recipe holds the preset's filled-in values.
+    """
+    from dataclasses import fields
+
+    default = TrainConfig()
+    for f in fields(TrainConfig):
+        name = f.name
+        if name in _RUN_OPTIONS:
+            continue
+        asked, kept = getattr(config, name), getattr(stored, name)
+        if name == "preprocessing":
+            changed = [f"{k}={v!r} (run: {kept.get(k)!r})" for k, v in asked.items() if _differs(v, kept.get(k))]
+        elif name == "arch_kwargs" and asked:
+            changed = [] if not _differs(asked, kept) else [f"{asked!r} (run: {kept!r})"]
+        else:
+            changed = [f"{asked!r} (run: {kept!r})"] if _differs(asked, getattr(default, name)) and _differs(
+                asked, kept) else []
+        if changed:
+            raise ValueError(f"{saved.parent}: --resume continues the run's own recipe, but {name} was given as "
+                             f"{', '.join(changed)}; drop it to continue, or train into a new output folder")
+
+
+def _differs(a, b) -> bool:
+    """Compare recipe values as stored in config.json (tuples and lists alike)."""
+    return json.loads(json.dumps(a, default=list)) != json.loads(json.dumps(b, default=list))
 
 
 def _with(config: TrainConfig, **changes) -> TrainConfig:
