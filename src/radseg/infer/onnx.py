@@ -186,11 +186,10 @@ class OnnxForward:
         if self._weights is not None:
             options.add_external_initializers_from_files_in_memory([WEIGHTS_FILE], [self._weights],
                                                                   [len(self._weights)])
-        if weights is not None and _DIGEST_KEY.encode() in onnx_bytes \
-                and hashlib.sha256(weights).hexdigest().encode() not in onnx_bytes:
-            # checked before the session: a graph pointing past the end of other weights fails to load at all
-            raise RadsegError("the model's ONNX graph was exported from other weights than its weights.pt: "
-                              "run `radseg export-onnx` on it again")
+        digest = None if weights is None else hashlib.sha256(weights).hexdigest()
+        if digest is not None and _DIGEST_KEY.encode() in onnx_bytes and digest.encode() not in onnx_bytes:
+            # a quick look before the session: a graph pointing past the end of other weights fails to load at all
+            raise _other_weights()
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -201,9 +200,8 @@ class OnnxForward:
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise RadsegError(f"ONNX Runtime cannot load the model's graph ({str(exc).splitlines()[0]})") from None
         expected = self.session.get_modelmeta().custom_metadata_map.get(_DIGEST_KEY)
-        if expected is not None and (weights is None or hashlib.sha256(weights).hexdigest() != expected):
-            raise RadsegError("the model's ONNX graph was exported from other weights than its weights.pt: "
-                              "run `radseg export-onnx` on it again")
+        if expected is not None and digest != expected:  # the exact check, on the graph's own metadata
+            raise _other_weights()
         self.input_name = self.session.get_inputs()[0].name
         self.input_shape = self.session.get_inputs()[0].shape
 
@@ -216,3 +214,8 @@ class OnnxForward:
         array = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
         (logits,) = self.session.run(None, {self.input_name: array})
         return torch.from_numpy(logits).to(x.device)
+
+
+def _other_weights() -> RadsegError:
+    return RadsegError("the model's ONNX graph was exported from other weights than its weights.pt: "
+                       "run `radseg export-onnx` on it again")
