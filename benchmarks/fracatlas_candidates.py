@@ -1,6 +1,6 @@
 """FracAtlas candidates compared on the holdout only: which weights to ship, decided before valid is looked at.
 
-    .venv/bin/python benchmarks/fracatlas_candidates.py \\
+    .venv/bin/python benchmarks/fracatlas_candidates.py [--scoring tta,5,mean] \\
         --candidate shipped=fracatlas --candidate hard-negatives=runs/fracatlas/train3/model \\
         --average "average=fracatlas,runs/fracatlas/train3/model" --note "..."
 
@@ -49,6 +49,17 @@ def _average(name: str, pair: str, work: Path) -> Path:
     return b.save(work / name / "model")
 
 
+def _scoring(text: str) -> dict:
+    """'tta,5,mean' -> the operating-point fields the scoring reads."""
+    try:
+        tta, window, ranking = (part.strip() for part in text.split(","))
+        if tta not in ("tta", "none") or ranking not in ("max", "mean"):
+            raise ValueError
+        return {"tta": tta == "tta", "window": int(window), "instance_score": ranking}
+    except ValueError:
+        raise SystemExit(f"--scoring {text!r}: expected TTA,WINDOW,RANKING such as 'tta,5,mean' or 'none,15,max'") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--candidate", action="append", default=[], help="NAME=MODEL (a folder, .zip or shipped name)")
@@ -57,6 +68,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "fracatlas")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--note", default="", help="how the candidates were trained (into the results)")
+    parser.add_argument("--scoring", default=None,
+                        help="scoring for all, e.g. 'tta,5,mean' (flip TTA or none, image-score window in px, detection "
+                             "ranking); default: the first candidate's operating point")
     parser.add_argument("--results", type=Path, default=HERE / "results" / "fracatlas_candidates.md")
     args = parser.parse_args()
     models = dict(c.split("=", 1) for c in args.candidate)
@@ -79,9 +93,9 @@ def main() -> None:
     from radseg.models.bundle import load_bundle
 
     first = next(iter(models.values()))
-    point = model_operating_point(load_bundle(first, weights=False).manifest)
+    point = _scoring(args.scoring) if args.scoring else model_operating_point(load_bundle(first, weights=False).manifest)
     if point is None:
-        raise SystemExit(f"{first}: the first candidate must carry an operating point (its scoring is used for all)")
+        raise SystemExit(f"{first}: the first candidate carries no operating point; give --scoring (used for all)")
     scoring = [*(["--tta"] if point.get("tta") else []), "--window", str(point.get("window", 5)),
                "--instance-score", str(point.get("instance_score", "max"))]
     rows, cases = [], {}
@@ -101,9 +115,10 @@ def main() -> None:
         raise SystemExit("the candidates hold out different images: their holdout figures cannot be compared")
     best = max(rows, key=lambda r: r["mask_AP50"])
     n = len(next(iter(cases.values())))
+    source = f"--scoring {args.scoring}" if args.scoring else "the first candidate's stored settings"
     lines = ["# FracAtlas candidates on the holdout (training images none of them trained on); valid not looked at",
              "", f"{time.strftime('%Y-%m-%d %H:%M')}; {n} held-out train images, the same for every candidate "
-             f"(checked). Scoring for all: the first candidate's stored settings ({' '.join(scoring)}).", "",
+             f"(checked). Scoring for all: {source} ({' '.join(scoring)}).", "",
              "Commands:", ""]
     lines += [f"    {shlex.join(c).replace(sys.executable, '.venv/bin/python')}" for c in commands]
     if args.average:
