@@ -4,8 +4,8 @@
         --candidate shipped=fracatlas --candidate hard-negatives=runs/fracatlas/train3/model \\
         --average "average=fracatlas,runs/fracatlas/train3/model" --note "..."
 
-Every candidate is scored by ``radseg evaluate-detection --split holdout`` with the first candidate's
-stored scoring (flip TTA, image-score window, detection ranking: its operating point), so they differ
+Every candidate is scored by ``radseg evaluate-detection --split holdout`` with ``--scoring`` (flip TTA,
+image-score window, detection ranking), else the first candidate's stored operating point's, so they differ
 in weights only. Each candidate's held-out cases come from its own manifest; they must be the same
 images for all, or the comparison stops. ``--average NAME=A,B`` adds the mean of two bundles' weights
 (same network; a "model soup" of two runs from one start) as a candidate; ``--ensemble NAME=A,B,...``

@@ -280,3 +280,16 @@ def test_damaged_run_configuration_is_refused_naming_it(cli, prepared, tmp_path)
     result = cli("train", "--data", prepared, "-o", run, "--resume", *TRAIN)
     assert result.exit_code == 1 and f"error: {run / 'config.json'}: damaged run configuration" in result.output
     assert (run / "checkpoints" / "last.pt").read_bytes() == checkpoint
+
+
+def test_resume_refuses_an_option_typed_with_another_value_even_the_default(cli, prepared, tmp_path):
+    run = tmp_path / "run"
+    assert cli("train", "--data", prepared, "-o", run, *TRAIN[:1], "1", *TRAIN[2:], "--seed", "3").exit_code == 0
+    # --seed 0 is the default value, but typed: the run's seed is 3, so this is a change, not an omission
+    refused = cli("train", "--data", prepared, "-o", run, "--resume", *TRAIN, "--seed", "0")
+    assert refused.exit_code != 0 and "seed was given as 0 (run: 3)" in refused.output
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1  # nothing trained
+    # the patch size the run used (its fit size: the preset stores none) is no change
+    resumed = cli("train", "--data", prepared, "-o", run, "--resume", *TRAIN, "--patch-size", "32,32")
+    assert resumed.exit_code == 0, resumed.output
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 3

@@ -100,8 +100,9 @@ def test_resume_refuses_a_recipe_change_instead_of_ignoring_it(tmp_path, discs):
                           ({"preprocessing": {"size": (32, 32)}}, "size=(32, 32) (run: [64, 64])")):
         with pytest.raises(ValueError, match=re.escape(named)):
             train(tiny_config(tmp_path, "r", epochs=2, iters_per_epoch=1, holdout=0.25, resume=True, **change), discs)
-    # the same recipe again, with a longer run: continues
-    resumed = train(tiny_config(tmp_path, "r", epochs=2, iters_per_epoch=1, holdout=0.25, resume=True), discs)
+    # the same recipe again, with a longer run, the patch size it used spelled out: continues
+    resumed = train(tiny_config(tmp_path, "r", epochs=2, iters_per_epoch=1, holdout=0.25, resume=True,
+                                preprocessing={"size": (64, 64), "patch_size": (64, 64)}), discs)
     assert resumed.epochs_done == 2
 
 

@@ -72,6 +72,18 @@ def _on_event(progress: Progress, quiet: bool):
     return on_event
 
 
+#: ``radseg train`` options -> the TrainConfig fields they set (the rest share their name).
+_FIELD_OF = {"arch": "architecture", "old_model": "architecture", "model_args": "arch_kwargs", "iters": "iters_per_epoch",
+             "size": "preprocessing", "spacing": "preprocessing", "patch_size": "preprocessing",
+             "window": "preprocessing", "no_augment": "augment"}
+
+
+def _typed_fields(ctx: typer.Context) -> set[str]:
+    """The TrainConfig fields the user set on the command line (a value equal to the default counts too)."""
+    return {_FIELD_OF.get(name, name) for name in ctx.params
+            if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
+
+
 @contextmanager
 def _sigterm_as_interrupt():
     """SIGTERM (a scheduler's kill, `timeout`) stops training like Ctrl-C: the bundle is written from the
@@ -99,6 +111,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def train(
+        ctx: typer.Context,
         data: Path = typer.Option(..., "--data", help="Prepared dataset folder: images/, labels/, optional dataset.json."),
         output: Path = typer.Option(..., "-o", "--output", help="Run folder (checkpoints, metrics.csv, learning_curve.png, model/)."),
         arch: Optional[str] = typer.Option(None, "--arch", help=f"Architecture: {listing(ARCHITECTURES)} (default: the preset's)."),
@@ -165,7 +178,7 @@ def register(app: typer.Typer) -> None:
                              holdout_order=choice(HOLDOUT_ORDERS, holdout_order, "--holdout-order"))
         with Progress("training", quiet=quiet) as progress, _sigterm_as_interrupt():
             try:
-                result = run_train(config, data=data, on_event=_on_event(progress, quiet))
+                result = run_train(config, data=data, on_event=_on_event(progress, quiet), given=_typed_fields(ctx))
             except (RadsegError, ValueError) as exc:
                 fail(str(exc), getattr(exc, "exit_code", 1))  # a failed training process: its exit status
         best = f"{result.best_dice:.4f}" if result.best_dice is not None else "n/a"

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Collection, Iterable
 
 from radseg.errors import ReadError, RadsegError
 from radseg.train.config import TrainConfig
@@ -44,11 +44,13 @@ Event = dict[str, Any]
 
 
 def train(config: TrainConfig, cases: TrainData | Iterable | None = None, *, data: str | Path | None = None,
-          on_event: Callable[[Event], None] | None = None) -> TrainResult:
+          on_event: Callable[[Event], None] | None = None, given: Collection[str] | None = None) -> TrainResult:
     """Train a model; returns the run folder and the model bundle's path.
 
     Data: ``cases`` (a :class:`TrainData`, or ``(image, labels)`` pairs) or ``data`` (a
-    prepared dataset folder, see :mod:`radseg.train.data`).
+    prepared dataset folder, see :mod:`radseg.train.data`). ``given``: the config fields the user
+    set (the CLI knows); a resumed run refuses any of them that differs from its stored recipe.
+    Without it, a field counts as set when it differs from its default.
     """
     clock_start = time.perf_counter()  # the time limit covers reading and preprocessing too
     if cases is None and data is None:
@@ -62,7 +64,7 @@ def train(config: TrainConfig, cases: TrainData | Iterable | None = None, *, dat
             raise RadsegError(f"{run}: nothing to resume (no checkpoints/last.pt)")
     elif last.exists():
         raise RadsegError(f"{run}: already holds a training run; resume it (--resume) or choose another folder")
-    resolved = _resolve(config, dataset)
+    resolved = _resolve(config, dataset, given)
     _check_mining(resolved)  # the resolved recipe: a resumed run keeps its stored mining settings
     if resolved.nproc > 1:
         # a folder is read by every process; cases in memory travel to them pickled
@@ -98,7 +100,7 @@ def _portable(dataset: TrainData) -> TrainData:
     return replace(dataset, cases=cases)
 
 
-def _resolve(config: TrainConfig, dataset: TrainData) -> TrainConfig:
+def _resolve(config: TrainConfig, dataset: TrainData, given: Collection[str] | None = None) -> TrainConfig:
     if config.resume:
         saved = Path(config.output) / "config.json"
         if saved.exists():
@@ -107,13 +109,14 @@ def _resolve(config: TrainConfig, dataset: TrainData) -> TrainConfig:
             except (ValueError, TypeError, AttributeError) as exc:
                 raise ReadError(saved, f"damaged run configuration, cannot resume ({exc})") from None
             # A resumed run keeps its recipe; only how long it may run can change.
-            _refuse_recipe_changes(config, stored, saved)
+            _refuse_recipe_changes(config, stored, saved, given)
             for name in ("epochs", "time_limit", "patience", "threads"):
                 if getattr(config, name) is not None:
                     setattr(stored, name, getattr(config, name))
             # how it runs, not what it learns: N processes continue a run of M (same model up to rounding)
             stored.device, stored.nproc, stored.backend = config.device, config.nproc, config.backend
             stored.resume, stored.output = True, Path(config.output)
+            stored.save_zip = config.save_zip or stored.save_zip
             return stored
     info = dataset.info or {}
     updates = dict(config.preprocessing)
@@ -130,30 +133,35 @@ _RUN_OPTIONS = {"epochs", "time_limit", "patience", "threads", "device", "nproc"
                 "save_zip"}
 
 
-def _refuse_recipe_changes(config: TrainConfig, stored: TrainConfig, saved: Path) -> None:
+def _refuse_recipe_changes(config: TrainConfig, stored: TrainConfig, saved: Path,
+                           given: Collection[str] | None) -> None:
     """Refuse a resume that asks for a recipe option other than the stored one, rather than ignore it.
 
-    Only options the user set count (a value other than the dataclass default); a preprocessing
-    override counts key by key, since the stored recipe holds the preset's filled-in values.
+    An option counts when it is in ``given`` (else: when it differs from the dataclass default).
+    Preprocessing is compared as the run used it (a preset's unset patch size is its fit size).
     """
     from dataclasses import fields
+
+    from radseg.models.preprocess import Preprocessing
 
     default = TrainConfig()
     for f in fields(TrainConfig):
         name = f.name
-        if name in _RUN_OPTIONS:
-            continue
         asked, kept = getattr(config, name), getattr(stored, name)
+        if name in _RUN_OPTIONS or not (name in given if given is not None else _differs(asked, getattr(default, name))):
+            continue
         if name == "preprocessing":
-            changed = [f"{k}={v!r} (run: {kept.get(k)!r})" for k, v in asked.items() if _differs(v, kept.get(k))]
-        elif name == "arch_kwargs" and asked:
-            changed = [] if not _differs(asked, kept) else [f"{asked!r} (run: {kept!r})"]
+            try:
+                same = Preprocessing.from_dict({**kept, **asked}).to_dict() == Preprocessing.from_dict(kept).to_dict()
+            except (ValueError, TypeError):
+                same = False
+            changed = "" if same else ", ".join(f"{k}={v!r} (run: {kept.get(k)!r})" for k, v in asked.items()
+                                                if _differs(v, kept.get(k)))
         else:
-            changed = [f"{asked!r} (run: {kept!r})"] if _differs(asked, getattr(default, name)) and _differs(
-                asked, kept) else []
+            changed = f"{asked!r} (run: {kept!r})" if _differs(asked, kept) else ""
         if changed:
             raise ValueError(f"{saved.parent}: --resume continues the run's own recipe, but {name} was given as "
-                             f"{', '.join(changed)}; drop it to continue, or train into a new output folder")
+                             f"{changed}; drop it to continue, or train into a new output folder")
 
 
 def _differs(a, b) -> bool:
