@@ -30,9 +30,11 @@ Writes ``benchmarks/results/fracatlas_baseline.md`` beside round 1's figures and
 YOLOv8s-seg. ``--skip-train`` scores an existing run folder (``--run``, e.g. after an interrupted
 session, or a run continued from an earlier model with ``--train-args "--init ..."``).
 ``--ensemble A,B,...`` scores, instead of a training run, the ensemble of those trained models
-(``radseg models ensemble``: their probabilities averaged), selected and scored the same way:
+(``radseg models ensemble``: their probabilities averaged; all trained on the same prepared layout with the
+same holdout), selected and scored the same way, e.g. round 5 and its hard-negative continuation:
 
-    .venv/bin/python benchmarks/fracatlas_baseline.py --ensemble fracatlas,runs/fracatlas/train3/model --ship
+    .venv/bin/python benchmarks/fracatlas_baseline.py --work runs/fracatlas5 \
+        --ensemble runs/fracatlas5/train/model,runs/fracatlas5/train-hn/model
 """
 
 from __future__ import annotations
@@ -411,9 +413,10 @@ WHY = """## What limits it, and what would close the gap
   holds out the last ids (`--holdout-order last`) and splits the normal images by id
   (`negative_split=nearest`). Round 5's operating point, chosen on that block holdout, kept its
   sensitivity on valid (0.86 on the holdout, 0.89 on valid) where round 4's, chosen on the random
-  holdout, had not (0.86, then 0.71): this supports the leak reading.
+  holdout, had not (0.86, then 0.71). That is consistent with the leak reading, not proof (other
+  models, other valid sets), and the point did not carry over whole: specificity fell from 0.49 to 0.35.
 - The screener's weak side is now specificity: at sensitivity 0.85 it is 0.49 on the block holdout and
-  0.36 (0.19-0.52) on valid's 31 normal images, so at this sensitivity most normal images are flagged.
+  0.35 (0.19-0.52) on valid's 31 normal images, so at this sensitivity most normal images are flagged.
   A user who wants fewer flags can raise the threshold (`image_scores.csv` holds every score).
 - The valid figures of rounds 1-4 come from the seeded layout, in which 19 normal images with
   valid-range ids were trained on and 33 of the 142 valid images have a training image within 2 ids
@@ -422,7 +425,8 @@ WHY = """## What limits it, and what would close the gap
   the same images; `evaluate-detection` refuses a seeded-layout model on it (it trained on some of its
   images). On the 93 valid images neither trained on (all 82 fractured, 11 normal;
   `fracatlas_common_valid.md`, made after the shipping decision): round 5 mask AP50 0.244, AUC 0.81
-  (0.70-0.91); round 4 0.209, AUC 0.72 (0.61-0.84).
+  (0.70-0.91); round 4 0.209, AUC 0.72 (0.61-0.83): with 11 normal images the intervals overlap widely
+  and the difference was not tested.
 - Selection and the operating point use training images only (the holdout); the official test split
   is withheld from this machine altogether. Round 1 picked its checkpoint on the valid split, so its
   figures were, if anything, optimistic.

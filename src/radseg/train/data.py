@@ -125,7 +125,7 @@ def split_cases(data: TrainData, *, val_fraction: float, seed: int, holdout: flo
     ``holdout_order="last"`` holds out the last cases in case-id order instead of a seeded draw: a
     block, as datasets split by id ranges do (FracAtlas's official splits are consecutive ids).
     There neighbouring ids are likely the same patient (several views), so a random holdout probably
-    shares patients with training and flatters what is chosen on it (FracAtlas, shipped model: image
+    shares patients with training and flatters what is chosen on it (FracAtlas, round 3: image
     AUC 0.91 on 95 held-out images with a training image within 2 ids, 0.69 (95% CI 0.48-0.86) on
     the 33 without, 6 of them fractured; benchmarks/results/fracatlas_holdout_leak.md).
     """
