@@ -106,6 +106,15 @@ def test_resume_refuses_a_recipe_change_instead_of_ignoring_it(tmp_path, discs):
     assert resumed.epochs_done == 2
 
 
+def test_resume_refuses_other_data(tmp_path, discs):
+    train(tiny_config(tmp_path, "d", epochs=1, iters_per_epoch=1), discs)
+    fewer = from_pairs([disc_case(np.random.default_rng(0)) for _ in range(11)])  # another dataset, other ids
+    with pytest.raises(RadsegError, match="cases differ from the data given"):
+        train(tiny_config(tmp_path, "d", epochs=2, iters_per_epoch=1, resume=True), fewer)
+    assert torch.load(tmp_path / "d/checkpoints/last.pt", weights_only=True)["epoch"] == 1  # untouched
+    assert train(tiny_config(tmp_path, "d", epochs=2, iters_per_epoch=1, resume=True), discs).epochs_done == 2
+
+
 def test_resume_without_a_run_is_an_error(tmp_path, discs):
     with pytest.raises(RadsegError, match="nothing to resume"):
         train(tiny_config(tmp_path, resume=True), discs)

@@ -116,6 +116,30 @@ def case_list(cases: list[Case]) -> list[str]:
     return [c.case_id for c in cases]
 
 
+def case_split(train_cases: list[Case], val_cases: list[Case]) -> dict[str, list[str]]:
+    """Which cases a run trains and validates on (kept in its checkpoint, checked on resume)."""
+    return {"train": case_list(train_cases), "val": case_list(val_cases)}
+
+
+def check_same_split(stored: dict[str, list[str]] | None, train_cases: list[Case], val_cases: list[Case],
+                     checkpoint: Path) -> None:
+    """Refuse to resume a run on other cases (another --data, or the dataset prepared again otherwise).
+
+    A checkpoint written before the split was kept in it (None) is not checked.
+    """
+    if stored is None:
+        return
+    from radseg.errors import RadsegError
+
+    now = case_split(train_cases, val_cases)
+    for part in ("train", "val"):
+        gone, new = sorted(set(stored[part]) - set(now[part])), sorted(set(now[part]) - set(stored[part]))
+        if gone or new:
+            example = f"e.g. {gone[0]!r} is gone" if gone else f"e.g. {new[0]!r} is new"
+            raise RadsegError(f"{checkpoint}: this run's {part} cases differ from the data given ({len(gone)} gone, "
+                              f"{len(new)} new; {example}): resume it with the dataset it was trained on")
+
+
 def dataset_summary(dataset: TrainData, train_cases, val_cases) -> dict[str, Any]:
     return {"data_hash": data_hash(dataset.cases), "n_train": len(train_cases), "n_val": len(val_cases),
             "train_cases": case_list(train_cases), "val_cases": case_list(val_cases),

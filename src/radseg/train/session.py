@@ -109,6 +109,8 @@ class Session:
         self.class_values, self.class_names = self._label_table()
         resuming = cfg.resume and (self.ckpt_dir / "last.pt").exists()
         state = load_checkpoint(self.ckpt_dir / "last.pt") if resuming else None
+        if state:
+            records.check_same_split(state.get("cases"), self.train_cases, self.val_cases, self.ckpt_dir / "last.pt")
         self.pre = Preprocessing.from_dict(state["preprocessing"]) if state else self._preprocessing(self.train_cases)
         check_patch_size(cfg.architecture, self.pre.patch_size)
         lut = None
@@ -290,6 +292,7 @@ class Session:
                  "best_epoch": self.best_epoch, "best_per_class": self.best_per_class, "elapsed": elapsed,
                  "numpy_rng": json.dumps(self.rng.bit_generator.state), "torch_gen": self.gen.get_state(),
                  "torch_rng": torch.get_rng_state(), "preprocessing": self.pre.to_dict(),
+                 "cases": records.case_split(self.train_cases, self.val_cases),
                  "hard_negatives": {str(i): torch.from_numpy(p) for i, p in self.sampler.hard_points.items()}}
         with atomic_path(self.ckpt_dir / "last.pt") as tmp:
             torch.save(state, tmp)
