@@ -23,14 +23,14 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
+from fracatlas_baseline import RADSEG, publish
+
 HERE = Path(__file__).resolve().parent
-RADSEG = [sys.executable, "-m", "radseg"]
 
 
 def _seen(bundle: Path, prepared: Path) -> set[str]:
@@ -119,9 +119,6 @@ def main() -> None:
     lines.insert(4, f"Common set: {images} images ({with_finding} fractured) of `{models[0][2]}`'s val split that "
                     "are in no model's train split.")
     lines += ["", "Commands:", "", *[f"    {c}" for c in commands]]
-    sys.path.insert(0, str(HERE))
-    from fracatlas_baseline import publish
-
     publish(lines, args.out)
 
 

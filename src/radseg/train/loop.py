@@ -110,7 +110,7 @@ def _resolve(config: TrainConfig, dataset: TrainData, given: Collection[str] | N
                 raise ReadError(saved, f"damaged run configuration, cannot resume ({exc})") from None
             # A resumed run keeps its recipe; only how long it may run can change.
             _refuse_recipe_changes(config, stored, saved, given)
-            for name in ("epochs", "time_limit", "patience", "threads"):
+            for name in _HOW_LONG:
                 if getattr(config, name) is not None:
                     setattr(stored, name, getattr(config, name))
             # how it runs, not what it learns: N processes continue a run of M (same model up to rounding)
@@ -128,9 +128,9 @@ def _resolve(config: TrainConfig, dataset: TrainData, given: Collection[str] | N
     return _with(config, preset=preset, preprocessing=updates).resolved(dataset.spatial_dims)
 
 
-#: What a resumed run may change: how long and how it runs, not what it learns.
-_RUN_OPTIONS = {"epochs", "time_limit", "patience", "threads", "device", "nproc", "backend", "resume", "output",
-                "save_zip"}
+#: What a resumed run may change: how long (taken when given) and how it runs, not what it learns.
+_HOW_LONG = ("epochs", "time_limit", "patience", "threads")
+_RUN_OPTIONS = {*_HOW_LONG, "device", "nproc", "backend", "resume", "output", "save_zip"}
 
 
 def _refuse_recipe_changes(config: TrainConfig, stored: TrainConfig, saved: Path,
