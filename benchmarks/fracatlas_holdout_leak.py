@@ -18,7 +18,6 @@ members (they share the split; the shipped ensemble's first member above). Write
 from __future__ import annotations
 
 import argparse
-import re
 import shlex
 import sys
 import time
@@ -30,10 +29,12 @@ HERE = Path(__file__).resolve().parent
 
 
 def _number(case_id: str) -> int:
-    digits = re.findall(r"\d+", case_id)
-    if not digits:
+    from radseg.datasets.fracatlas import image_number
+
+    number = image_number(case_id)
+    if number is None:
         raise SystemExit(f"{case_id}: no number in the case id; this check needs numbered ids")
-    return int(digits[-1])
+    return number
 
 
 def main() -> None:

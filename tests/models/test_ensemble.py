@@ -143,12 +143,12 @@ def test_holdout_and_flips_are_kept_only_when_every_member_shares_them():
 
 
 def test_holdout_scoring_is_refused_when_members_held_out_different_cases(tmp_path):
-    from radseg.workflows.detection import _holdout_cases
+    from radseg.workflows.detection import holdout_cases
 
     bundle = combine_bundles([member(0), member(1, holdout=("a", "c"))])
     predictor = Predictor(bundle, device="cpu")
     with pytest.raises(RadsegError, match="no held-out cases .*did not all hold out the same"):
-        _holdout_cases(predictor, None, tmp_path)
+        holdout_cases(predictor, None, tmp_path)
 
 
 @pytest.mark.parametrize("head", ["multiclass", "multilabel"])

@@ -100,6 +100,16 @@ def test_serialisation_round_trip():
     assert Preprocessing.from_dict(pre.to_dict()) == pre
 
 
+def test_differences_name_each_changed_field_as_stored():
+    a = Preprocessing(spatial_dims=2, mode="fit", size=(64, 64), intensity="percentile")
+    b = Preprocessing(spatial_dims=2, mode="fit", size=(64, 48), intensity="zscore")
+    assert a.differences(a) == {}
+    # the patch follows the fit size when unset: compared as used, so it differs too
+    assert a.differences(b) == {"intensity": ("percentile", "zscore"), "patch_size": ([64, 64], [64, 48]),
+                                "size": ([64, 64], [64, 48])}
+    assert b.differences(a)["size"] == ([64, 48], [64, 64])
+
+
 def test_monochrome1_radiographs_reach_the_network_like_monochrome2():
     values = np.random.default_rng(0).integers(0, 4096, (40, 40)).astype(np.uint16)
     pre = Preprocessing(spatial_dims=2, size=(32, 32))

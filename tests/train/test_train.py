@@ -97,7 +97,7 @@ def test_resume_refuses_a_recipe_change_instead_of_ignoring_it(tmp_path, discs):
     train(run, discs)
     for change, named in (({"lr": 0.5}, "lr was given as 0.5 (run: 0.01)"),
                           ({"holdout_order": "last"}, "holdout_order was given as 'last' (run: 'random')"),
-                          ({"preprocessing": {"size": (32, 32)}}, "size=(32, 32) (run: [64, 64])")):
+                          ({"preprocessing": {"size": (32, 32)}}, "size=[32, 32] (run: [64, 64])")):
         with pytest.raises(ValueError, match=re.escape(named)):
             train(tiny_config(tmp_path, "r", epochs=2, iters_per_epoch=1, holdout=0.25, resume=True, **change), discs)
     # the same recipe again, with a longer run, the patch size it used spelled out: continues

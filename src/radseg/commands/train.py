@@ -147,6 +147,9 @@ def register(app: typer.Typer) -> None:
                                                   "the training images (hard-negative mining; 0: off)."),
         mine_every: Optional[int] = typer.Option(None, "--mine-every", min=1, help="Epochs between hard-negative "
                                                  "mining passes (default: every 5th validation)."),
+        balance_by: Optional[str] = typer.Option(None, "--balance-by", help="A metadata column (e.g. body_part): within "
+                                                 "each of its values, draw images with and without a finding equally often, "
+                                                 "so a body part where most images are fractured is not itself learned as a sign."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run in OUTPUT from its last checkpoint."),
         init: Optional[str] = typer.Option(None, "--init", help=model_help("Start from this trained bundle's weights (fine-tuning; "
                                                                            "same network and classes): a folder or .zip")),
@@ -174,7 +177,7 @@ def register(app: typer.Typer) -> None:
                              epochs=epochs, iters_per_epoch=iters, batch_size=batch_size, lr=lr, val_every=val_every,
                              patience=patience, time_limit=time_limit, seed=seed, device=device, threads=threads,
                              augment=not no_augment, holdout=holdout, resume=resume, save_zip=save_zip, init=init, nproc=nproc,
-                             backend=backend, hard_negatives=hard_negatives, mine_every=mine_every,
+                             backend=backend, hard_negatives=hard_negatives, mine_every=mine_every, balance_by=balance_by,
                              holdout_order=choice(HOLDOUT_ORDERS, holdout_order, "--holdout-order"))
         with Progress("training", quiet=quiet) as progress, _sigterm_as_interrupt():
             try:

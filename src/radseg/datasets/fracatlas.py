@@ -126,7 +126,8 @@ def scan(root: Path, *, negatives: bool | str = False, negative_split: str = "se
     )
 
 
-def _number(name: str) -> int | None:
+def image_number(name: str) -> int | None:
+    """The id number of a FracAtlas image or case (``IMG0000019.jpg`` -> 19; the last run of digits), else None."""
     import re
 
     digits = re.findall(r"\d+", Path(name).stem)
@@ -138,13 +139,13 @@ def _nearest_splits(names: list[str], splits: dict[str, str]) -> dict[str, str]:
     (ties: the lower number); names without a number keep a generated split."""
     import bisect
 
-    official = sorted((n, s) for n, s in ((_number(k), v) for k, v in splits.items()) if n is not None)
+    official = sorted((n, s) for n, s in ((image_number(k), v) for k, v in splits.items()) if n is not None)
     if not official:
         return {}
     numbers = [n for n, _ in official]
     out = {}
     for name in names:
-        number = _number(name)
+        number = image_number(name)
         if number is None:
             continue
         at = bisect.bisect_left(numbers, number)

@@ -85,8 +85,7 @@ def combine_bundles(bundles: Sequence[Any], *, summary: str | None = None):
                 raise RadsegError(f"{_describe(other)}: {name.replace('_', ' ')} {getattr(other, name)!r}, but "
                                   f"{_describe(first)}: {getattr(first, name)!r}; members of an ensemble must be the "
                                   "same network for the same labels")
-        theirs, ours = other.preprocessing.to_dict(), first.preprocessing.to_dict()
-        differ = {k: (theirs.get(k), ours.get(k)) for k in sorted(set(theirs) | set(ours)) if theirs.get(k) != ours.get(k)}
+        differ = other.preprocessing.differences(first.preprocessing)
         if differ:
             raise RadsegError(f"{_describe(other)}: its preprocessing differs from {_describe(first)}'s ("
                               + ", ".join(f"{k} {a!r} vs {b!r}" for k, (a, b) in differ.items())

@@ -98,6 +98,11 @@ class Preprocessing:
         out = asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
+    def differences(self, other: "Preprocessing") -> dict[str, tuple[Any, Any]]:
+        """``{field: (ours, theirs)}`` for every field that differs, values as stored (lists, not tuples)."""
+        ours, theirs = self.to_dict(), other.to_dict()
+        return {k: (ours.get(k), theirs.get(k)) for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k)}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Preprocessing":
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}

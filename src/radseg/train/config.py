@@ -46,6 +46,9 @@ class TrainConfig:
     #: (hard negatives), mined every ``mine_every`` epochs (None: 5 validations apart); 0: off.
     hard_negatives: float = 0.0
     mine_every: int | None = None
+    #: A metadata column (e.g. FracAtlas ``body_part``): within each of its values, draw training images
+    #: with and without a finding equally often (:func:`radseg.train.sampler.finding_balance`); None: uniform.
+    balance_by: str | None = None
     augment: bool = True
     flip_lr: bool | None = None  # mirror left-right, swapping right/left labels (None: the preset's, else on)
     rotate_degrees: float = 12.0

@@ -23,7 +23,7 @@ from radseg.datasets.prepared import IMAGE, LABELS, open_prepared
 from radseg.errors import ReadError
 from radseg.image import Image
 
-__all__ = ["TrainData", "load_prepared", "from_pairs", "split_cases", "data_hash"]
+__all__ = ["TrainData", "load_prepared", "from_pairs", "split_cases", "data_hash", "balance_weights"]
 
 
 @dataclass
@@ -168,6 +168,20 @@ def _natural(case_id: str) -> tuple:
     import re
 
     return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", case_id) if part)
+
+
+def balance_weights(cases: Sequence[Case], column: str) -> np.ndarray:
+    """Draw probabilities that balance images with and without a finding within each value of the
+    metadata ``column`` (:func:`radseg.train.sampler.finding_balance`); a case without the value is its own group."""
+    from radseg.errors import RadsegError
+    from radseg.train.sampler import finding_balance
+
+    if not any(column in (case.metadata or {}) for case in cases):
+        known = sorted({k for case in cases for k in (case.metadata or {})})
+        raise RadsegError(f"--balance-by {column}: the training cases have no metadata column {column!r} "
+                          f"(they have: {', '.join(known) or 'none'})")
+    groups = [str((case.metadata or {}).get(column, "")) for case in cases]
+    return finding_balance(groups, [bool(np.any(case.label.array)) for case in cases])
 
 
 def data_hash(cases: Sequence[Case]) -> str:

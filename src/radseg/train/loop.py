@@ -152,11 +152,10 @@ def _refuse_recipe_changes(config: TrainConfig, stored: TrainConfig, saved: Path
             continue
         if name == "preprocessing":
             try:
-                same = Preprocessing.from_dict({**kept, **asked}).to_dict() == Preprocessing.from_dict(kept).to_dict()
-            except (ValueError, TypeError):
-                same = False
-            changed = "" if same else ", ".join(f"{k}={v!r} (run: {kept.get(k)!r})" for k, v in asked.items()
-                                                if _differs(v, kept.get(k)))
+                differ = Preprocessing.from_dict({**kept, **asked}).differences(Preprocessing.from_dict(kept))
+            except (ValueError, TypeError):  # not a preprocessing at all: name what was given
+                differ = {k: (v, kept.get(k)) for k, v in asked.items() if _differs(v, kept.get(k))}
+            changed = ", ".join(f"{k}={a!r} (run: {b!r})" for k, (a, b) in differ.items())
         else:
             changed = f"{asked!r} (run: {kept!r})" if _differs(asked, kept) else ""
         if changed:

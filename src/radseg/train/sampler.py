@@ -8,6 +8,10 @@ drawn as above): a background voxel the network itself called foreground when it
 over the training images (see :meth:`PatchSampler.set_hard_negatives`), so the patches a
 detector most needs to see again (its false positives, e.g. on normal radiographs) are not left
 to uniform sampling, which rarely lands on them. Without mined voxels the usual draw is used.
+With ``case_weights`` cases are drawn with those probabilities instead of uniformly, e.g.
+:func:`finding_balance`: within each group of a metadata column (a FracAtlas body part), images
+with and without a finding drawn equally often, so a group where most training images hold a
+finding (hands) does not teach the network that the group itself is the finding.
 Cases smaller than the patch are padded (image: its minimum, labels: background).
 All randomness comes from one ``numpy.random.Generator`` the caller seeds and checkpoints.
 """
@@ -15,10 +19,11 @@ All randomness comes from one ``numpy.random.Generator`` the caller seeds and ch
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
-__all__ = ["GridCase", "PatchSampler"]
+__all__ = ["GridCase", "PatchSampler", "finding_balance"]
 
 _MAX_POINTS = 20000  # per class per case: enough to pick centres from, small in memory
 
@@ -49,13 +54,36 @@ class GridCase:
         return tuple(self.image.shape[1:])
 
 
+def finding_balance(groups: Sequence, has_finding: Sequence[bool]) -> np.ndarray:
+    """Per-case draw probabilities: each group keeps its share of the draws (its share of the cases),
+    split half to its cases with a finding and half to those without (uniform within each half).
+    A group with only one kind keeps uniform draws."""
+    groups, has_finding = list(groups), np.asarray(has_finding, bool)
+    if len(groups) != has_finding.size or not groups:
+        raise ValueError(f"{len(groups)} groups for {has_finding.size} cases")
+    weights = np.empty(has_finding.size)
+    for group in set(groups):
+        members = np.array([g == group for g in groups])
+        kinds = [members & has_finding, members & ~has_finding]
+        present = [kind for kind in kinds if kind.any()]
+        for kind in present:
+            weights[kind] = members.sum() / len(present) / kind.sum()
+    return weights / weights.sum()
+
+
 class PatchSampler:
     def __init__(self, cases: list[GridCase], patch_size: tuple[int, ...], *, foreground_fraction: float,
-                 rng: np.random.Generator, hard_fraction: float = 0.0) -> None:
+                 rng: np.random.Generator, hard_fraction: float = 0.0, case_weights: Sequence[float] | None = None) -> None:
         if not cases:
             raise ValueError("no training cases")
         if not 0.0 <= hard_fraction < 1.0:
             raise ValueError(f"the hard-negative share of patches must be in [0, 1), not {hard_fraction}")
+        self.case_p = None
+        if case_weights is not None:
+            weights = np.asarray(case_weights, float)
+            if weights.shape != (len(cases),) or not np.all(np.isfinite(weights)) or weights.min() < 0 or weights.sum() <= 0:
+                raise ValueError(f"case weights: one finite non-negative weight per case ({len(cases)}), not all zero")
+            self.case_p = weights / weights.sum()
         self.cases, self.patch, self.fg, self.rng = cases, tuple(patch_size), float(foreground_fraction), rng
         self.hard = float(hard_fraction)
         self.hard_points: dict[int, np.ndarray] = {}  # case index -> mined voxels [N, dims]
@@ -105,7 +133,9 @@ class PatchSampler:
             if self.hard and self.hard_points and self.rng.random() < self.hard:
                 case, corner = self._hard_corner()
             else:
-                case = self.cases[self.rng.integers(len(self.cases))]
+                # uniform draws stay integers(), so runs without weights keep their exact sequence
+                pick = self.rng.integers(len(self.cases)) if self.case_p is None else self.rng.choice(len(self.cases), p=self.case_p)
+                case = self.cases[pick]
                 corner = self._corner(case)
             spatial = len(self.patch)
             images.append(self._crop(case.image, corner, spatial, float(case.image.min())))

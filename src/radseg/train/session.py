@@ -23,7 +23,7 @@ from radseg.models.registry import build, check_patch_size, count_parameters, re
 from radseg.train import records
 from radseg.train.config import TrainConfig
 from radseg.case import Case
-from radseg.train.data import TrainData, split_cases
+from radseg.train.data import TrainData, balance_weights, split_cases
 from radseg.train.distributed import LOCAL, Local
 from radseg.train.sampler import GridCase, PatchSampler
 
@@ -106,6 +106,7 @@ class Session:
         self.device = self.dist.device(resolve_device(cfg.device))
         self.train_cases, self.val_cases = split_cases(self.dataset, val_fraction=cfg.val_fraction, seed=cfg.seed,
                                                           holdout=cfg.holdout, holdout_order=cfg.holdout_order)
+        self.case_weights = balance_weights(self.train_cases, cfg.balance_by) if cfg.balance_by else None
         self.class_values, self.class_names = self._label_table()
         resuming = cfg.resume and (self.ckpt_dir / "last.pt").exists()
         state = load_checkpoint(self.ckpt_dir / "last.pt") if resuming else None
@@ -149,7 +150,7 @@ class Session:
         self.gen = torch.Generator().manual_seed(cfg.seed + 1)
         self.sampler = PatchSampler(self.grid_train, self.pre.patch_size,
                                     foreground_fraction=cfg.foreground_fraction, rng=self.rng,
-                                    hard_fraction=cfg.hard_negatives)
+                                    hard_fraction=cfg.hard_negatives, case_weights=self.case_weights)
         self.history: list[dict[str, Any]] = []
         self.epoch = self.iteration = self.stale = 0
         self.best, self.best_epoch, self.best_state, self.best_per_class = None, None, None, None

@@ -28,7 +28,7 @@ from radseg.evaluate.detection_run import DetectionResult, ScoredImage, score_im
 
 from radseg.evaluate.detection import IMAGE_SCORE_WINDOW, INSTANCE_SCORES
 
-__all__ = ["evaluate_detection", "check_writable_model", "save_operating_point"]
+__all__ = ["evaluate_detection", "holdout_cases", "check_writable_model", "save_operating_point"]
 
 
 def evaluate_detection(predictor, prepared: str | Path, *, split: str = "val", by: Sequence[str] = (),
@@ -55,7 +55,7 @@ def evaluate_detection(predictor, prepared: str | Path, *, split: str = "val", b
     if instance_score not in INSTANCE_SCORES:  # checked here: in the case loop it would fail every image alone
         raise RadsegError(f"instance score {instance_score!r}: 'max' or 'mean' (a detection's highest or mean probability)")
     dataset = open_prepared(prepared)
-    chosen = _holdout_cases(predictor, dataset, prepared) if split == "holdout" else dataset.split(split)
+    chosen = holdout_cases(predictor, dataset, prepared) if split == "holdout" else dataset.split(split)
     if not chosen:
         raise RadsegError(f"{prepared}: split {split!r} has no cases (splits: {', '.join(dataset.splits)})")
     if split not in ("holdout", "train"):
@@ -99,7 +99,9 @@ def _refuse_trained_on(predictor, chosen: list[Case], split: str, prepared) -> N
                           "split it never saw, or prepare the data as it was trained")
 
 
-def _holdout_cases(predictor, dataset: PreparedDataset, prepared) -> list[Case]:
+def holdout_cases(predictor, dataset: PreparedDataset, prepared) -> list[Case]:
+    """The train-split cases the predictor's model held out to pick its checkpoint (its manifest's
+    ``val_cases``), checked to be in ``dataset``'s train split; refused for a model without them."""
     manifest = predictor.bundle.manifest or {}
     dropped = (manifest.get("data") or {}).get("holdout_dropped")
     if dropped:
