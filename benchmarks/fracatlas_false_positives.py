@@ -15,7 +15,9 @@ training images (its manifest's holdout; the valid split is never read):
 3. Whether scale test-time augmentation would help: the image score's AUC when the image is
    fitted to another size than the one the model was trained at (``--sizes``), and averaged.
 
-The model's stored scoring is used throughout (flip TTA, window, threshold). Writes
+The model's stored scoring is used throughout (flip TTA, window, threshold); a model without one
+(a candidate) is scored with ``--scoring`` and flagged at the threshold that reaches sensitivity 0.85
+on these same images (a diagnostic, not an operating point). Writes
 ``benchmarks/results/fracatlas_false_positives.md`` and a montage of the highest-scoring normal
 images (contour: probability >= 0.5; cross: where the image score is taken).
 """
@@ -31,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fracatlas_baseline import ROOT, _fmt, publish
+from fracatlas_baseline import ROOT, SENSITIVITY, _fmt, publish
 
 HERE = Path(__file__).resolve().parent
 
@@ -41,7 +43,7 @@ def _summaries(probability: np.ndarray, window: int) -> dict[str, float]:
 
     from radseg.evaluate.detection import image_score
 
-    return {"image score (stored)": image_score(probability, window=window),
+    return {"image score": image_score(probability, window=window),
             "highest pixel": float(probability.max()),
             "99.9th percentile": float(np.quantile(probability, 0.999)),
             "summed probability (px)": float(probability.sum()),
@@ -92,7 +94,7 @@ def _montage(table: pd.DataFrame, cases: dict, maps: dict, window: int, path: Pa
         ax.axis("off")
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=60)
+    fig.savefig(tmp, dpi=60, bbox_inches="tight")
     plt.close(fig)
     tmp.replace(path)
 
@@ -101,21 +103,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="fracatlas", help="a model with an operating point and a holdout")
     parser.add_argument("--data", type=Path, default=ROOT / "runs" / "fracatlas5" / "prepared")
+    parser.add_argument("--scoring", default="", help="TTA,WINDOW such as 'tta,15' instead of the stored scoring "
+                        "(needed for a model without an operating point)")
     parser.add_argument("--sizes", default="", help="other fit sizes to weigh as scale TTA, e.g. 704 or 384,704")
     parser.add_argument("--results", type=Path, default=HERE / "results" / "fracatlas_false_positives.md")
     args = parser.parse_args()
 
     from radseg.datasets.prepared import open_prepared
-    from radseg.evaluate.operating_point import model_operating_point
+    from radseg.evaluate.operating_point import choose_operating_point, model_operating_point
     from radseg.infer.predictor import Predictor
     from radseg.workflows.detection import holdout_cases
 
     probe = Predictor.load(args.model, device="cpu")
     point = model_operating_point(probe.bundle.manifest)
-    if point is None:
-        raise SystemExit(f"{args.model}: no operating point stored; choose one first (evaluate-detection --save-operating-point)")
+    if point is None and not args.scoring:
+        raise SystemExit(f"{args.model}: no operating point stored; give --scoring TTA,WINDOW (the threshold is then "
+                         f"chosen on these images for sensitivity {SENSITIVITY})")
+    if args.scoring:
+        tta, window = args.scoring.split(",")
+        point = {"tta": tta == "tta", "window": int(window)}
     predictor = Predictor.load(args.model, device="cpu", tta=bool(point.get("tta")))
-    window, threshold = int(point.get("window", 1)), float(point["threshold"])
+    window = int(point.get("window", 1))
     dataset = open_prepared(args.data)
     cases = {c.case_id: c for c in holdout_cases(predictor, dataset, args.data)}
     maps = _maps(predictor, list(cases.values()), None)
@@ -126,15 +134,20 @@ def main() -> None:
                      "body_part": meta.get("body_part", "?"), "view": meta.get("view", "?"),
                      **_summaries(probability, window)})
     table = pd.DataFrame(rows)
-    table["score"] = table["image score (stored)"]
-    table["flagged"] = table["score"] >= threshold
+    table["score"] = table["image score"]
     truth = table["finding"].to_numpy()
+    if "threshold" in point:
+        threshold, origin = float(point["threshold"]), "the stored operating point"
+    else:  # a diagnostic only: met on these images by construction
+        threshold = choose_operating_point(table["score"], truth, sensitivity=SENSITIVITY)["threshold"]
+        origin = f"the threshold for sensitivity {SENSITIVITY} chosen on these images"
+    table["flagged"] = table["score"] >= threshold
 
     command = shlex.join([".venv/bin/python", "benchmarks/fracatlas_false_positives.py", *sys.argv[1:]])
     lines = ["# Where the FracAtlas screener's false positives come from (holdout, training images)", "",
              f"Command: `{command}`", "",
-             f"Model `{args.model}`, its stored scoring: flip TTA {'on' if point.get('tta') else 'off'}, "
-             f"{window} px window, operating point image score >= {threshold:.4f}. The model's {len(table)} held-out "
+             f"Model `{args.model}`, scored with flip TTA {'on' if point.get('tta') else 'off'}, a {window} px window; "
+             f"flagged: image score >= {threshold:.4f} ({origin}). The model's {len(table)} held-out "
              f"training images ({int(truth.sum())} fractured, {int((~truth).sum())} normal); valid is not read.", "",
              "## 1. Who is flagged, by body part and view", "",
              "| group | normal images | flagged (1 - specificity) | mean score, normal | fractured images | "
@@ -151,14 +164,14 @@ def main() -> None:
     lines += ["", f"The highest-scoring normal images: `{montage.name}` (red: probability >= 0.5; yellow cross: where "
               "the image score is taken).", "",
               "## 2. Other summaries of the same probability map", "", "| image score | AUC (95% CI) |", "| --- | --- |"]
-    for name in _summaries(np.zeros((2, 2), np.float32), 1):
+    for name in _summaries(np.zeros((2, 2), np.float32), 1):  # the first is the score flagged above
         lines.append("| " + " | ".join(_auc_row(name, table[name], truth)) + " |")
 
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     if sizes:
         trained = predictor.bundle.preprocessing.size
         lines += ["", "## 3. Scale test-time augmentation", "",
-                  f"The image fitted to another size than the trained {trained[0]} px, its image score (stored window) "
+                  f"The image fitted to another size than the trained {trained[0]} px, its image score (the same window) "
                   "alone and its probability averaged with the trained size's.", "",
                   "| fit size | AUC alone (95% CI) | AUC averaged with the trained size (95% CI) |", "| --- | --- | --- |"]
         from radseg.evaluate.detection import image_score
