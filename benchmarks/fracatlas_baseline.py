@@ -419,12 +419,12 @@ WHY = """## What limits it, and what would close the gap
   0.35 (0.19-0.52) on valid's 31 normal images, so at this sensitivity most normal images are flagged.
   A user who wants fewer flags can raise the threshold (`image_scores.csv` holds every score).
 - Where those false positives are (`fracatlas_false_positives.md`, round 5 on the block holdout): 12 of 14
-  normal hand images are flagged against 16 of 43 normal leg images, the hands at the distal radius and
-  wrist, the commonest fracture site (78% of the train split's hand images are fractured). Drawing each body
+  normal hand images are flagged against 16 of 43 normal leg images; the highest-scoring ones light up at
+  the distal radius and wrist, the commonest fracture site (78% of the train split's hand images are fractured). Drawing each body
   part's fractured and normal images equally often (`--balance-by body_part`) moved the errors to legs
   without raising the holdout AUC (`fracatlas_candidates_balance.md`); other summaries of the probability
   map give the same AUC, and scale TTA lowers it. The network does not tell a normal wrist from a
-  fractured one well enough: capacity and pretraining, not the image score, are what is missing.
+  fractured one well enough; more capacity or pretraining are the likely remedies (not tested here).
 - The valid figures of rounds 1-4 come from the seeded layout, in which 19 normal images with
   valid-range ids were trained on and 33 of the 142 valid images have a training image within 2 ids
   (AUC 0.85 on those, 0.77 on the rest): valid is not quite unseen there either. The layout of round 5

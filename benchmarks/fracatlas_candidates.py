@@ -118,6 +118,9 @@ def main() -> None:
                      "specificity": here.get("specificity"), "sensitivity": here.get("sensitivity"), "seconds": seconds})
     if len({tuple(c) for c in cases.values()}) != 1:
         raise SystemExit("the candidates hold out different images: their holdout figures cannot be compared")
+    unranked = [r["candidate"] for r in rows if any(r[k] is None or r[k] != r[k] for k in RULES[args.rule])]
+    if unranked:
+        raise SystemExit(f"--rule {args.rule}: no figure for {', '.join(unranked)} (an AUC needs normal images in the holdout)")
     best = max(rows, key=lambda r: sum(r[k] for k in RULES[args.rule]))
     n = len(next(iter(cases.values())))
     source = f"--scoring {args.scoring}" if args.scoring else "the first candidate's stored settings"

@@ -10,8 +10,8 @@ training images (its manifest's holdout; the valid split is never read):
    sensitivity per body part.
 2. Whether another summary of the same probability map separates fractured from normal images
    better than the stored image score: image AUC with a stratified bootstrap CI for the highest
-   pixel, the 99.9th percentile, the summed probability (expected fracture area, px) and the area
-   at >= 0.5 (px). If none does, a learned image score over them has little to work with.
+   pixel, the 99.9th percentile, the summed probability (expected fracture area, px), the area
+   at >= 0.5 (px) and the number of components at >= 0.5. If none does, a learned image score over them has little to work with.
 3. Whether scale test-time augmentation would help: the image score's AUC when the image is
    fitted to another size than the one the model was trained at (``--sizes``), and averaged.
 
@@ -119,9 +119,11 @@ def main() -> None:
     if point is None and not args.scoring:
         raise SystemExit(f"{args.model}: no operating point stored; give --scoring TTA,WINDOW (the threshold is then "
                          f"chosen on these images for sensitivity {SENSITIVITY})")
-    if args.scoring:
-        tta, window = args.scoring.split(",")
-        point = {"tta": tta == "tta", "window": int(window)}
+    if args.scoring:  # TTA,WINDOW[,RANKING] (the candidates script's form; the ranking does not matter here)
+        parts = [part.strip() for part in args.scoring.split(",")]
+        if len(parts) not in (2, 3) or parts[0] not in ("tta", "none") or not parts[1].isdigit():
+            raise SystemExit(f"--scoring {args.scoring!r}: expected TTA,WINDOW such as 'tta,15' or 'none,5'")
+        point = {"tta": parts[0] == "tta", "window": int(parts[1])}
     predictor = Predictor.load(args.model, device="cpu", tta=bool(point.get("tta")))
     window = int(point.get("window", 1))
     dataset = open_prepared(args.data)

@@ -149,7 +149,8 @@ def register(app: typer.Typer) -> None:
                                                  "mining passes (default: every 5th validation)."),
         balance_by: Optional[str] = typer.Option(None, "--balance-by", help="A metadata column (e.g. body_part): within "
                                                  "each of its values, draw images with and without a finding equally often, "
-                                                 "so a body part where most images are fractured is not itself learned as a sign."),
+                                                 "meant to keep a body part where most images are fractured from being "
+                                                 "learned as a sign by itself."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run in OUTPUT from its last checkpoint."),
         init: Optional[str] = typer.Option(None, "--init", help=model_help("Start from this trained bundle's weights (fine-tuning; "
                                                                            "same network and classes): a folder or .zip")),

@@ -172,15 +172,20 @@ def _natural(case_id: str) -> tuple:
 
 def balance_weights(cases: Sequence[Case], column: str) -> np.ndarray:
     """Draw probabilities that balance images with and without a finding within each value of the
-    metadata ``column`` (:func:`radseg.train.sampler.finding_balance`); a case without the value is its own group."""
+    metadata ``column`` (:func:`radseg.train.sampler.finding_balance`); the cases without a value
+    (absent, empty or NaN) form one group of their own. A column no case has a value in is refused."""
     from radseg.errors import RadsegError
     from radseg.train.sampler import finding_balance
 
-    if not any(column in (case.metadata or {}) for case in cases):
+    def value(case: Case) -> str:
+        found = (case.metadata or {}).get(column)
+        return "" if found is None or (isinstance(found, float) and found != found) else str(found)
+
+    groups = [value(case) for case in cases]
+    if not any(groups):
         known = sorted({k for case in cases for k in (case.metadata or {})})
-        raise RadsegError(f"--balance-by {column}: the training cases have no metadata column {column!r} "
-                          f"(they have: {', '.join(known) or 'none'})")
-    groups = [str((case.metadata or {}).get(column, "")) for case in cases]
+        raise RadsegError(f"--balance-by {column}: no training case has a value in the metadata column {column!r} "
+                          f"(columns: {', '.join(known) or 'none'})")
     return finding_balance(groups, [bool(np.any(case.label.array)) for case in cases])
 
 

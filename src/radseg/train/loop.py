@@ -151,11 +151,12 @@ def _refuse_recipe_changes(config: TrainConfig, stored: TrainConfig, saved: Path
         if name in _RUN_OPTIONS or not (name in given if given is not None else _differs(asked, getattr(default, name))):
             continue
         if name == "preprocessing":
-            try:
-                differ = Preprocessing.from_dict({**kept, **asked}).differences(Preprocessing.from_dict(kept))
-            except (ValueError, TypeError):  # not a preprocessing at all: name what was given
-                differ = {k: (v, kept.get(k)) for k, v in asked.items() if _differs(v, kept.get(k))}
-            changed = ", ".join(f"{k}={a!r} (run: {b!r})" for k, (a, b) in differ.items())
+            try:  # compared as used: a patch size left to follow the fit size is no change when spelled out
+                same = not Preprocessing.from_dict({**kept, **asked}).differences(Preprocessing.from_dict(kept))
+            except (ValueError, TypeError):  # the given fields do not make a preprocessing with the run's
+                same = False
+            changed = "" if same else ", ".join(f"{k}={_stored(v)!r} (run: {_stored(kept.get(k))!r})"
+                                                for k, v in asked.items() if _differs(v, kept.get(k)))
         else:
             changed = f"{asked!r} (run: {kept!r})" if _differs(asked, kept) else ""
         if changed:
@@ -163,9 +164,13 @@ def _refuse_recipe_changes(config: TrainConfig, stored: TrainConfig, saved: Path
                              f"{changed}; drop it to continue, or train into a new output folder")
 
 
+def _stored(value):
+    """A recipe value as config.json stores it (tuples become lists)."""
+    return json.loads(json.dumps(value, default=list))
+
+
 def _differs(a, b) -> bool:
-    """Compare recipe values as stored in config.json (tuples and lists alike)."""
-    return json.loads(json.dumps(a, default=list)) != json.loads(json.dumps(b, default=list))
+    return _stored(a) != _stored(b)
 
 
 def _with(config: TrainConfig, **changes) -> TrainConfig:

@@ -8,7 +8,8 @@ drawn as above): a background voxel the network itself called foreground when it
 over the training images (see :meth:`PatchSampler.set_hard_negatives`), so the patches a
 detector most needs to see again (its false positives, e.g. on normal radiographs) are not left
 to uniform sampling, which rarely lands on them. Without mined voxels the usual draw is used.
-With ``case_weights`` cases are drawn with those probabilities instead of uniformly, e.g.
+With ``case_weights`` the cases of the other patches (all but the hard-negative share) are drawn
+with those probabilities instead of uniformly, e.g.
 :func:`finding_balance`: within each group of a metadata column (a FracAtlas body part), images
 with and without a finding drawn equally often, so a group where most training images hold a
 finding (hands) does not teach the network that the group itself is the finding.
@@ -57,17 +58,18 @@ class GridCase:
 def finding_balance(groups: Sequence, has_finding: Sequence[bool]) -> np.ndarray:
     """Per-case draw probabilities: each group keeps its share of the draws (its share of the cases),
     split half to its cases with a finding and half to those without (uniform within each half).
-    A group with only one kind keeps uniform draws."""
-    groups, has_finding = list(groups), np.asarray(has_finding, bool)
-    if len(groups) != has_finding.size or not groups:
+    A group with only one kind keeps uniform draws. Groups are compared as text (``str``)."""
+    has_finding = np.asarray(has_finding, bool)
+    if len(groups) != has_finding.size or not len(groups):
         raise ValueError(f"{len(groups)} groups for {has_finding.size} cases")
-    weights = np.empty(has_finding.size)
-    for group in set(groups):
-        members = np.array([g == group for g in groups])
-        kinds = [members & has_finding, members & ~has_finding]
-        present = [kind for kind in kinds if kind.any()]
+    _, group = np.unique([str(g) for g in groups], return_inverse=True)
+    weights = np.full(has_finding.size, np.nan)
+    for g in range(group.max() + 1):
+        members = group == g
+        present = [kind for kind in (members & has_finding, members & ~has_finding) if kind.any()]
         for kind in present:
             weights[kind] = members.sum() / len(present) / kind.sum()
+    assert np.all(np.isfinite(weights)), "every case belongs to a group"
     return weights / weights.sum()
 
 
