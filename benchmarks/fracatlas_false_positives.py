@@ -129,14 +129,11 @@ def main() -> None:
     dataset = open_prepared(args.data)
     cases = {c.case_id: c for c in holdout_cases(predictor, dataset, args.data)}
     maps = _maps(predictor, list(cases.values()), None)
-    rows = []
-    for case_id, probability in maps.items():
-        meta = cases[case_id].metadata
-        rows.append({"case": case_id, "finding": bool(np.any(cases[case_id].label.array > 0)),
-                     "body_part": meta.get("body_part", "?"), "view": meta.get("view", "?"),
-                     **_summaries(probability, window)})
-    table = pd.DataFrame(rows)
-    table["score"] = table["image score"]
+    table = pd.DataFrame([{"case": case_id, "finding": bool(np.any(cases[case_id].label.array > 0)),
+                           "body_part": cases[case_id].metadata.get("body_part", "?"),
+                           "view": cases[case_id].metadata.get("view", "?")} for case_id in maps])
+    summaries = pd.DataFrame([_summaries(probability, window) for probability in maps.values()])
+    table["score"] = summaries["image score"]
     truth = table["finding"].to_numpy()
     if "threshold" in point:
         threshold, origin = float(point["threshold"]), "the stored operating point"
@@ -166,8 +163,8 @@ def main() -> None:
     lines += ["", f"The highest-scoring normal images: `{montage.name}` (red: probability >= 0.5; yellow cross: where "
               "the image score is taken).", "",
               "## 2. Other summaries of the same probability map", "", "| image score | AUC (95% CI) |", "| --- | --- |"]
-    for name in _summaries(np.zeros((2, 2), np.float32), 1):  # the first is the score flagged above
-        lines.append("| " + " | ".join(_auc_row(name, table[name], truth)) + " |")
+    for name in summaries:  # the first is the score flagged above
+        lines.append("| " + " | ".join(_auc_row(name, summaries[name], truth)) + " |")
 
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     if sizes:
