@@ -219,9 +219,10 @@ def _ship(model: Path, summary: dict, tta: bool, prepared: Path, timing: list[di
     (never trained on; the tests check the model on some of them)."""
     from radseg.datasets import open_prepared
     from radseg.models.bundle import load_bundle
-    from radseg.train.records import environment
+    from radseg.train.records import trained_on
 
     bundle = load_bundle(model)
+    hardware = trained_on(bundle.manifest or {})
     valid = open_prepared(prepared).split("val")
     members = _members(model)
     kind = (f"an ensemble of {len(members)} U-Nets (their probabilities averaged), each trained here"
@@ -233,7 +234,7 @@ def _ship(model: Path, summary: dict, tta: bool, prepared: Path, timing: list[di
     at = summary.get("at_model_operating_point") or {}
     keys = ("mask_AP50", "mask_AP50_95", "box_AP50", "box_AP50_95", "dice", "auc", "auc_ci_low", "auc_ci_high")
     bundle.manifest.update({
-        "summary": (f"FracAtlas fractures, {kind} on {os.cpu_count()} CPU cores without pretrained weights, checkpoints and operating point "
+        "summary": (f"FracAtlas fractures, {kind} on {' and '.join(hardware)} without pretrained weights, checkpoints and operating point "
                     f"chosen on a held-out part of the train split; official valid split{' (with --tta)' if tta else ''}: "
                     f"mask AP50 {summary['mask_AP50']:.3f}, box AP50 {summary['box_AP50']:.3f}, image AUC "
                     f"{summary['auc']:.3f}; at the operating point sensitivity {at.get('sensitivity', float('nan')):.2f}, "
@@ -243,7 +244,7 @@ def _ship(model: Path, summary: dict, tta: bool, prepared: Path, timing: list[di
         "recommended": {"tta": tta},
         "valid_scores": {k: summary.get(k) for k in keys},
         "valid_operating_point": at,
-        "trained_on": f"{os.cpu_count()} CPU cores, no GPU ({environment().get('platform')})",
+        "trained_on": hardware,
         "training_history": history,
         "inference_seconds_per_image": timing,
         "valid_images": {"fractured": [c.case_id for c in valid if int(c.metadata.get("fractured", 0))],
@@ -318,6 +319,9 @@ def _write(args, holdout, valid, tta, window, ranking, commands, seconds, load_b
            timing, model: Path) -> None:
     import pandas as pd
 
+    from radseg.models.bundle import load_bundle
+    from radseg.train.records import trained_on
+
     metrics = pd.read_csv(run / "metrics.csv") if (run / "metrics.csv").exists() else None
     chosen, other = valid[tta], valid[not tta]
     name, other_name = ("flip TTA", "no TTA") if tta else ("no TTA", "flip TTA")
@@ -325,8 +329,10 @@ def _write(args, holdout, valid, tta, window, ranking, commands, seconds, load_b
     point = chosen.get("at_model_operating_point") or {}
     here = json.loads((work / "holdout-chosen" / "summary.json").read_text())
     picked = here.get("operating_point_here") or {}
-    lines = ["# FracAtlas fracture model: trained here on CPU, selected on training data, scored on the official valid split",
-             "", f"{time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} CPU cores, no GPU, no pretrained weights.", "",
+    hardware = " and ".join(trained_on(load_bundle(model, weights=False).manifest or {}))
+    lines = ["# FracAtlas fracture model: trained here, selected on training data, scored on the official valid split",
+             "", f"Scored {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} CPU cores; trained on {hardware}; "
+             "no pretrained weights.", "",
              "Commands:", ""]
     lines += [f"    {shlex.join(c).replace(sys.executable, '.venv/bin/python')}" for c in commands]
     lines += ["", f"Load average (1 min) at the start: {load_before:.2f}. Stage seconds: "

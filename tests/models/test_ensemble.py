@@ -22,6 +22,7 @@ from radseg.models.ensemble import combine_bundles  # noqa: E402
 from radseg.models.grid import activate  # noqa: E402
 from radseg.models.preprocess import Preprocessing  # noqa: E402
 from radseg.models.registry import build  # noqa: E402
+from radseg.train.records import trained_on  # noqa: E402
 
 KWARGS = {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 0}
 PRE = Preprocessing(spatial_dims=2, mode="fit", size=(32, 32), intensity="window", window=(0.0, 255.0))
@@ -108,6 +109,19 @@ def test_nested_ensemble_weights_every_network_equally():
     assert [m["summary"] for m in nested.manifest["ensemble"]["members"]] == ["run 0", "run 1", "run 2"]
     with pytest.raises(RadsegError, match="the same network twice"):
         combine_bundles([nested, a])
+
+
+def test_the_hardware_each_member_trained_on_is_kept_through_nesting():
+    gpu, cpu_build, unknown = member(0), member(1), member(2)
+    gpu.manifest["hardware"] = [{"device": "cpu (2 cores)", "epochs": [1, 9]},
+                                {"device": "cuda (NVIDIA H100)", "epochs": [10, 40]}]
+    cpu_build.manifest["environment"] = {"torch": "2.13.0+cpu", "cpu_count": 16}  # before radseg kept the device
+    unknown.manifest["environment"] = {"torch": "2.13.0", "cpu_count": 16}  # a CUDA build: could have been either
+    nested = combine_bundles([combine_bundles([gpu, cpu_build]), unknown])
+    assert [m["trained_on"] for m in nested.manifest["ensemble"]["members"]] == [
+        ["cpu (2 cores)", "cuda (NVIDIA H100)"], ["cpu (16 cores)"], ["not recorded"]]
+    assert trained_on(nested.manifest) == ["cpu (16 cores)", "cpu (2 cores)", "cuda (NVIDIA H100)", "not recorded"]
+    assert trained_on(gpu.manifest) == ["cpu (2 cores)", "cuda (NVIDIA H100)"]
 
 
 def test_members_must_match(tmp_path):

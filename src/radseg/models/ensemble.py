@@ -123,10 +123,13 @@ def combine_bundles(bundles: Sequence[Any], *, summary: str | None = None):
 
 
 def _member_record(bundle) -> dict[str, Any]:
+    from radseg.train.records import trained_on
+
     manifest = bundle.manifest or {}
     return {"path": str(bundle.path) if bundle.path else None, "weights_sha256": bundle.digest,
             "summary": manifest.get("summary"), "data_hash": (manifest.get("data") or {}).get("data_hash"),
-            "initialised_from": (manifest.get("config") or {}).get("init"), "metrics": manifest.get("metrics")}
+            "initialised_from": (manifest.get("config") or {}).get("init"), "metrics": manifest.get("metrics"),
+            "trained_on": trained_on(manifest)}
 
 
 def _shared_config(bundles, data: dict[str, Any]) -> dict[str, Any]:

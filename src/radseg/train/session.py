@@ -104,6 +104,7 @@ class Session:
         from radseg.models.cpu import resolve_device
 
         self.device = self.dist.device(resolve_device(cfg.device))
+        self.device_name = records.describe_device(self.device)
         self.train_cases, self.val_cases = split_cases(self.dataset, val_fraction=cfg.val_fraction, seed=cfg.seed,
                                                           holdout=cfg.holdout, holdout_order=cfg.holdout_order)
         self.case_weights = balance_weights(self.train_cases, cfg.balance_by) if cfg.balance_by else None
@@ -325,7 +326,7 @@ class Session:
                 row = {"epoch": self.epoch, "iteration": self.iteration,
                        "time_s": round(self.elapsed_before + records.seconds(start), 2),
                        "lr": self.optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(losses)),
-                       "val_dice": None}
+                       "val_dice": None, "device": self.device_name}
                 last_epoch = self.epoch >= cfg.epochs or stopped != "completed"
                 if self.val_cases and (self.epoch % cfg.val_every == 0 or last_epoch):
                     t0 = time.perf_counter()
@@ -380,6 +381,7 @@ class Session:
                         "stopped": stopped},
             # how it was trained: N processes train the one-process model up to float rounding (radseg.train.distributed)
             "processes": self.dist.describe(self.net, self.cfg.batch_size, self.threads),
+            "hardware": records.hardware_used(self.history),
         }
         bundle = ModelBundle(
             architecture=self.cfg.architecture, spatial_dims=self.pre.spatial_dims, in_channels=1,
