@@ -219,14 +219,14 @@ def _ship(model: Path, summary: dict, tta: bool, prepared: Path, timing: list[di
     (never trained on; the tests check the model on some of them)."""
     from radseg.datasets import open_prepared
     from radseg.models.bundle import load_bundle
-    from radseg.train.records import trained_on
+    from radseg.models.hardware import trained_on
 
     bundle = load_bundle(model)
     hardware = trained_on(bundle.manifest or {})
     valid = open_prepared(prepared).split("val")
     members = _members(model)
-    kind = (f"an ensemble of {len(members)} U-Nets (their probabilities averaged), each trained here"
-            if members else "trained here")  # members continued from another member's weights are listed with it
+    kind = (f"an ensemble of {len(members)} U-Nets (their probabilities averaged), each trained"
+            if members else "trained")  # members continued from another member's weights are listed with it
     history = ({"ensemble_of": [{k: m.get(k) for k in ("path", "weights_sha256", "initialised_from", "summary")}
                                 for m in members],
                 "note": note} if members else
@@ -320,7 +320,7 @@ def _write(args, holdout, valid, tta, window, ranking, commands, seconds, load_b
     import pandas as pd
 
     from radseg.models.bundle import load_bundle
-    from radseg.train.records import trained_on
+    from radseg.models.hardware import trained_on
 
     metrics = pd.read_csv(run / "metrics.csv") if (run / "metrics.csv").exists() else None
     chosen, other = valid[tta], valid[not tta]
@@ -329,10 +329,12 @@ def _write(args, holdout, valid, tta, window, ranking, commands, seconds, load_b
     point = chosen.get("at_model_operating_point") or {}
     here = json.loads((work / "holdout-chosen" / "summary.json").read_text())
     picked = here.get("operating_point_here") or {}
-    hardware = " and ".join(trained_on(load_bundle(model, weights=False).manifest or {}))
-    lines = ["# FracAtlas fracture model: trained here, selected on training data, scored on the official valid split",
-             "", f"Scored {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} CPU cores; trained on {hardware}; "
-             "no pretrained weights.", "",
+    manifest = load_bundle(model, weights=False).manifest or {}
+    kit = ".gpukit" in str((manifest.get("data") or {}).get("source"))  # fracatlas_gpu_kit.py's copy
+    lines = ["# FracAtlas fracture model: trained without pretrained weights, selected on training data, scored on the official valid split",
+             "", f"Scored {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} CPU cores; trained on: "
+             f"{', '.join(trained_on(manifest))}"
+             + (" (on fracatlas_gpu_kit.py's copy of the data: images over 1024 px shrunk)" if kit else "") + ".", "",
              "Commands:", ""]
     lines += [f"    {shlex.join(c).replace(sys.executable, '.venv/bin/python')}" for c in commands]
     lines += ["", f"Load average (1 min) at the start: {load_before:.2f}. Stage seconds: "

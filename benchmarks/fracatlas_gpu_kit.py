@@ -9,23 +9,27 @@ most 64 MiB beside the repository (about 10 MiB of it tracked files). This write
 * ``prepared/``: the prepared layout, with every image whose longer side exceeds ``--max-side`` px shrunk
   to it (radseg's antialiased linear resize; its label map nearest), so the case ids, splits and metadata
   are the same. The FracAtlas recipe fits each image into 512 px, so a 1024 px copy loses little of what it
-  uses. ``kit.json`` says how little: at the 512 px grid, each shrunk image's label against the full
-  image's (Dice) and the normalised images' mean difference. On runs/fracatlas5/prepared (2026-12-07): 102
+  uses. ``kit.json`` (and ``benchmarks/results/fracatlas_gpu_kit.md``) says how little: at the 512 px
+  grid, each shrunk image's label against the full image's (Dice) and the normalised images' mean
+  difference. On runs/fracatlas5/prepared (2026-12-07): 102
   images shrunk (all train, all fractured; none in valid), label Dice 0.957 at the least (median 0.987),
   image difference at most 0.01 (normalised units).
   ``instances/`` are left out: training does not read them, and the holdout and valid are scored here on
   the full layout, by case id.
 * ``wheels/``: MONAI and nibabel as installed here (pure Python), for the device's Python 3.12.
 
-Then one device call (``carry: [".gpukit"]``; ``timeout_s`` leaving time to rerun)::
+Then one device call (``carry: [".gpukit"]``; ``timeout_s`` about TRAIN_SECONDS + 240: the wheels install,
+and the probe loads the data and trains 4 epochs, before the run; the machine's start comes on top)::
 
-    TRAIN_SECONDS=420 bash benchmarks/fracatlas_gpu_run.sh --preset fracatlas --holdout 0.15 \\
+    TRAIN_SECONDS=300 bash benchmarks/fracatlas_gpu_run.sh --preset fracatlas --holdout 0.15 \\
         --holdout-order last --device cuda --model-args '{"channels": [32, 64, 128, 256, 512], ...}'
 
 (``TRAIN_SECONDS``: a 4-epoch probe times an epoch and a validation, and ``--epochs`` is planned to fit,
-so the learning-rate schedule completes; checked here on CPU: 11 epochs planned for 200 s, done in 187 s)
+so the learning-rate schedule completes; checked here on CPU with --iters-per-epoch 2 --batch-size 2
+--val-every 4, where validation dominates: 5 epochs planned for 150 s, completed in 121 s)
 
-brings the bundle back under ``$OUT``; copy it to ``runs/<name>/model`` and score it here with
+brings the run folder back under ``$OUT`` (``model/``, ``metrics.csv``, ``config.json``, ``train.log``, the
+kit's ``kit.json``); copy it to ``runs/<name>`` and score ``runs/<name>/model`` here with
 ``fracatlas_candidates.py`` (holdout) before ``fracatlas_baseline.py --skip-train`` (valid, once).
 """
 
@@ -36,38 +40,44 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "fracatlas_gpu_kit.md"
 BUDGET = 64 * 2**20  # what may travel with the working tree
-WHEELS = ("monai", "nibabel")  # what the training path imports that the device lacks (checked by import)
+#: what radseg's training path imports that the device lacks (found by listing the modules a training run
+#: imports against the device's package list; fracatlas_gpu_run.sh imports them first to fail fast)
+WHEELS = ("monai", "nibabel")
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
 
 
 def shrink_case(image_path: Path, label_path: Path, out: Path, max_side: int) -> bool:
     """Copy one case into ``out``/images and ``out``/labels, shrunk so its longer side is ``max_side`` px at
-    most; True when it was shrunk. The label keeps its header (so its grid still matches the image's)."""
+    most; True when it was shrunk. The image is read as radseg reads it (EXIF orientation applied, colour
+    channels averaged) and written grey, so training sees what it would have; the label keeps its header."""
     import nibabel as nib
     from PIL import Image as PILImage
 
+    from radseg.io import read
+    from radseg.models.preprocess import grey
     from radseg.models.resample import resize
 
-    with PILImage.open(image_path) as handle:
-        width, height = handle.size
-        scale = max_side / max(width, height)
-        if scale >= 1:
-            shutil.copy2(image_path, out / "images" / image_path.name)
-            shutil.copy2(label_path, out / "labels" / label_path.name)
-            return False
-        pixels = np.asarray(handle.convert("L"), np.float32)
+    pixels = grey(read(image_path))
+    height, width = pixels.shape
+    scale = max_side / max(width, height)
+    if scale >= 1:
+        shutil.copy2(image_path, out / "images" / image_path.name)
+        shutil.copy2(label_path, out / "labels" / label_path.name)
+        return False
     shape = (max(1, round(height * scale)), max(1, round(width * scale)))
     small = np.clip(np.rint(resize(pixels, shape, mode="linear")), 0, 255).astype(np.uint8)
     PILImage.fromarray(small).save(out / "images" / image_path.name, quality=95)
     label = nib.load(label_path)
-    values = np.asarray(label.dataobj)
+    values = np.asarray(label.dataobj)  # a 2D NIfTI is [x, y]: width first
     if values.shape[:2] != (width, height):
         raise SystemExit(f"{label_path}: label grid {values.shape} is not the image's {width}x{height}")
     shrunk = resize(values.astype(np.float32), (shape[1], shape[0]), mode="nearest").astype(values.dtype)
@@ -151,8 +161,9 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     shrunk = pack_prepared(args.prepared, work / "prepared", args.max_side)
     wheels = download_wheels(work / "wheels")
-    tracked = sum((ROOT / f).stat().st_size for f in subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split("\0") if f)
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.split("\0")
+    tracked = sum((ROOT / f).stat().st_size for f in listed if f and (ROOT / f).is_file())  # what travels beside
     total = tracked + _size(work)
     summary = {"prepared": str(args.prepared), "max_side_px": args.max_side, "images_shrunk": shrunk,
                "at_training_grid": shrink_effect(args.prepared, work / "prepared"),
@@ -162,6 +173,9 @@ def main() -> None:
         raise SystemExit(f"{work}: {total / 2**20:.1f} MiB with the tracked files, over the 64 MiB a device call "
                          "carries; lower --max-side")
     work.rename(args.out)
+    command = " ".join([".venv/bin/python benchmarks/fracatlas_gpu_kit.py", *sys.argv[1:]])
+    RESULTS.write_text(f"# FracAtlas GPU kit\n\n{time.strftime('%Y-%m-%d %H:%M')}:\n\n    {command}\n\n"
+                       f"```json\n{json.dumps(summary, indent=1)}\n```\n")
     print(json.dumps(summary, indent=1))
 
 

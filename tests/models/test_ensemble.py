@@ -22,7 +22,7 @@ from radseg.models.ensemble import combine_bundles  # noqa: E402
 from radseg.models.grid import activate  # noqa: E402
 from radseg.models.preprocess import Preprocessing  # noqa: E402
 from radseg.models.registry import build  # noqa: E402
-from radseg.train.records import trained_on  # noqa: E402
+from radseg.models.hardware import trained_on  # noqa: E402
 
 KWARGS = {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 0}
 PRE = Preprocessing(spatial_dims=2, mode="fit", size=(32, 32), intensity="window", window=(0.0, 255.0))
@@ -120,7 +120,7 @@ def test_the_hardware_each_member_trained_on_is_kept_through_nesting():
     nested = combine_bundles([combine_bundles([gpu, cpu_build]), unknown])
     assert [m["trained_on"] for m in nested.manifest["ensemble"]["members"]] == [
         ["cpu (2 cores)", "cuda (NVIDIA H100)"], ["cpu (16 cores)"], ["not recorded"]]
-    assert trained_on(nested.manifest) == ["cpu (16 cores)", "cpu (2 cores)", "cuda (NVIDIA H100)", "not recorded"]
+    assert trained_on(nested.manifest) == ["cpu (2 cores)", "cuda (NVIDIA H100)", "cpu (16 cores)", "not recorded"]
     assert trained_on(gpu.manifest) == ["cpu (2 cores)", "cuda (NVIDIA H100)"]
 
 

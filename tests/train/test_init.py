@@ -35,6 +35,10 @@ def test_init_starts_from_the_given_weights_and_refuses_other_classes(tmp_path):
     assert set(before) == set(after)
     assert max(float((before[k].float() - after[k].float()).abs().max()) for k in before) < 1e-6
     assert load_bundle(tuned).manifest["config"]["init"] == str(source)
+    # the weights' record names the source run's hardware first, then this run's epochs
+    here = load_bundle(source).manifest["hardware"][0]["device"]
+    assert load_bundle(tuned).manifest["hardware"] == [{"device": here, "initialised_from": str(source)},
+                                                       {"device": here, "epochs": [1, 2]}]
     scratch = load_bundle(train(_config(tmp_path / "c", lr=1e-12, weight_decay=0.0), data).model_path).state_dict
     assert max(float((before[k].float() - scratch[k].float()).abs().max()) for k in before) > 1e-3
 

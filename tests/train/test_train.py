@@ -18,7 +18,6 @@ from radseg.models.bundle import load_bundle  # noqa: E402
 from radseg.train.config import TrainConfig  # noqa: E402
 from radseg.train.data import from_pairs  # noqa: E402
 from radseg.train.loop import cosine_lr, train  # noqa: E402
-from radseg.train.records import hardware_used  # noqa: E402
 from tests.train.shapes import dice, disc_case  # noqa: E402
 
 TINY = {"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1}
@@ -96,15 +95,6 @@ def test_interrupt_keeps_the_checkpoint_and_resume_continues_exactly(tmp_path, d
     cores = f"cpu ({os.cpu_count()} cores)"
     assert load_bundle(resumed.model_path).manifest["hardware"] == [{"device": cores, "epochs": [1, 4]}]
     assert (tmp_path / "resumed/metrics.csv").read_text().count(cores) == 4
-
-
-def test_hardware_names_each_stretch_of_epochs_so_a_run_resumed_elsewhere_says_so():
-    history = [{"epoch": 1}, {"epoch": 2, "device": "cpu (2 cores)"}, {"epoch": 3, "device": "cpu (2 cores)"},
-               {"epoch": 4, "device": "cuda (NVIDIA H100)"}, {"epoch": 5, "device": "cpu (2 cores)"}]
-    assert hardware_used(history) == [{"device": "not recorded", "epochs": [1, 1]},
-                                      {"device": "cpu (2 cores)", "epochs": [2, 3]},
-                                      {"device": "cuda (NVIDIA H100)", "epochs": [4, 4]},
-                                      {"device": "cpu (2 cores)", "epochs": [5, 5]}]
 
 
 def test_resume_refuses_a_recipe_change_instead_of_ignoring_it(tmp_path, discs):

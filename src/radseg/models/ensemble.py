@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 from radseg.errors import RadsegError
 from radseg.models.ensemble_network import EnsembleNetwork, member_prefix
+from radseg.models.hardware import trained_on
 
 __all__ = ["EnsembleNetwork", "combine_bundles", "member_prefix"]
 
@@ -123,8 +124,6 @@ def combine_bundles(bundles: Sequence[Any], *, summary: str | None = None):
 
 
 def _member_record(bundle) -> dict[str, Any]:
-    from radseg.train.records import trained_on
-
     manifest = bundle.manifest or {}
     return {"path": str(bundle.path) if bundle.path else None, "weights_sha256": bundle.digest,
             "summary": manifest.get("summary"), "data_hash": (manifest.get("data") or {}).get("data_hash"),

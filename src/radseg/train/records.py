@@ -88,44 +88,6 @@ def environment() -> dict[str, Any]:
             "cpu_count": os.cpu_count()}
 
 
-def describe_device(device) -> str:
-    """The hardware a step ran on, for metrics.csv and the manifest: the GPU's name, or the CPU's cores."""
-    import torch
-
-    device = torch.device(device)
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({os.cpu_count()} cores)"
-
-
-def hardware_used(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Consecutive epochs on one device, [{"device", "epochs": [first, last]}]: a run resumed elsewhere says so."""
-    spans: list[dict[str, Any]] = []
-    for row in history:
-        name = row.get("device") or "not recorded"  # epochs written before radseg recorded the device
-        if spans and spans[-1]["device"] == name:
-            spans[-1]["epochs"][1] = row["epoch"]
-        else:
-            spans.append({"device": name, "epochs": [row["epoch"], row["epoch"]]})
-    return spans
-
-
-def trained_on(manifest: dict[str, Any]) -> list[str]:
-    """The devices a bundle's weights were trained on, from its training manifest (an ensemble's: its
-    members'). Runs from before radseg recorded them: a CPU-only torch build could only have used the CPU;
-    otherwise "not recorded"."""
-    members = (manifest.get("ensemble") or {}).get("members")
-    if members:
-        return sorted({device for member in members for device in member.get("trained_on") or ["not recorded"]})
-    spans = manifest.get("hardware")
-    if spans:
-        return sorted({span["device"] for span in spans})
-    environment = manifest.get("environment") or {}
-    if str(environment.get("torch", "")).endswith("+cpu"):
-        return [f"cpu ({environment.get('cpu_count')} cores)"]
-    return ["not recorded"]
-
-
 def class_dice(pred: np.ndarray, truth: np.ndarray) -> float | None:
     """Dice of two masks; None when the class is absent from both (left out of the mean)."""
     value = dice(pred, truth)

@@ -17,6 +17,7 @@ import torch
 from radseg.errors import RadsegError, ReadError
 from radseg.io.atomic import atomic_path, write_text_atomic
 from radseg.models.bundle import ModelBundle
+from radseg.models.hardware import describe_device, run_hardware
 from radseg.models.mirror import LR_AXIS, mirror_pairs, mirror_permutation
 from radseg.models.preprocess import Preprocessing, prepare, prepare_labels
 from radseg.models.registry import build, check_patch_size, count_parameters, resolve_kwargs
@@ -55,9 +56,8 @@ class Session:
                  clock_start: float | None = None, dist: Local = LOCAL) -> None:
         self.cfg, self.dataset, self.emit, self.dist = config, dataset, on_event, dist
         self.clock_start = clock_start if clock_start is not None else time.perf_counter()
-        self.run_dir = Path(config.output)
+        self.run_dir, self.multilabel = Path(config.output), config.head == "multilabel"
         self.ckpt_dir = self.run_dir / "checkpoints"
-        self.multilabel = config.head == "multilabel"
 
     # --- setup ----------------------------------------------------------------------------
     def _label_table(self) -> tuple[list[int], list[str]]:
@@ -104,7 +104,7 @@ class Session:
         from radseg.models.cpu import resolve_device
 
         self.device = self.dist.device(resolve_device(cfg.device))
-        self.device_name = records.describe_device(self.device)
+        self.device_name = describe_device(self.device, self.dist.world)
         self.train_cases, self.val_cases = split_cases(self.dataset, val_fraction=cfg.val_fraction, seed=cfg.seed,
                                                           holdout=cfg.holdout, holdout_order=cfg.holdout_order)
         self.case_weights = balance_weights(self.train_cases, cfg.balance_by) if cfg.balance_by else None
@@ -381,7 +381,7 @@ class Session:
                         "stopped": stopped},
             # how it was trained: N processes train the one-process model up to float rounding (radseg.train.distributed)
             "processes": self.dist.describe(self.net, self.cfg.batch_size, self.threads),
-            "hardware": records.hardware_used(self.history),
+            "hardware": run_hardware(self.history, self.cfg.init),
         }
         bundle = ModelBundle(
             architecture=self.cfg.architecture, spatial_dims=self.pre.spatial_dims, in_channels=1,
