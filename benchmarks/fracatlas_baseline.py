@@ -445,8 +445,12 @@ WHY = """## What limits it, and what would close the gap
 - Selection and the operating point use training images only (the holdout); the official test split
   is withheld from this machine altogether. Round 1 picked its checkpoint on the valid split, so its
   figures were, if anything, optimistic.
+- Neither a second seed nor its ensemble with this model beat it on the block holdout (mask AP50 0.282 at
+  best against 0.283, `fracatlas_candidates_seed1.md`): capacity is the next lever.
 - With a GPU: `--device cuda`, a longer `--time-limit`, a bigger network and full-resolution tiles are
-  the next steps; the recipe and the scoring stay the same.
+  the next steps; the recipe and the scoring stay the same. `fracatlas_gpu_kit.py` packs the data and
+  the missing wheels for a lent machine and `fracatlas_gpu_run.sh` trains there; the bundle's manifest
+  names the hardware each stretch of epochs ran on.
 
 The model is shipped as `src/radseg/models/shipped/fracatlas.zip` (`radseg segment -m fracatlas`; its
 manifest says whether `--tta` was the variant selected). `segment` writes each image's score and flag
