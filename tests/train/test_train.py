@@ -97,6 +97,25 @@ def test_interrupt_keeps_the_checkpoint_and_resume_continues_exactly(tmp_path, d
     assert (tmp_path / "resumed/metrics.csv").read_text().count(cores) == 4
 
 
+def test_a_checkpoint_from_before_the_device_was_recorded_resumes_with_those_epochs_not_recorded(tmp_path, discs):
+    def ctrl_c_after_epoch_2(event):
+        if event["kind"] == "epoch" and event["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    train(tiny_config(tmp_path, "old", epochs=4, iters_per_epoch=2), discs, on_event=ctrl_c_after_epoch_2)
+    last = tmp_path / "old/checkpoints/last.pt"
+    state = torch.load(last, weights_only=True)
+    state["history"] = [{k: v for k, v in row.items() if k != "device"} for row in state["history"]]
+    torch.save(state, last)  # as an older radseg wrote it
+    resumed = train(tiny_config(tmp_path, "old", epochs=4, iters_per_epoch=2, resume=True), discs)
+    cores = f"cpu ({os.cpu_count()} cores)"
+    assert load_bundle(resumed.model_path).manifest["hardware"] == [{"device": "not recorded", "epochs": [1, 2]},
+                                                                   {"device": cores, "epochs": [3, 4]}]
+    rows = (tmp_path / "old/metrics.csv").read_text().splitlines()
+    device = rows[0].split(",").index("device")
+    assert [row.split(",")[device] for row in rows[1:]] == ["", "", cores, cores]
+
+
 def test_resume_refuses_a_recipe_change_instead_of_ignoring_it(tmp_path, discs):
     run = tiny_config(tmp_path, "r", epochs=1, iters_per_epoch=1, holdout=0.25)
     train(run, discs)
