@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
 from PIL import Image as PILImage
 from typer.testing import CliRunner
 
-from radseg.commands.datasets import register
+from radseg.cli import app
 from radseg.datasets import open_prepared
 
 from .trees import fracatlas_tree
@@ -29,13 +28,6 @@ def _kit():
 
 
 def _prepared(tmp_path: Path) -> Path:
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:  # a group, so "datasets" is a sub-command as in the real app
-        pass
-
-    register(app)
     fracatlas_tree(tmp_path / "fa")
     out = tmp_path / "prepared"
     result = CliRunner().invoke(app, ["datasets", "prepare", "fracatlas", "--root", str(tmp_path / "fa"), "-o", str(out),
