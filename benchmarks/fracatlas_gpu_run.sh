@@ -6,12 +6,19 @@
 #   TRAIN_SECONDS=420 bash benchmarks/fracatlas_gpu_run.sh --preset fracatlas --holdout 0.15 --holdout-order last \
 #       --device cuda [--model-args ... --batch-size ...]
 # TRAIN_SECONDS (optional): plan --epochs from a 4-epoch probe so the schedule completes in that many
-# seconds (it overrides any --epochs or --time-limit given). Do not give -o: the run goes to $RUN.
+# seconds (refused together with --epochs or --time-limit). -o is refused: the run goes to $RUN.
 set -euo pipefail
 KIT=${KIT:-.gpukit}
 OUT=${OUT:?set OUT to the folder whose files come back}
 RUN=${RUN:-/tmp/radseg-gpu-run}
 PROBE=/tmp/radseg-gpu-probe
+for arg in "$@"; do  # refused before the machine's time is spent: these would break the plan or the copy back
+  case "$arg" in
+    -o|--output|--output=*) echo "do not give $arg: the run goes to \$RUN (default $RUN)" >&2; exit 2 ;;
+    --epochs|--epochs=*|--time-limit|--time-limit=*)
+      [ -n "${TRAIN_SECONDS:-}" ] && { echo "$arg with TRAIN_SECONDS: the probe plans both; give one or the other" >&2; exit 2; } ;;
+  esac
+done
 [ -f "$KIT/kit.json" ] || { echo "$KIT/kit.json missing: run benchmarks/fracatlas_gpu_kit.py here and carry $KIT" >&2; exit 2; }
 rm -rf "$RUN" "$PROBE"  # a rerun on a warm machine starts over (radseg train refuses a used folder)
 LOG="$OUT/train.log"

@@ -62,3 +62,33 @@ def test_small_images_are_copied_byte_for_byte(tmp_path):
     for folder in ("images", "labels"):
         for path in (prepared / folder).iterdir():
             assert (tmp_path / "kit" / folder / path.name).read_bytes() == path.read_bytes()
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["-o", "somewhere"], {}, "do not give -o"),
+    (["--output=somewhere"], {}, "do not give --output"),
+    (["--epochs", "3"], {"TRAIN_SECONDS": "60"}, "--epochs with TRAIN_SECONDS"),
+    (["--time-limit=60"], {"TRAIN_SECONDS": "60"}, "--time-limit=60 with TRAIN_SECONDS"),
+])
+def test_run_script_refuses_options_that_break_its_plan(tmp_path, args, env, message):
+    import os
+    import subprocess
+
+    script = KIT.with_name("fracatlas_gpu_run.sh")
+    done = subprocess.run(["bash", str(script), *args], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "OUT": str(tmp_path / "out"), **env}, timeout=60)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert not (tmp_path / "out").exists()  # refused before anything was installed or copied
+
+
+def test_run_script_allows_epochs_without_a_time_budget(tmp_path):
+    import os
+    import subprocess
+
+    script = KIT.with_name("fracatlas_gpu_run.sh")
+    env = {k: v for k, v in os.environ.items() if k != "TRAIN_SECONDS"}
+    done = subprocess.run(["bash", str(script), "--epochs", "3"], cwd=tmp_path, capture_output=True, text=True,
+                          env={**env, "OUT": str(tmp_path / "out")}, timeout=60)
+    assert done.returncode == 2  # it got past the option check and stopped at the missing kit
+    assert "kit.json missing" in done.stderr
