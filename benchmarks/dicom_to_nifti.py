@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from radseg.image import Image  # noqa: E402
 from radseg.io.dicom_write import write_dicom_series  # noqa: E402
+from radseg.system import usable_cores  # noqa: E402
 
 SITK_SCRIPT = """
 import sys, SimpleITK as sitk
@@ -105,7 +106,7 @@ def main() -> None:
                 shutil.rmtree(out)
     lines = [
         f"\n## {time.strftime('%Y-%m-%d %H:%M')} on {platform.node() or 'this machine'} "
-        f"({platform.processor() or platform.machine()}, {_cores()} cores)",
+        f"({platform.processor() or platform.machine()}, {usable_cores()} cores)",
         "",
         f"Command: `.venv/bin/python benchmarks/dicom_to_nifti.py --slices {args.slices} --runs {args.runs}`",
         f"Series: {args.slices} slices of 512x512 int16, uncompressed, shuffled file names. Median of {args.runs} runs, whole process.",
@@ -132,11 +133,6 @@ def main() -> None:
     if not args.keep:
         shutil.rmtree(work)
 
-
-def _cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 if __name__ == "__main__":

@@ -201,10 +201,12 @@ def main() -> None:
 
 
 def render(rows: list[dict], args) -> str:
+    from radseg.system import usable_cores
+
     command = "benchmarks/surface_metrics.py" + (f" --runs {args.runs}") + (" --no-deepmind" if args.no_deepmind else "")
     lines = [
         f"\n## {time.strftime('%Y-%m-%d %H:%M')} on {platform.node() or 'this machine'} "
-        f"({platform.processor() or platform.machine()}, {_cores()} cores)",
+        f"({platform.processor() or platform.machine()}, {usable_cores()} cores)",
         "",
         f"Command: `.venv/bin/python {command}`",
         f"Whole process (Python start, imports, loading two .npy masks, metrics), median of {args.runs} runs; "
@@ -234,9 +236,6 @@ def render(rows: list[dict], args) -> str:
         lines += ["", *[f"- {c}" for c in checks]]
     return "\n".join(lines) + "\n"
 
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ MAX_LINES = 400
 #: Top-level part of radseg -> layer. A module may import its own layer and the ones below,
 #: never a higher one. Keep in step with the table in docs/ARCHITECTURE.md.
 LAYERS = {
-    "errors": 0, "registry": 0,
+    "errors": 0, "registry": 0, "system": 0,
     "radseg": 1, "image": 1, "labels": 1, "case": 1, "geometry": 1, "orientation": 1,
     "io": 2,
     "convert": 3, "info": 3, "scale": 3,

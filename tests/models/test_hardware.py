@@ -24,7 +24,7 @@ def test_a_gpu_is_named_and_several_processes_counted(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
     assert describe_device("cuda:0") == "cuda (NVIDIA H100 80GB HBM3)"
     assert describe_device(torch.device("cuda"), processes=4) == "4 x cuda (NVIDIA H100 80GB HBM3)"
-    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    monkeypatch.setattr("radseg.models.hardware.usable_cores", lambda: 16)
     assert describe_device("cpu") == "cpu (16 cores)"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 
 import numpy as np
@@ -15,6 +14,7 @@ pytest.importorskip("monai")
 from radseg.errors import RadsegError  # noqa: E402
 from radseg.infer.predictor import Predictor  # noqa: E402
 from radseg.models.bundle import load_bundle  # noqa: E402
+from radseg.system import usable_cores  # noqa: E402
 from radseg.train.config import TrainConfig  # noqa: E402
 from radseg.train.data import from_pairs  # noqa: E402
 from radseg.train.loop import cosine_lr, train  # noqa: E402
@@ -92,7 +92,7 @@ def test_interrupt_keeps_the_checkpoint_and_resume_continues_exactly(tmp_path, d
     assert all(torch.equal(ckpt_a[k], ckpt_b[k]) for k in ckpt_a)
     assert resumed.best_dice == pytest.approx(straight.best_dice)
     # both parts ran here, so the manifest names one stretch of epochs on this machine's CPU
-    cores = f"cpu ({os.cpu_count()} cores)"
+    cores = f"cpu ({usable_cores()} cores)"
     assert load_bundle(resumed.model_path).manifest["hardware"] == [{"device": cores, "epochs": [1, 4]}]
     assert (tmp_path / "resumed/metrics.csv").read_text().count(cores) == 4
 
@@ -108,7 +108,7 @@ def test_a_checkpoint_from_before_the_device_was_recorded_resumes_with_those_epo
     state["history"] = [{k: v for k, v in row.items() if k != "device"} for row in state["history"]]
     torch.save(state, last)  # as an older radseg wrote it
     resumed = train(tiny_config(tmp_path, "old", epochs=4, iters_per_epoch=2, resume=True), discs)
-    cores = f"cpu ({os.cpu_count()} cores)"
+    cores = f"cpu ({usable_cores()} cores)"
     assert load_bundle(resumed.model_path).manifest["hardware"] == [{"device": "not recorded", "epochs": [1, 2]},
                                                                    {"device": cores, "epochs": [3, 4]}]
     rows = (tmp_path / "old/metrics.csv").read_text().splitlines()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -13,6 +12,7 @@ import typer
 from radseg.commands.common import (CatalogOpt, EngineOpt, PartOpt, Progress, QuietOpt, RayAddressOpt, WhereOpt,
                                    WorkersOpt, catalog_rows, choice, csv_words, fail, finish, input_or_catalog,
                                    listing, model_help, problems, scale_options)
+from radseg.system import usable_cores
 
 BACKENDS = ("auto", "torch", "onnx")  # as radseg.infer.predictor.BACKENDS (not imported: it loads numpy)
 CLEANUPS = ("lcc", "fill", "none")
@@ -107,7 +107,7 @@ def register(app: typer.Typer) -> None:
         except RadsegError as exc:
             fail(str(exc))
         if engine_options.engine != "local":
-            options["threads"] = threads or max(1, (os.cpu_count() or 1) // engine_options.worker_count())
+            options["threads"] = threads or max(1, usable_cores() // engine_options.worker_count())
             engine_options = replace(engine_options, threads=options["threads"])
         read_options = {"on_gap": "resample"} if allow_gaps else None
         with Progress("segmenting", quiet=quiet) as progress:

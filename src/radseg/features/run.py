@@ -13,7 +13,6 @@ measured; the other cases are still measured). Cases are file names without the 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 
 from radseg.errors import RadsegError, ReadError
 from radseg.io.atomic import full_suffix, strip_suffix, write_text_atomic
+from radseg.system import usable_cores
 
 __all__ = ["COLUMNS", "FeatureRun", "extract_features", "find_cases"]
 
@@ -163,7 +163,7 @@ def extract_features(
              str(overlay_dir) if overlay_dir else None) for name, path in cases.items()]
     if on_total:
         on_total(len(jobs))
-    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    workers = max(1, min(workers or usable_cores(), len(jobs)))
     if workers == 1:
         outcomes = map(_measure_case, jobs)
     else:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import os
 import struct
 import tempfile
 import warnings
@@ -30,6 +29,7 @@ import numpy as np
 
 from radseg.errors import MissingExtraError, RadsegError
 from radseg.models.bundle import ModelBundle
+from radseg.system import usable_cores
 
 __all__ = ["export_onnx", "OnnxForward", "onnx_available", "onnx_device", "share_weights", "WEIGHTS_FILE"]
 
@@ -178,7 +178,7 @@ class OnnxForward:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.intra_op_num_threads = threads or usable_cores()
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         options.log_severity_level = 3

@@ -17,7 +17,6 @@ installed and no GPU is asked for or present (a GPU machine keeps torch on CUDA)
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from radseg.image import Image
 from radseg.models.bundle import ModelBundle, load_bundle
 from radseg.models.mirror import LR_AXIS, mirror_permutation
 from radseg.models.preprocess import prepare
+from radseg.system import usable_cores
 
 __all__ = ["Predictor", "choose_backend", "prepare_input", "BACKENDS"]
 
@@ -88,7 +88,7 @@ class Predictor:
 
             from radseg.models.cpu import resolve_device
 
-            torch.set_num_threads(threads or os.cpu_count() or 1)
+            torch.set_num_threads(threads or usable_cores())
             self.device = resolve_device(device)
             try:
                 self.forward = bundle.build_network().to(self.device)

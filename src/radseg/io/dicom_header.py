@@ -27,6 +27,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from radseg.system import usable_cores
+
 #: keyword -> (tag, VR) of every element read here without pydicom.
 KEYWORDS: dict[str, tuple[int, str]] = {
     "SpecificCharacterSet": (0x00080005, "CS"), "ImageType": (0x00080008, "CS"), "SOPClassUID": (0x00080016, "UI"),
@@ -378,7 +380,7 @@ PARALLEL_FROM = 2000
 
 def fast_headers(files: list[Path], *, workers: int | None = None) -> dict[Path, Any]:
     """:func:`read_fast_header` of each file (None: pydicom reads it), in parallel for many files."""
-    cores = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    cores = workers or usable_cores()
     if len(files) < PARALLEL_FROM or cores < 2:
         return {path: read_fast_header(path) for path in files}
     import multiprocessing

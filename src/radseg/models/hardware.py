@@ -4,8 +4,9 @@ run's weights with ``--init``, names each), and carried by ensembles for each me
 
 from __future__ import annotations
 
-import os
 from typing import Any
+
+from radseg.system import usable_cores
 
 NOT_RECORDED = "not recorded"
 
@@ -18,7 +19,7 @@ def describe_device(device, processes: int = 1) -> str:
     if device.type == "cuda":
         name = f"cuda ({torch.cuda.get_device_name(device)})"
     else:
-        name = f"cpu ({os.cpu_count() or '?'} cores)"
+        name = f"cpu ({usable_cores()} cores)"
     return f"{processes} x {name}" if processes > 1 else name
 
 

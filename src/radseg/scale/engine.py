@@ -22,13 +22,13 @@ leaves a half-written file. Ray is an optional extra: its absence is answered wi
 from __future__ import annotations
 
 import contextlib
-import os
 import pickle
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 from radseg.errors import RadsegError
+from radseg.system import usable_cores
 
 __all__ = ["ENGINES", "EngineOptions", "map_jobs", "map_jobs_with_state", "ray_session", "RAY_INSTALL"]
 
@@ -56,7 +56,7 @@ class EngineOptions:
             raise RadsegError("--ray-address needs --engine ray")
 
     def worker_count(self, jobs: int | None = None) -> int:
-        count = self.workers or os.cpu_count() or 1
+        count = self.workers or usable_cores()
         return max(1, min(count, jobs)) if jobs else max(1, count)
 
 

@@ -10,7 +10,6 @@ all records, so they are always whole.
 from __future__ import annotations
 
 import json
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from radseg.errors import RadsegError, WriteError
 from radseg.io.atomic import write_text_atomic
 from radseg.synth.cohort import Shift, Subject, make_cohort
 from radseg.synth.kinds import phantom_kind
+from radseg.system import usable_cores
 
 STATE_DIR = ".radseg-synth"
 
@@ -120,7 +120,7 @@ def synthesize(
                 on_progress(subject.case_id)
         else:
             jobs.append((kind, subject, str(outdir), options, preview))
-    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
+    workers = max(1, min(workers or usable_cores(), len(jobs) or 1))
     for outcome in _outcomes(jobs, workers):
         if "error" in outcome:
             result.failed.append((outcome["case"], outcome["error"]))

@@ -21,12 +21,12 @@ Semantics, chosen so that 1 and N processes train the same model up to float rou
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 
 from radseg.errors import RadsegError
+from radseg.system import usable_cores
 
 __all__ = ["Group", "GlobalBatchLoss", "Local", "LOCAL", "check", "check_nproc"]
 
@@ -77,7 +77,7 @@ class Local:
     rank, world, backend, is_main = 0, 1, None, True
 
     def threads(self, requested: int | None) -> int:
-        return requested or os.cpu_count() or 1
+        return requested or usable_cores()
 
     def device(self, device: str) -> str:
         return device
@@ -125,7 +125,7 @@ class Group(Local):
         self.batch_norm: str | None = None
 
     def threads(self, requested: int | None) -> int:
-        return max(1, (requested or os.cpu_count() or 1) // self.world)
+        return max(1, (requested or usable_cores()) // self.world)
 
     def device(self, device: str) -> str:
         if device.startswith("cuda"):

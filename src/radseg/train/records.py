@@ -20,6 +20,7 @@ import numpy as np
 from radseg.case import Case
 from radseg.evaluate.overlap import dice
 from radseg.io.atomic import atomic_path, write_text_atomic
+from radseg.system import usable_cores
 from radseg.train.data import TrainData, data_hash
 
 __all__ = ["TrainResult", "write_metrics", "environment", "class_dice", "mean_dice", "cosine_lr", "seconds",
@@ -85,7 +86,7 @@ def environment() -> dict[str, Any]:
 
     return {"radseg": __version__, "torch": torch.__version__, "monai": monai.__version__,
             "numpy": np.__version__, "python": platform.python_version(), "platform": platform.platform(),
-            "cpu_count": os.cpu_count()}
+            "cpu_count": os.cpu_count(), "usable_cores": usable_cores()}
 
 
 def class_dice(pred: np.ndarray, truth: np.ndarray) -> float | None:
