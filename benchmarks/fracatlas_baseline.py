@@ -447,6 +447,9 @@ WHY = """## What limits it, and what would close the gap
   figures were, if anything, optimistic.
 - Neither a second seed nor its ensemble with this model beat it on the block holdout (mask AP50 0.282 at
   best against 0.283, `fracatlas_candidates_seed1.md`): capacity is the next lever.
+- On the round-5 model's block holdout, 30 of 78 true fractures have no detection touching them (6 of
+  the 7 in images of several body parts); detection thresholds 0.2-0.6 and either ranking move mask AP50
+  only within 0.27-0.31 (`fracatlas_detection_settings.md`): the misses, not the post-processing, hold AP down.
 - With a GPU: `--device cuda`, a longer `--time-limit`, a bigger network and full-resolution tiles are
   the next steps; the recipe and the scoring stay the same. `fracatlas_gpu_kit.py` packs the data and
   the missing wheels for a lent machine and `fracatlas_gpu_run.sh` trains there; the bundle's manifest
