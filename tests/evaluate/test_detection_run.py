@@ -317,3 +317,64 @@ def test_operating_point_chosen_on_holdout_stored_and_used_by_segment(prepared, 
                                  "-q", "--backend", "torch"])
     assert warned.exit_code == 0 and "cannot be applied as stored" in warned.output and "9.5" in warned.output
     assert pd.read_csv(tmp_path / "edited-seg" / "image_scores.csv")["flagged"].isna().all()
+
+
+def test_flip_tta_follows_the_operating_point_unless_told(prepared, tmp_path):
+    """A model whose operating point was chosen on flip-TTA scores: segment, evaluate-detection and serve run with
+    TTA by default, so its threshold applies; --no-tta turns it off and is warned about."""
+    import json
+    import shutil
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from radseg.cli import app
+    from radseg.datasets.prepared import IMAGE
+    from radseg.serve.models import ModelCache
+    from radseg.train.config import TrainConfig
+    from radseg.train.loop import train
+
+    root, split, data, _ = prepared
+    config = TrainConfig(output=tmp_path / "run", preset="fracture-xray", preprocessing={"size": (96, 96)},
+                         arch_kwargs={"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 0},
+                         epochs=2, iters_per_epoch=4, batch_size=4, val_every=2, threads=2, holdout=0.5, seed=3)
+    model = train(config, data=root).model_path
+    plain = tmp_path / "plain"
+    shutil.copytree(model, plain)  # no operating point: TTA stays off
+    runner = CliRunner()
+    chosen = runner.invoke(app, ["evaluate-detection", "-m", str(model), "--data", str(root), "--split", "holdout",
+                                 "--tta", "--save-operating-point", "--bootstrap", "0", "-q", "-o", str(tmp_path / "ho")])
+    assert chosen.exit_code == 0, chosen.output
+
+    def evaluate(*options):
+        out = tmp_path / f"val{len(options)}"
+        result = runner.invoke(app, ["evaluate-detection", "-m", str(model), "--data", str(root), "--split", split,
+                                     "--bootstrap", "0", "-q", "-o", str(out), *options])
+        assert result.exit_code == 0, result.output
+        return json.loads((out / "summary.json").read_text())
+
+    default, without = evaluate(), evaluate("--no-tta")
+    assert default["settings"]["tta"] is True and "at_model_operating_point" in default
+    assert without["settings"]["tta"] is False and "at_model_operating_point" not in without
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for case in data.split(split):
+        shutil.copy(case.sources[IMAGE], images / case.sources[IMAGE].name)
+
+    def segment(name, *options):
+        result = runner.invoke(app, ["segment", "-i", str(images), "-m", str(model), "-o", str(tmp_path / name),
+                                     "--backend", "torch", *options])
+        assert result.exit_code == 0, result.output
+        return result.output, pd.read_csv(tmp_path / name / "image_scores.csv").set_index("case")
+
+    said, scores = segment("default")
+    _, told = segment("told", "--tta", "-q")
+    warned, off = segment("off", "--no-tta", "-q")
+    assert "flip TTA on" in said and "do not carry over" not in said
+    assert np.allclose(scores["image_score"], told.loc[scores.index, "image_score"])
+    assert not np.allclose(scores["image_score"], off.loc[scores.index, "image_score"])  # TTA changes the scores
+    assert "do not carry over" in warned and "leave out --no-tta" in warned
+    cache = ModelCache({"chosen-with-tta": model, "no-point": plain}, device="cpu")
+    assert cache.tta_default("chosen-with-tta") is True
+    assert cache.tta_default("no-point") is False and cache.tta_default("not-a-model") is False

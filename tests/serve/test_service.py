@@ -181,6 +181,8 @@ def test_page_wiring_without_a_browser(labels_only, monkeypatch):
     assert [choice[0] for choice in dropdown["props"]["choices"]] == [LABELS_CHOICE]
     intro = next(c for c in config["components"] if c["props"].get("elem_id") == "intro")
     assert "No model loaded" in intro["props"]["value"]
+    tta = next(c for c in config["components"] if c["props"].get("elem_id") == "tta")
+    assert tta["props"]["value"] is False  # no model, so no operating point chosen with flip TTA
 
 
 def test_cleanup_leaves_a_given_folder_alone(tmp_path):

@@ -133,7 +133,8 @@ def register(app: typer.Typer) -> None:
                                                      "'max' or 'mean' probability inside it (default: the model's "
                                                      "operating point's, else max)."),
         bootstrap: int = typer.Option(2000, "--bootstrap", help="Bootstrap resamples for the CIs of Dice and AUC (0: no CIs)."),
-        tta: bool = typer.Option(False, "--tta", help="Left-right flip test-time augmentation."),
+        tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Left-right flip test-time augmentation "
+                                           "(default: as the model's operating point was chosen, else off)."),
         window: Optional[int] = typer.Option(None, "--window", help="Image score: the highest probability averaged "
                                              "over this square (pixels; default: the model's operating point's, else 5)."),
         sensitivity: float = typer.Option(0.85, "--sensitivity", help="Sensitivity the image-score operating point "
@@ -164,7 +165,11 @@ def register(app: typer.Typer) -> None:
             except RadsegError as exc:
                 fail(str(exc))
         try:
-            predictor = Predictor.load(model, device=device, tta=tta)
+            predictor = Predictor.load(model, device=device, tta=bool(tta))
+            if tta is None:  # as the stored operating point was chosen, so its rates are reported here
+                from radseg.evaluate.operating_point import operating_point_tta
+
+                predictor.tta = operating_point_tta(predictor.bundle.manifest)
             with Progress("scoring", quiet=quiet) as progress:
                 result = evaluate_detection(predictor, data, split=split, by=csv_words(by), threshold=threshold,
                                             min_pixels=min_pixels, instance_score=instance_score,

@@ -43,7 +43,7 @@ def _report(report, source: Path, output: Path, tta: bool = False) -> None:
         mismatch = point and operating_point_mismatch(point, tta=tta)  # the predictor scores on the point's window
         if mismatch:
             typer.secho(f"warning: {mismatch}: its sensitivity and specificity do not carry over "
-                        f"({'add' if point.get('tta') else 'drop'} --tta)", err=True, fg="yellow")
+                        f"({'leave out --no-tta' if point.get('tta') else 'drop --tta'})", err=True, fg="yellow")
     for case, why in report.flagged:
         typer.secho(f"not plausible: {case}: {why} (see {output}/quality.csv; do not trust these masks)",
                     fg=typer.colors.YELLOW, err=True)
@@ -69,7 +69,9 @@ def register(app: typer.Typer) -> None:
                                     "an ONNX graph: shipped models have one, others get it from `radseg export-onnx MODEL`) "
                                     "or auto (onnx when the model has a graph, onnxruntime is installed and no GPU is "
                                     "used, else torch)."),
-        tta: bool = typer.Option(False, "--tta", help="Left-right flip test-time augmentation (right/left labels swapped back)."),
+        tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Left-right flip test-time augmentation (right/left "
+                                           "labels swapped back). Default: as the model's operating point was chosen "
+                                           "(so its image-score threshold applies), else off."),
         overlap: float = typer.Option(0.5, "--overlap", help="Sliding-window overlap (3D / tiled images)."),
         postprocess: Optional[str] = typer.Option(None, "--postprocess", help="Clean-ups: 'lcc' (largest component per label), 'fill' (holes), both 'lcc,fill', or 'none' (default: the model's)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Redo finished cases (default: a rerun resumes)."),
@@ -101,11 +103,19 @@ def register(app: typer.Typer) -> None:
         choice(BACKENDS, backend, "backend")
         clean = _postprocess(postprocess)
         engine_options, shard = scale_options(engine, workers, ray_address, part)
-        options = dict(device=device, backend=backend, tta=tta, overlap=overlap, postprocess=clean, threads=threads)
+        options = dict(device=device, backend=backend, tta=bool(tta), overlap=overlap, postprocess=clean, threads=threads)
         try:
             predictor = Predictor.load(model, **options)
         except RadsegError as exc:
             fail(str(exc))
+        if tta is None:  # the variant the stored operating point was chosen on, so its threshold applies
+            from radseg.evaluate.operating_point import operating_point_tta
+
+            tta = operating_point_tta(predictor.bundle.manifest)
+            predictor.tta = options["tta"] = tta
+            if tta and not quiet:
+                typer.echo("flip TTA on: the model's operating point was chosen with it (--no-tta to run without)",
+                           err=True)
         if engine_options.engine != "local":
             options["threads"] = threads or max(1, usable_cores() // engine_options.worker_count())
             engine_options = replace(engine_options, threads=options["threads"])

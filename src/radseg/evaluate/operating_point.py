@@ -91,6 +91,13 @@ def model_operating_point(manifest: dict | None) -> dict | None:
     return point if isinstance(window, int) and not isinstance(window, bool) and window >= 1 else None
 
 
+def operating_point_tta(manifest: dict | None) -> bool:
+    """Whether the model's operating point was chosen on flip-TTA scores: the default of ``segment`` and
+    ``evaluate-detection``, so that its threshold applies to the scores they make (False without one)."""
+    point = model_operating_point(manifest)
+    return bool(point and point.get("tta"))
+
+
 def unusable_operating_point(manifest: dict | None) -> str | None:
     """Why a stored operating point is ignored (see :func:`model_operating_point`), else None (none
     stored, or usable)."""

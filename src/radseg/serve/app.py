@@ -128,7 +128,9 @@ def build_app(service: Service, *, models_source: str | Path | None = None):
                 upload = gr.File(label="Radiograph or CT (or a label map)", file_count="single", type="filepath",
                                  elem_id="upload")
                 model = gr.Dropdown(service.choices, value=service.default_choice, label="Model", elem_id="model")
-                tta = gr.Checkbox(False, label="Left-right flip test-time augmentation", elem_id="tta")
+                tta = gr.Checkbox(service.models.tta_default(service.default_choice), elem_id="tta",
+                                  label="Left-right flip test-time augmentation",
+                                  info="ticked when the model's image-score threshold was chosen with it")
                 feature_set = gr.Dropdown(list(FEATURE_CHOICES), value="auto", label="Measurements",
                                           info="auto: shape for radiographs, ct for volumes", elem_id="feature-set")
                 output_type = gr.Dropdown([(label, key) for key, label in DOWNLOAD_FORMATS.items()],
@@ -151,6 +153,7 @@ def build_app(service: Service, *, models_source: str | Path | None = None):
         run.click(on_run, inputs=[upload, model, tta, feature_set, output_type],
                   outputs=[status, overlay, legend, table, download, slice_index, state], concurrency_limit=1)
         output_type.change(on_format, inputs=[output_type, state], outputs=[download, download_status])
+        model.change(lambda name: gr.update(value=service.models.tta_default(name)), inputs=[model], outputs=[tta])
         slice_index.release(on_slice, inputs=[slice_index, state], outputs=[overlay, state])
     return demo
 

@@ -99,6 +99,19 @@ class ModelCache:
                 self._loaded[name] = Predictor.load(self.models[name], device=self.device, threads=self.threads)
             return self._loaded[name]
 
+    def tta_default(self, name: str) -> bool:
+        """Whether the page ticks flip TTA for model ``name``: as its operating point was chosen (its manifest
+        only is read, not the weights), so the image-score threshold it shows applies; False for any other name."""
+        from radseg.evaluate.operating_point import operating_point_tta
+        from radseg.models.bundle import load_bundle
+
+        if name not in self.models:
+            return False
+        try:
+            return operating_point_tta(load_bundle(self.models[name], weights=False).manifest)
+        except (RadsegError, OSError):  # an unreadable bundle fails with its own message when it is run
+            return False
+
     def card(self, name: str) -> "ModelCard":
         """What the page says about model ``name``'s results (see :func:`model_card`)."""
         predictor = self.get(name)
@@ -188,7 +201,8 @@ def model_card(manifest: dict, bundle=None) -> ModelCard:
         described = (f"chosen for sensitivity {point.get('target_sensitivity', float('nan')):.2f} on "
                      f"{point.get('chosen_on', 'training data')}, where it gave sensitivity "
                      f"{point.get('sensitivity', float('nan')):.2f} and specificity {point.get('specificity', float('nan')):.2f}"
-                     + (" (scores with flip TTA: tick TTA for them to apply)" if point.get("tta") else ""))
+                     + (" (scores with flip TTA, ticked for this model: untick it and the threshold no longer applies)"
+                        if point.get("tta") else ""))
     else:
         threshold = manifest.get("detection_threshold", 0.5)
         if isinstance(threshold, (int, float)) and "detection_threshold" in manifest:
