@@ -148,7 +148,7 @@ def main() -> None:
     def evaluate(split: str, tta: bool, out: Path, *extra: str) -> dict:
         cmd = [*RADSEG, "evaluate-detection", "-m", str(model), "--data", str(prepared), "--split", split,
                "--by", "body_part,hardware", "--threshold", str(args.threshold), "--sensitivity", str(SENSITIVITY),
-               "--device", args.device, "-q", "-o", str(out), *(["--tta"] if tta else []), *extra]
+               "--device", args.device, "-q", "-o", str(out), *(["--tta"] if tta else ["--no-tta"]), *extra]
         commands.append(cmd)
         seconds[out.name] = _run(cmd)
         return json.loads((out / "summary.json").read_text())

@@ -101,7 +101,7 @@ def main() -> None:
     point = _scoring(args.scoring) if args.scoring else model_operating_point(load_bundle(first, weights=False).manifest)
     if point is None:
         raise SystemExit(f"{first}: the first candidate carries no operating point; give --scoring (used for all)")
-    scoring = [*(["--tta"] if point.get("tta") else []), "--window", str(point.get("window", 5)),
+    scoring = [*(["--tta"] if point.get("tta") else ["--no-tta"]), "--window", str(point.get("window", 5)),
                "--instance-score", str(point.get("instance_score", "max"))]
     rows, cases = [], {}
     for name, model in models.items():

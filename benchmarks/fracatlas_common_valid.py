@@ -92,7 +92,7 @@ def main() -> None:
         out = args.work / name
         cmd = [*RADSEG, "evaluate-detection", "-m", str(bundle), "--data", str(view), "--split", "val",
                "--by", "body_part,hardware", "--sensitivity", "0.85", "--device", "cpu", "-q", "-o", str(out)]
-        cmd += ["--tta"] if point.get("tta") else []
+        cmd += ["--tta"] if point.get("tta") else ["--no-tta"]
         commands.append(shlex.join(cmd[2:]))
         start = time.perf_counter()
         subprocess.run(cmd, check=True)

@@ -32,7 +32,7 @@ trap copy_back EXIT
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/radseg-site "$KIT"/wheels/*.whl
 export PYTHONPATH="/tmp/radseg-site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 # fail in seconds, not after the data has loaded, if the device lacks something the training imports
-python3 -c "import monai, nibabel, joblib, radseg.commands.train, radseg.train.session, radseg.models.hardware" 2>&1 | tee "$LOG"
+python3 -c "import monai, nibabel, radseg.commands.train, radseg.train.session, radseg.models.hardware" 2>&1 | tee "$LOG"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | tee -a "$LOG" || echo "nvidia-smi: not found" | tee -a "$LOG"
 if [ -n "${TRAIN_SECONDS:-}" ]; then
   # the cosine schedule follows the planned epochs, so a run stopped by --time-limit alone never anneals:

@@ -58,7 +58,7 @@ def main() -> None:
     bin_dir = Path(sys.executable).parent
     commands = {
         "radseg segment --backend onnx": [str(bin_dir / "radseg"), "segment", "-i", str(source), "-o", str(work / "onnx"),
-                                          "-m", "fracatlas", "--backend", "onnx", "--threads", str(args.threads),
+                                          "-m", "fracatlas", "--no-tta", "--backend", "onnx", "--threads", str(args.threads),
                                           "-q", "--overwrite"],
         "plain MONAI/torch script": [sys.executable, str(Path(__file__).parent / "_monai_segment.py"), str(model),
                                      str(source), str(work / "monai"), str(args.threads)],

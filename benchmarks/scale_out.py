@@ -100,7 +100,7 @@ def _ct_model(path: Path) -> Path:
 
 def check_same_files(work: Path, images: Path) -> list[dict]:
     rows = []
-    base = [RADSEG, "segment", "-i", str(images), "-m", "fracatlas", "--threads", "1", "-q"]
+    base = [RADSEG, "segment", "-i", str(images), "-m", "fracatlas", "--no-tta", "--threads", "1", "-q"]
     _run([*base, "-o", str(work / "xr-local")])
     _run([*base, "-o", str(work / "xr-ray"), "--engine", "ray", "--workers", "2"])
     for k in (1, 2):
@@ -143,7 +143,8 @@ def time_engines(work: Path, images: Path, one: Path, rounds: int) -> dict[str, 
         for name, extra in setups.items():
             for key, folder in (("n", images), ("1", one)):
                 out = work / f"t{r}-{len(times[name][key])}-{key}-{name.split(',')[0]}-{abs(hash(name)) % 997}"
-                seconds, code = _run([RADSEG, "segment", "-i", str(folder), "-o", str(out), "-m", "fracatlas", "-q", *extra])
+                seconds, code = _run([RADSEG, "segment", "-i", str(folder), "-o", str(out), "-m", "fracatlas", "--no-tta", "-q",
+                                      *extra])
                 if code != 0:
                     raise SystemExit(f"{name}: radseg segment failed ({code})")
                 times[name][key].append(seconds)
