@@ -14,7 +14,7 @@ RUN=${RUN:-/tmp/radseg-gpu-run}
 PROBE=/tmp/radseg-gpu-probe
 for arg in "$@"; do  # refused before the machine's time is spent: these would break the plan or the copy back
   case "$arg" in
-    -o|--output|--output=*) echo "do not give $arg: the run goes to \$RUN (default $RUN)" >&2; exit 2 ;;
+    -o*|--output|--output=*) echo "do not give $arg: the run goes to \$RUN (default $RUN)" >&2; exit 2 ;;
     --epochs|--epochs=*|--time-limit|--time-limit=*)
       [ -n "${TRAIN_SECONDS:-}" ] && { echo "$arg with TRAIN_SECONDS: the probe plans both; give one or the other" >&2; exit 2; } ;;
   esac

@@ -378,3 +378,19 @@ def test_flip_tta_follows_the_operating_point_unless_told(prepared, tmp_path):
     cache = ModelCache({"chosen-with-tta": model, "no-point": plain}, device="cpu")
     assert cache.tta_default("chosen-with-tta") is True
     assert cache.tta_default("no-point") is False and cache.tta_default("not-a-model") is False
+    from radseg.serve.service import Service
+
+    service = Service(cache, work_dir=tmp_path / "serve")
+    upload = next(images.iterdir())
+    ticked, unticked = (service.analyse(upload, "chosen-with-tta", tta=t) for t in (True, False))
+    assert ticked.ok and "Warning" not in ticked.status
+    assert unticked.ok and unticked.warning and "tick flip TTA" in unticked.status
+    pytest.importorskip("gradio")
+    from radseg.serve.app import build_app
+
+    config = build_app(service).get_config_file()
+    box = next(c for c in config["components"] if c["props"].get("elem_id") == "tta")
+    assert box["props"]["value"] is True  # the first model, whose threshold was chosen with TTA
+    dropdown = next(c for c in config["components"] if c["props"].get("elem_id") == "model")
+    assert any(dep["targets"] and dep["targets"][0][0] == dropdown["id"] and dep["targets"][0][1] == "change"
+               and box["id"] in dep["outputs"] for dep in config["dependencies"])  # another model sets it again

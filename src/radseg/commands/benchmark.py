@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
         resamples: int = typer.Option(10000, "--bootstrap", help="Bootstrap resamples."),
         seed: int = typer.Option(0, "--seed", help="Seed of folds, training and statistics."),
         device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
-        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
+        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the cores this process may use)."),
         quiet: bool = QuietOpt,
     ) -> None:
         """Train several architectures under one protocol; paired CIs and tests say which is better."""

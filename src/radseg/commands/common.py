@@ -21,7 +21,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 160}
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress output (neither the bar nor the log lines).")
 JsonOpt = typer.Option(False, "--json", help="Print JSON instead of text.")
 WorkersOpt = typer.Option(None, "--workers", help="Worker processes, or Ray workers with --engine ray (default or 0: "
-                          "all cores).")
+                          "the cores this process may use).")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -38,16 +38,14 @@ def _report(report, source: Path, output: Path, tta: bool = False) -> None:
             f"; {report.screened_positive} at or above the model's operating point {point['threshold']:.4f} "
             f"(chosen for sensitivity {point.get('target_sensitivity', float('nan')):.2f} on training data)"
             if point else "; the model carries no operating point, so no image is flagged"))
-        from radseg.evaluate.operating_point import operating_point_mismatch
-
-        mismatch = point and operating_point_mismatch(point, tta=tta)  # the predictor scores on the point's window
-        if mismatch:
-            typer.secho(f"warning: {mismatch}: its sensitivity and specificity do not carry over "
-                        f"({'leave out --no-tta' if point.get('tta') else 'drop --tta'})", err=True, fg="yellow")
     for case, why in report.flagged:
         typer.secho(f"not plausible: {case}: {why} (see {output}/quality.csv; do not trust these masks)",
                     fg=typer.colors.YELLOW, err=True)
     problems(report.failed, report.warnings)
+    point = report.operating_point
+    if report.scored and point and "tta" in point and bool(point["tta"]) != bool(tta):  # warned above; the remedy
+        typer.secho(f"to flag as the operating point was chosen, {'leave out --no-tta' if point['tta'] else 'drop --tta'}",
+                    err=True, fg="yellow")
     finish(report.failed, noun="item(s)", done=bool(report.written or report.kept), nothing=f"{source}: no readable image found")
 
 
@@ -75,7 +73,7 @@ def register(app: typer.Typer) -> None:
         overlap: float = typer.Option(0.5, "--overlap", help="Sliding-window overlap (3D / tiled images)."),
         postprocess: Optional[str] = typer.Option(None, "--postprocess", help="Clean-ups: 'lcc' (largest component per label), 'fill' (holes), both 'lcc,fill', or 'none' (default: the model's)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Redo finished cases (default: a rerun resumes)."),
-        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores; with --engine ray: "
+        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the cores this process may use; with --engine ray: "
                                               "per worker, default cores / workers)."),
         engine: str = EngineOpt,
         workers: Optional[int] = WorkersOpt,

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(7860, "--port", help="Port."),
         max_upload_mb: float = typer.Option(512.0, "--max-upload-mb", help="Largest upload accepted (MB); zips may unpack to 8x this."),
         device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
-        threads: int | None = typer.Option(None, "--threads", help="CPU threads for the model (default: all cores)."),
+        threads: int | None = typer.Option(None, "--threads", help="CPU threads for the model (default: the cores this process may use)."),
         max_megapixels: float = typer.Option(36.0, "--max-megapixels", help="Largest 2D image accepted, in million pixels, checked from the file header before decoding."),
         max_megavoxels: float = typer.Option(268.0, "--max-megavoxels", help="Largest volume accepted, in million voxels, checked from the headers before decoding."),
     ) -> None:

@@ -131,7 +131,7 @@ def register(app: typer.Typer) -> None:
         time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop after this many seconds (it only stops: the learning-rate schedule follows --epochs x --iters-per-epoch, so results stay reproducible)."),
         seed: int = typer.Option(0, "--seed", help="Seed: same seed and data, same model."),
         device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
-        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores), shared out over --nproc."),
+        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the cores this process may use), shared out over --nproc."),
         nproc: int = typer.Option(1, "--nproc", help="Data-parallel training processes (torch.distributed); the batch size "
                                                      "stays the global batch and must be divisible by it. Same model as 1 "
                                                      "process up to float rounding."),

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 __all__ = ["choose_operating_point", "rates_at", "flagged", "model_operating_point", "unusable_operating_point",
-           "operating_point_mismatch"]
+           "operating_point_mismatch", "operating_point_tta"]
 
 
 def _scores_truth(scores: Sequence[float], truth: Sequence[bool]) -> tuple[np.ndarray, np.ndarray]:

@@ -271,11 +271,14 @@ def segment(source: str | Path | None, output: str | Path, *, predictor, output_
     report.scored, report.screened_positive, report.operating_point = write_scores(
         out, score_rows, predictor.bundle.manifest)
     if report.scored:
-        from radseg.evaluate.operating_point import unusable_operating_point
+        from radseg.evaluate.operating_point import operating_point_mismatch, unusable_operating_point
 
         why = unusable_operating_point(predictor.bundle.manifest)  # a hand-edited manifest: say so, not "none"
         if why:
             report.warnings.append(("image_scores.csv", why))
+        mismatch = report.operating_point and operating_point_mismatch(report.operating_point, tta=predictor.tta)
+        if mismatch:  # the flags are made at a threshold chosen on other scores
+            report.warnings.append(("image_scores.csv", f"{mismatch}: its sensitivity and specificity do not carry over"))
     return report
 
 

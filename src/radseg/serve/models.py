@@ -100,13 +100,16 @@ class ModelCache:
             return self._loaded[name]
 
     def tta_default(self, name: str) -> bool:
-        """Whether the page ticks flip TTA for model ``name``: as its operating point was chosen (its manifest
-        only is read, not the weights), so the image-score threshold it shows applies; False for any other name."""
+        """Whether the page ticks flip TTA for model ``name``: as its operating point was chosen, so the
+        image-score threshold it shows applies; False for any other name. The loaded model's manifest when it
+        is loaded, else the bundle read without its weights (their files are still hashed)."""
         from radseg.evaluate.operating_point import operating_point_tta
         from radseg.models.bundle import load_bundle
 
         if name not in self.models:
             return False
+        if name in self._loaded:
+            return operating_point_tta(self._loaded[name].bundle.manifest)
         try:
             return operating_point_tta(load_bundle(self.models[name], weights=False).manifest)
         except (RadsegError, OSError):  # an unreadable bundle fails with its own message when it is run

@@ -135,7 +135,7 @@ class Service:
             what = f"{loaded.kind} {_describe(image)} segmented by {model}" + (" with flip TTA" if tta else "")
         result = Analysis(True, "", image=image, labels=labels, case=loaded.name, folder=folder, score=score,
                           card=card.lines() if card else [])
-        warnings, notes = ([], []) if as_labels else self._model_notes(model, labels)
+        warnings, notes = ([], []) if as_labels else self._model_notes(model, labels, tta=tta)
         result.warning = bool(warnings)
         result.slices = labels.shape[0] if labels.ndim == 3 else 1
         self.render(result, slice_index=slice_index)
@@ -165,12 +165,19 @@ class Service:
             "".join(f"\n\nNote: {n}" for n in notes)
         return result
 
-    def _model_notes(self, model: str, labels: Image) -> tuple[list[str], list[str]]:
-        """(warnings, notes): a failed quality check of the model is a warning; its intended use a note."""
+    def _model_notes(self, model: str, labels: Image, *, tta: bool) -> tuple[list[str], list[str]]:
+        """(warnings, notes): a failed quality check of the model, or a TTA setting other than the one its
+        image-score threshold was chosen with, is a warning; a passed quality check a note."""
+        from radseg.evaluate.operating_point import model_operating_point, operating_point_mismatch
         from radseg.infer.quality import assess
 
         manifest = self.models.get(model).bundle.manifest or {}
         warnings, notes = [], []
+        point = model_operating_point(manifest)
+        mismatch = point and operating_point_mismatch(point, tta=tta)
+        if mismatch:
+            warnings.append(f"{mismatch}: the flag does not carry the sensitivity and specificity the threshold was "
+                            f"chosen for ({'tick' if point.get('tta') else 'untick'} flip TTA)")
         quality = assess(labels, manifest.get("quality_check"))
         if quality is not None and not quality.ok:
             warnings.append("not plausible, do not trust these masks: " + "; ".join(quality.reasons))
