@@ -42,6 +42,17 @@ def problems(failed: Iterable[tuple[str, str]] = (), warnings: Iterable[tuple[st
         typer.secho(f"failed: {item}: {problem}", fg=typer.colors.RED, err=True)
 
 
+def follow_point_tta(predictor, tta: Optional[bool]) -> bool:
+    """``--tta/--no-tta`` as given, else as the model's operating point was chosen (so its threshold applies);
+    set on ``predictor`` and returned."""
+    if tta is None:
+        from radseg.evaluate.operating_point import operating_point_tta
+
+        tta = operating_point_tta(predictor.bundle.manifest)
+    predictor.tta = bool(tta)
+    return predictor.tta
+
+
 def finish(failed, *, noun: str = "case(s)", note: str = "", done: bool = True, nothing: str = "") -> None:
     """Exit 1 when anything ``failed`` (``N noun failed<note>``), or with ``nothing`` when ``done`` is False."""
     if failed:

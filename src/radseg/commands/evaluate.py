@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from radseg.commands.common import (EngineOpt, PartOpt, Progress, QuietOpt, RayAddressOpt, WorkersOpt, choice, csv_words,
-                                   fail, finish, model_help, problems, scale_options)
+                                   fail, finish, follow_point_tta, model_help, problems, scale_options)
 
 CI_METHODS = ("percentile", "bca")
 
@@ -166,10 +166,7 @@ def register(app: typer.Typer) -> None:
                 fail(str(exc))
         try:
             predictor = Predictor.load(model, device=device, tta=bool(tta))
-            if tta is None:  # as the stored operating point was chosen, so its rates are reported here
-                from radseg.evaluate.operating_point import operating_point_tta
-
-                predictor.tta = operating_point_tta(predictor.bundle.manifest)
+            follow_point_tta(predictor, tta)  # so the stored point's rates are reported here
             with Progress("scoring", quiet=quiet) as progress:
                 result = evaluate_detection(predictor, data, split=split, by=csv_words(by), threshold=threshold,
                                             min_pixels=min_pixels, instance_score=instance_score,

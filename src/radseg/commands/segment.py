@@ -11,7 +11,7 @@ import typer
 
 from radseg.commands.common import (CatalogOpt, EngineOpt, PartOpt, Progress, QuietOpt, RayAddressOpt, WhereOpt,
                                    WorkersOpt, catalog_rows, choice, csv_words, fail, finish, input_or_catalog,
-                                   listing, model_help, problems, scale_options)
+                                   follow_point_tta, listing, model_help, problems, scale_options)
 from radseg.system import usable_cores
 
 BACKENDS = ("auto", "torch", "onnx")  # as radseg.infer.predictor.BACKENDS (not imported: it loads numpy)
@@ -107,10 +107,7 @@ def register(app: typer.Typer) -> None:
         except RadsegError as exc:
             fail(str(exc))
         if tta is None:  # the variant the stored operating point was chosen on, so its threshold applies
-            from radseg.evaluate.operating_point import operating_point_tta
-
-            tta = operating_point_tta(predictor.bundle.manifest)
-            predictor.tta = options["tta"] = tta
+            tta = options["tta"] = follow_point_tta(predictor, None)
             if tta and not quiet:
                 typer.echo("flip TTA on: the model's operating point was chosen with it (--no-tta to run without)",
                            err=True)
