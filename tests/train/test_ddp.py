@@ -28,7 +28,7 @@ from radseg.models.bundle import load_bundle  # noqa: E402
 from radseg.train import distributed  # noqa: E402
 from radseg.train.config import TrainConfig  # noqa: E402
 from radseg.train.data import load_prepared  # noqa: E402
-from radseg.train.loop import _resolve, train  # noqa: E402
+from radseg.train.loop import resolve_config, train  # noqa: E402
 from radseg.train.losses import make_loss  # noqa: E402
 from radseg.train.session import Session, load_checkpoint  # noqa: E402
 from tests.train.shapes import disc_case  # noqa: E402
@@ -116,7 +116,7 @@ def test_validation_gathered_over_processes_is_the_one_process_metric(runs, prep
     """The last epoch's Dice (2 processes, one validation case each) against 1 process on the same weights."""
     two = runs["two"]
     dataset = load_prepared(prepared)
-    config = _resolve(_config(tmp_path / "check", threads=1), dataset)  # 1 thread: as each of the 2 processes
+    config = resolve_config(_config(tmp_path / "check", threads=1), dataset)  # 1 thread: as each of the 2 processes
     session = Session(config, dataset, on_event=lambda e: None)
     session._setup()
     assert len(session.grid_val) == 2

@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                        "image ROC AUC with CIs, subgroups."),
     "synth": ("synth", "Make N phantom cases of KIND with exact labels and a cohort metadata.csv."),
     "train": ("train", "Train a segmentation model on a prepared dataset; writes a model bundle to OUTPUT/model."),
+    "pretrain": ("train", "Pretrain a network without labels by restoring corrupted training images; "
+                          "'radseg train --init' starts from it."),
     "benchmark": ("benchmark", "Train several architectures under one protocol; paired CIs and tests say which is better."),
     "segment": ("segment", "Segment a file or every image/series of a folder with a trained model "
                            "(CXAS-style -i/-o/-ot)."),

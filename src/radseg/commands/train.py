@@ -55,11 +55,16 @@ def _on_event(progress: Progress, quiet: bool):
             progress.set_total(event["epochs"] * event["iters_per_epoch"])
             progress.update(event["epoch"] * event["iters_per_epoch"])
             processes = f" x {event['processes']} processes" if event.get("processes", 1) > 1 else ""
-            typer.echo(f"training on {event['n_train']} case(s), validating on {event['n_val']}, "
-                       f"{event['parameters']:,} parameters, device {event['device']}{processes}", err=True)
+            cases = (f"pretraining on {event['n_train']} case(s) (labels unused)" if event.get("task") == "pretrain"
+                     else f"training on {event['n_train']} case(s), validating on {event['n_val']}")
+            typer.echo(f"{cases}, {event['parameters']:,} parameters, device {event['device']}{processes}", err=True)
         elif kind == "iteration":
             best = f" best Dice {state['best']:.3f}" if state["best"] is not None else ""
             progress.update(event["iteration"], f"epoch {event['epoch'] + 1} loss {event['loss']:.3f}{best}")
+        elif kind == "initialised" and event["from"] == "pretrained":
+            fresh = f"; {len(event['fresh'])} tensor(s) start from random weights" if event["fresh"] else ""
+            typer.echo(f"started from pretrained weights {event['source']}: {event['taken']} of {event['total']} "
+                       f"weight tensors{fresh}", err=True)
         elif kind == "mined":
             typer.echo(f"epoch {event['epoch'] + 1}: hard negatives mined on {event['cases']} of {event['of']} "
                        f"training image(s), {event['voxels']:,} voxels, {event['seconds']} s", err=True)
@@ -152,8 +157,10 @@ def register(app: typer.Typer) -> None:
                                                  "meant to keep a body part where most images are fractured from being "
                                                  "learned as a sign by itself."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run in OUTPUT from its last checkpoint."),
-        init: Optional[str] = typer.Option(None, "--init", help=model_help("Start from this trained bundle's weights (fine-tuning; "
-                                                                           "same network and classes): a folder or .zip")),
+        init: Optional[str] = typer.Option(None, "--init", help=model_help("Start from these weights: a trained bundle (fine-tuning; "
+                                                                           "same network and classes; a folder or .zip), "
+                                                                           "the pretrained.pt of 'radseg pretrain' or its "
+                                                                           "run folder (same network)")),
         save_zip: bool = typer.Option(False, "--zip", help="Also write the model as OUTPUT/model.zip."),
         quiet: bool = QuietOpt,
     ) -> None:
@@ -187,5 +194,55 @@ def register(app: typer.Typer) -> None:
                 fail(str(exc), getattr(exc, "exit_code", 1))  # a failed training process: its exit status
         best = f"{result.best_dice:.4f}" if result.best_dice is not None else "n/a"
         typer.echo(f"{result.stopped} after {result.epochs_done} epoch(s); best validation Dice {best}; model {result.model_path}")
+        if result.stopped == "interrupted":
+            raise typer.Exit(130)
+
+    @app.command()
+    def pretrain(
+        ctx: typer.Context,
+        data: Path = typer.Option(..., "--data", help="Prepared dataset folder; its training images are used, labels are not."),
+        output: Path = typer.Option(..., "-o", "--output", help="Run folder (checkpoints, metrics.csv, learning_curve.png, "
+                                                                "pretrained.pt)."),
+        arch: Optional[str] = typer.Option(None, "--arch", help=f"Architecture: {listing(ARCHITECTURES)} (default: the preset's)."),
+        preset: Optional[str] = typer.Option(None, "--preset", help=f"Task preset: {listing(PRESETS)} (default: dataset.json's, else by 2D/3D)."),
+        model_args: Optional[str] = typer.Option(None, "--model-args", help="Network options as JSON; give the same to 'radseg train'."),
+        epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs."),
+        iters: Optional[int] = typer.Option(None, "--iters-per-epoch", help="Batches per epoch."),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Patches per batch."),
+        lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (AdamW, warm-up then cosine)."),
+        time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop after this many seconds (it only stops)."),
+        seed: int = typer.Option(0, "--seed", help="Seed: same seed and data, same weights."),
+        device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the cores this process may use)."),
+        holdout: Optional[float] = typer.Option(None, "--holdout", help="The --holdout the later 'radseg train' will give: "
+                                                "those held-out cases are not pretrained on."),
+        holdout_order: str = typer.Option("random", "--holdout-order", help="The later run's --holdout-order: random or last."),
+        resume: bool = typer.Option(False, "--resume", help="Continue the run in OUTPUT from its last checkpoint."),
+        quiet: bool = QuietOpt,
+    ) -> None:
+        """Pretrain a network without labels by restoring corrupted training images; 'radseg train --init' starts from it."""
+        from radseg.errors import RadsegError
+        from radseg.train.config import TrainConfig
+        from radseg.train.data import HOLDOUT_ORDERS
+        from radseg.train.pretrain import pretrain as run_pretrain
+
+        choice(PRESETS, preset)
+        try:
+            kwargs = json.loads(model_args) if model_args else {}
+        except ValueError as exc:
+            fail(f"--model-args is not JSON ({exc})")
+        if holdout_order != "random" and holdout is None and not resume:
+            fail("--holdout-order chooses which train cases --holdout holds out: give --holdout too")
+        config = TrainConfig(output=output, preset=preset, architecture=choice(ARCHITECTURES, arch), arch_kwargs=kwargs,
+                             epochs=epochs, iters_per_epoch=iters, batch_size=batch_size, lr=lr, time_limit=time_limit,
+                             seed=seed, device=device, threads=threads, holdout=holdout, resume=resume,
+                             holdout_order=choice(HOLDOUT_ORDERS, holdout_order, "--holdout-order"))
+        with Progress("pretraining", quiet=quiet) as progress, _sigterm_as_interrupt():
+            try:
+                result = run_pretrain(config, data, on_event=_on_event(progress, quiet), given=_typed_fields(ctx))
+            except (RadsegError, ValueError) as exc:
+                fail(str(exc))
+        typer.echo(f"{result.stopped} after {result.epochs_done} epoch(s); restoration loss {result.final_loss:.4f}; "
+                   f"weights {result.weights} (radseg train --init {result.run_dir})")
         if result.stopped == "interrupted":
             raise typer.Exit(130)

@@ -40,11 +40,14 @@ def run_hardware(history: list[dict[str, Any]], init: str | None = None) -> list
     run's spans, so the record covers every step that shaped the weights."""
     from radseg.errors import RadsegError
     from radseg.models.bundle import load_bundle
+    from radseg.models.pretrained import pretrained_path, read_pretrained
 
     before: list[dict[str, Any]] = []
     if init:
         try:
-            devices = trained_on(load_bundle(init, weights=False).manifest or {})
+            found = pretrained_path(init)  # pretrained weights of 'radseg pretrain' record theirs too
+            manifest = read_pretrained(found)["manifest"] if found else load_bundle(init, weights=False).manifest
+            devices = trained_on(manifest or {})
         except (RadsegError, OSError):  # moved or deleted since: say so rather than guess
             devices = [NOT_RECORDED]
         before = [{"device": device, "initialised_from": str(init)} for device in devices]

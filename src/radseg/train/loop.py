@@ -64,7 +64,7 @@ def train(config: TrainConfig, cases: TrainData | Iterable | None = None, *, dat
             raise RadsegError(f"{run}: nothing to resume (no checkpoints/last.pt)")
     elif last.exists():
         raise RadsegError(f"{run}: already holds a training run; resume it (--resume) or choose another folder")
-    resolved = _resolve(config, dataset, given)
+    resolved = resolve_config(config, dataset, given)
     _check_mining(resolved)  # the resolved recipe: a resumed run keeps its stored mining settings
     if resolved.nproc > 1:
         # a folder is read by every process; cases in memory travel to them pickled
@@ -100,7 +100,8 @@ def _portable(dataset: TrainData) -> TrainData:
     return replace(dataset, cases=cases)
 
 
-def _resolve(config: TrainConfig, dataset: TrainData, given: Collection[str] | None = None) -> TrainConfig:
+def resolve_config(config: TrainConfig, dataset: TrainData, given: Collection[str] | None = None) -> TrainConfig:
+    """The run's recipe: the preset filled in, or on ``--resume`` the stored one (only how long and how it runs may change)."""
     if config.resume:
         saved = Path(config.output) / "config.json"
         if saved.exists():

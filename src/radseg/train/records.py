@@ -37,7 +37,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def write_metrics(run: Path, history: list[dict[str, Any]]) -> None:
+def write_metrics(run: Path, history: list[dict[str, Any]], loss_label: str = "Dice + CE loss") -> None:
     """metrics.csv (atomically) and learning_curve.png from the per-epoch history."""
     if not history:
         return
@@ -50,10 +50,10 @@ def write_metrics(run: Path, history: list[dict[str, Any]]) -> None:
     for row in history:
         writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
     write_text_atomic(run / "metrics.csv", buffer.getvalue())
-    _plot(run / "learning_curve.png", history)
+    _plot(run / "learning_curve.png", history, loss_label)
 
 
-def _plot(path: Path, history: list[dict[str, Any]]) -> None:
+def _plot(path: Path, history: list[dict[str, Any]], loss_label: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -63,13 +63,14 @@ def _plot(path: Path, history: list[dict[str, Any]]) -> None:
     fig, loss_axis = plt.subplots(figsize=(7, 4), dpi=100)
     loss_axis.plot(epochs, [row["train_loss"] for row in history], color="tab:blue", label="training loss")
     loss_axis.set_xlabel("epoch")
-    loss_axis.set_ylabel("Dice + CE loss", color="tab:blue")
-    dice_axis = loss_axis.twinx()
+    loss_axis.set_ylabel(loss_label, color="tab:blue")
     val = [(row["epoch"], row["val_dice"]) for row in history if row.get("val_dice") is not None]
-    if val:
-        dice_axis.plot(*zip(*val), "o-", color="tab:orange", label="validation Dice")
-    dice_axis.set_ylabel("mean validation Dice", color="tab:orange")
-    dice_axis.set_ylim(0, 1)
+    if val or "val_dice" in history[0]:  # a training run draws its Dice axis even before the first validation
+        dice_axis = loss_axis.twinx()
+        if val:
+            dice_axis.plot(*zip(*val), "o-", color="tab:orange", label="validation Dice")
+        dice_axis.set_ylabel("mean validation Dice", color="tab:orange")
+        dice_axis.set_ylim(0, 1)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

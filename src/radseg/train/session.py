@@ -33,7 +33,7 @@ _CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "iteration", "stale", "histor
                     "numpy_rng", "torch_gen", "torch_rng", "preprocessing")
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def load_checkpoint(path: Path, required: tuple[str, ...] = _CHECKPOINT_KEYS) -> dict[str, Any]:
     """A checkpoint written by :meth:`Session._checkpoint` (``last.pt``) or best weights (``best.pt``).
 
     Both are written to a temporary file and renamed, so a kill never leaves half of one; a file
@@ -45,7 +45,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         raise ReadError(path, f"damaged checkpoint, cannot be loaded ({first}); delete it to start over, "
                               "or restore it from a copy") from None
-    missing = [] if path.name != "last.pt" else [k for k in _CHECKPOINT_KEYS if k not in (state or {})]
+    missing = [] if path.name != "last.pt" else [k for k in required if k not in (state or {})]
     if not isinstance(state, dict) or missing:
         raise ReadError(path, f"not a radseg training checkpoint (missing {', '.join(missing) or 'everything'})")
     return state
@@ -133,6 +133,7 @@ class Session:
         self.net = build(cfg.architecture, spatial_dims=self.pre.spatial_dims, in_channels=1,
                          out_channels=self.out_channels, patch_size=self.pre.patch_size,
                          overrides=cfg.arch_kwargs).to(self.device)
+        self.init_kind = None
         if cfg.init and not state:
             self._initialise(cfg.init)
         # N processes: the module (SyncBatchNorm with nccl) and its DistributedDataParallel wrapper
@@ -163,20 +164,16 @@ class Session:
             write_text_atomic(self.run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
 
     def _initialise(self, source: str) -> None:
-        """Start from a trained bundle's weights (same network and classes), e.g. to fine-tune at a finer grid."""
-        from radseg.models.bundle import load_bundle
+        """Start from a trained bundle's weights or pretrained ones (:mod:`radseg.train.init`)."""
+        from radseg.train.init import initialise
 
-        bundle = load_bundle(source)
-        if bundle.members > 1:
-            raise RadsegError(f"--init {source}: an ensemble of {bundle.members} networks cannot start one network; "
-                              "initialise from one of its members")
-        if bundle.class_names != self.class_names or bundle.architecture != self.cfg.architecture:
-            raise RadsegError(f"--init {source}: {bundle.architecture} with classes {bundle.class_names} does not match "
-                              f"this run ({self.cfg.architecture}, classes {self.class_names})")
-        try:
-            self.net.load_state_dict(bundle.state_dict)
-        except RuntimeError as exc:
-            raise RadsegError(f"--init {source}: its weights do not fit this network ({str(exc).splitlines()[0]})") from None
+        done = initialise(self.net, source, architecture=self.cfg.architecture, class_names=self.class_names,
+                          arch_kwargs=resolve_kwargs(self.cfg.architecture, spatial_dims=self.pre.spatial_dims,
+                                                     patch_size=self.pre.patch_size, overrides=self.cfg.arch_kwargs),
+                          spatial_dims=self.pre.spatial_dims)
+        self.init_kind = done.kind
+        self.emit({"kind": "initialised", "source": source, "from": done.kind, "taken": done.taken,
+                   "total": done.total, "fresh": done.fresh})
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["model"])
@@ -238,8 +235,8 @@ class Session:
         if not cfg.hard_negatives:
             return False
         every = cfg.mine_every or 5 * cfg.val_every
-        # at epoch 0 only weights from --init know anything worth mining
-        due = self.epoch % every == 0 and (self.epoch > 0 or bool(cfg.init))
+        # at epoch 0 only a trained bundle from --init knows anything worth mining (pretrained weights do not)
+        due = self.epoch % every == 0 and (self.epoch > 0 or self.init_kind == "bundle")
         # a pass that would run past the time limit is skipped (the last mined voxels stay in use):
         # the limit stops the run within about one pass's time
         late = cfg.time_limit and elapsed + 1.2 * (self.mine_seconds + val_seconds) + 3.0 >= cfg.time_limit

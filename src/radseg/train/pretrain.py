@@ -1,0 +1,207 @@
+"""Self-supervised pretraining: the network learns to restore corrupted training images, labels unused.
+
+``radseg pretrain`` trains the run's own network (same architecture and options, one output
+channel) to undo the corruptions of :mod:`radseg.train.pretext` (Models Genesis), with a mean
+squared error on the preprocessed grey levels. ``radseg train --init RUN`` then starts from these
+weights (:mod:`radseg.train.init`): every layer but the output ones.
+
+Which images: the training cases of the split the later ``radseg train`` will use (same
+``--holdout`` and ``--holdout-order``): the held-out cases a model is selected on, the dataset's
+``val`` split and ``test`` are never seen, so pretraining cannot flatter the selection or the score.
+
+The run folder holds ``checkpoints/last.pt`` (each epoch, written whole), ``metrics.csv`` and
+``learning_curve.png`` (restoration loss), ``config.json`` and ``pretrained.pt``
+(:mod:`radseg.models.pretrained`). ``--resume`` continues from the last epoch, with the same
+patches, corruptions and weights as an uninterrupted run; ``--time-limit`` only stops (the
+learning-rate schedule follows the planned iterations), as in ``radseg train``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from radseg.errors import RadsegError
+from radseg.io.atomic import atomic_path, write_text_atomic
+from radseg.models.hardware import describe_device, hardware_spans
+from radseg.models.mirror import LR_AXIS
+from radseg.models.preprocess import Preprocessing, prepare
+from radseg.models.pretrained import FILE, write_pretrained
+from radseg.models.registry import build, check_patch_size, count_parameters, resolve_kwargs
+from radseg.train import records
+from radseg.train.config import TrainConfig
+from radseg.train.data import TrainData, load_prepared, split_cases
+from radseg.train.pretext import corrupt
+from radseg.train.sampler import GridCase, PatchSampler
+
+__all__ = ["pretrain", "PretrainResult"]
+
+_KEYS = ("model", "optimizer", "epoch", "iteration", "history", "elapsed", "numpy_rng", "torch_gen", "torch_rng",
+         "preprocessing", "cases")
+
+
+@dataclass
+class PretrainResult:
+    run_dir: Path
+    weights: Path
+    epochs_done: int
+    stopped: str
+    final_loss: float | None
+
+
+def pretrain(config: TrainConfig, data: "str | Path | TrainData", *, on_event: Callable[[dict], None] | None = None,
+             given: set[str] | None = None) -> PretrainResult:
+    """Pretrain ``config``'s network on the training images of ``data`` (a prepared dataset folder or a
+    :class:`~radseg.train.data.TrainData`); ``given`` as in :func:`radseg.train.loop.train`."""
+    from radseg.train.loop import resolve_config
+
+    clock = time.perf_counter()
+    dataset = data if isinstance(data, TrainData) else load_prepared(data)
+    run = Path(config.output)
+    last = run / "checkpoints" / "last.pt"
+    if config.resume and not last.exists():
+        raise RadsegError(f"{run}: nothing to resume (no checkpoints/last.pt)")
+    if not config.resume and last.exists():
+        raise RadsegError(f"{run}: already holds a pretraining run; resume it (--resume) or choose another folder")
+    cfg = resolve_config(config, dataset, given)
+    train_cases, _ = split_cases(dataset, val_fraction=cfg.val_fraction, seed=cfg.seed, holdout=cfg.holdout,
+                                 holdout_order=cfg.holdout_order)
+    return _Pretraining(cfg, train_cases, dataset, on_event or (lambda event: None), clock).run()
+
+
+class _Pretraining:
+    def __init__(self, cfg: TrainConfig, cases: list, dataset, emit, clock: float) -> None:
+        from radseg.models.cpu import resolve_device
+        from radseg.system import usable_cores
+        from radseg.train.augment import Augmenter
+        from radseg.train.session import load_checkpoint
+
+        self.cfg, self.cases, self.dataset, self.emit, self.clock = cfg, cases, dataset, emit, clock
+        self.run_dir = Path(cfg.output)
+        self.ckpt = self.run_dir / "checkpoints" / "last.pt"
+        torch.set_num_threads(cfg.threads or usable_cores())
+        self.device = resolve_device(cfg.device)
+        state = load_checkpoint(self.ckpt, _KEYS) if cfg.resume else None
+        if state:
+            records.check_same_split(state["cases"], cases, [], self.ckpt)
+        self.pre = Preprocessing.from_dict(state["preprocessing"] if state else cfg.preprocessing)
+        check_patch_size(cfg.architecture, self.pre.patch_size)
+        # labels are not used: an empty target gives no labelled centres, so patches are placed uniformly
+        self.grid = []
+        for case in cases:
+            x, _ = prepare(case.image, self.pre)
+            self.grid.append(GridCase(case.case_id, x, np.zeros(x.shape[1:], np.uint8)))
+        self.arch_kwargs = resolve_kwargs(cfg.architecture, spatial_dims=self.pre.spatial_dims,
+                                          patch_size=self.pre.patch_size, overrides=cfg.arch_kwargs)
+        torch.manual_seed(cfg.seed)
+        self.net = build(cfg.architecture, spatial_dims=self.pre.spatial_dims, in_channels=1, out_channels=1,
+                         patch_size=self.pre.patch_size, overrides=cfg.arch_kwargs).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # geometry and contrast augmentation as in training (no labels to swap when mirrored)
+        self.augment = Augmenter(self.pre.spatial_dims, LR_AXIS[self.pre.spatial_dims], None, None,
+                                 flip_lr=cfg.flip_lr, rotate_degrees=cfg.rotate_degrees,
+                                 scale_range=tuple(cfg.scale_range))
+        self.rng = np.random.default_rng(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed + 1)
+        self.sampler = PatchSampler(self.grid, self.pre.patch_size, foreground_fraction=0.0, rng=self.rng)
+        self.epoch = self.iteration = 0
+        self.history: list[dict[str, Any]] = []
+        self.elapsed_before = 0.0
+        if state:
+            self.net.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.epoch, self.iteration, self.history = state["epoch"], state["iteration"], list(state["history"])
+            self.elapsed_before = float(state["elapsed"])
+            self.rng.bit_generator.state = json.loads(state["numpy_rng"])
+            self.gen.set_state(state["torch_gen"])
+            torch.set_rng_state(state["torch_rng"])
+        else:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(self.run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
+
+    def _elapsed(self) -> float:
+        return self.elapsed_before + records.seconds(self.clock)
+
+    def _step(self) -> float:
+        cfg = self.cfg
+        progress = self.iteration / max(1, cfg.epochs * cfg.iters_per_epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = records.cosine_lr(cfg.lr, progress, cfg.warmup_fraction)
+        images, _ = self.sampler.batch(cfg.batch_size)
+        clean = torch.from_numpy(images).to(self.device)
+        if cfg.augment:
+            clean, _ = self.augment(clean, torch.zeros_like(clean, dtype=torch.long), self.gen)
+        damaged = np.stack([corrupt(patch, self.rng) for patch in clean.cpu().numpy()])
+        self.net.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.mse_loss(self.net(torch.from_numpy(damaged).to(self.device)), clean)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), 12.0)
+        self.optimizer.step()
+        self.iteration += 1
+        return float(loss.detach())
+
+    def _checkpoint(self) -> None:
+        state = {"model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": self.epoch,
+                 "iteration": self.iteration, "history": self.history, "elapsed": self._elapsed(),
+                 "numpy_rng": json.dumps(self.rng.bit_generator.state), "torch_gen": self.gen.get_state(),
+                 "torch_rng": torch.get_rng_state(), "preprocessing": self.pre.to_dict(),
+                 "cases": records.case_split(self.cases, [])}
+        with atomic_path(self.ckpt) as tmp:
+            torch.save(state, tmp)
+
+    def run(self) -> PretrainResult:
+        cfg = self.cfg
+        self.emit({"kind": "start", "task": "pretrain", "epochs": cfg.epochs, "iters_per_epoch": cfg.iters_per_epoch, "epoch": self.epoch,
+                   "n_train": len(self.grid), "n_val": 0, "parameters": count_parameters(self.net),
+                   "device": self.device, "processes": 1})
+        stopped, device_name = "completed", describe_device(self.device)
+        try:
+            while self.epoch < cfg.epochs:
+                losses = []
+                for _ in range(cfg.iters_per_epoch):
+                    losses.append(self._step())
+                    self.emit({"kind": "iteration", "epoch": self.epoch, "iteration": self.iteration, "loss": losses[-1]})
+                    if cfg.time_limit and self._elapsed() + 3.0 >= cfg.time_limit:
+                        stopped = "time-limit"
+                        break
+                self.epoch += 1
+                row = {"epoch": self.epoch, "iteration": self.iteration, "time_s": round(self._elapsed(), 2),
+                       "lr": self.optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(losses)),
+                       "device": device_name}
+                self.history.append(row)
+                self._checkpoint()
+                records.write_metrics(self.run_dir, self.history, loss_label="restoration loss (MSE)")
+                self.emit({"kind": "epoch", **row, "best": None})
+                if stopped != "completed":
+                    break
+        except KeyboardInterrupt:
+            stopped = "interrupted"
+        return self._finish(stopped)
+
+    def _finish(self, stopped: str) -> PretrainResult:
+        if not self.history:
+            raise RadsegError(f"{self.run_dir}: stopped ({stopped}) before the first epoch ended; no weights written")
+        from radseg.train.session import load_checkpoint
+
+        # the last whole epoch's weights: what --resume continues from
+        weights = load_checkpoint(self.ckpt, _KEYS)["model"]
+        final = self.history[-1]["train_loss"]
+        manifest = {"created_by": "radseg pretrain", "task": "restoration of corrupted images (Models Genesis)",
+                    "environment": records.environment(), "config": self.cfg.to_dict(),
+                    "data": records.dataset_summary(self.dataset, self.cases, []),
+                    "metrics": {"epochs_done": self.epoch, "iterations": self.iteration, "final_loss": final,
+                                "train_seconds": round(self._elapsed(), 1), "stopped": stopped},
+                    "hardware": hardware_spans(self.history)}
+        path = write_pretrained(self.run_dir / FILE, architecture=self.cfg.architecture,
+                                spatial_dims=self.pre.spatial_dims, arch_kwargs=self.arch_kwargs,
+                                preprocessing=self.pre.to_dict(), state_dict=weights, manifest=manifest)
+        self.emit({"kind": "end", "stopped": stopped, "best": None, "model": str(path),
+                   "seconds": round(self._elapsed(), 1)})
+        return PretrainResult(self.run_dir, path, self.epoch, stopped, final)
