@@ -210,12 +210,17 @@ def register(app: typer.Typer) -> None:
         iters: Optional[int] = typer.Option(None, "--iters-per-epoch", help="Batches per epoch."),
         batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Patches per batch."),
         lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (AdamW, warm-up then cosine)."),
+        size: Optional[str] = typer.Option(None, "--size", help="2D fit size rows,cols; give the same to 'radseg train'."),
+        spacing: Optional[str] = typer.Option(None, "--spacing", help="Resample to this spacing in mm; the same as 'radseg train'."),
+        patch_size: Optional[str] = typer.Option(None, "--patch-size", help="Training patch, e.g. 64,64,64."),
+        window: Optional[str] = typer.Option(None, "--window", help="Intensity window low,high; the same as 'radseg train'."),
+        no_augment: bool = typer.Option(False, "--no-augment", help="Turn augmentation off."),
         time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop after this many seconds (it only stops)."),
         seed: int = typer.Option(0, "--seed", help="Seed: same seed and data, same weights."),
         device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
         threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the cores this process may use)."),
-        holdout: Optional[float] = typer.Option(None, "--holdout", help="The --holdout the later 'radseg train' will give: "
-                                                "those held-out cases are not pretrained on."),
+        holdout: Optional[float] = typer.Option(None, "--holdout", help="The --holdout (and --seed) the later 'radseg train' "
+                                                "will give: those held-out cases are not pretrained on."),
         holdout_order: str = typer.Option("random", "--holdout-order", help="The later run's --holdout-order: random or last."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run in OUTPUT from its last checkpoint."),
         quiet: bool = QuietOpt,
@@ -234,6 +239,7 @@ def register(app: typer.Typer) -> None:
         if holdout_order != "random" and holdout is None and not resume:
             fail("--holdout-order chooses which train cases --holdout holds out: give --holdout too")
         config = TrainConfig(output=output, preset=preset, architecture=choice(ARCHITECTURES, arch), arch_kwargs=kwargs,
+                             preprocessing=_preprocessing(size, spacing, patch_size, window), augment=not no_augment,
                              epochs=epochs, iters_per_epoch=iters, batch_size=batch_size, lr=lr, time_limit=time_limit,
                              seed=seed, device=device, threads=threads, holdout=holdout, resume=resume,
                              holdout_order=choice(HOLDOUT_ORDERS, holdout_order, "--holdout-order"))

@@ -56,14 +56,17 @@ def read_pretrained(path: str | Path) -> dict[str, Any]:
 
 
 def write_pretrained(path: str | Path, *, architecture: str, spatial_dims: int, arch_kwargs: dict[str, Any],
-                     preprocessing: dict[str, Any], state_dict: dict[str, Any], manifest: dict[str, Any]) -> Path:
+                     preprocessing: dict[str, Any], state_dict: dict[str, Any], manifest: dict[str, Any],
+                     output_keys: list[str] = ()) -> Path:
+    """``output_keys``: the weights of the output layers (restored image), which ``--init`` never takes."""
     import torch
 
     from radseg.io.atomic import atomic_path
 
     state = {"format": FORMAT, "format_version": 1, "architecture": architecture, "spatial_dims": int(spatial_dims),
              "arch_kwargs": json.dumps(arch_kwargs, sort_keys=True), "preprocessing": json.dumps(preprocessing),
-             "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}, "manifest": json.dumps(manifest)}
+             "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}, "manifest": json.dumps(manifest),
+             "output_keys": list(output_keys)}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
     return Path(path)

@@ -23,7 +23,8 @@ from radseg.datasets.prepared import IMAGE, LABELS, open_prepared
 from radseg.errors import ReadError
 from radseg.image import Image
 
-__all__ = ["TrainData", "load_prepared", "from_pairs", "split_cases", "data_hash", "balance_weights"]
+__all__ = ["TrainData", "load_prepared", "from_pairs", "split_cases", "data_hash", "balance_weights",
+           "fitted_preprocessing"]
 
 
 @dataclass
@@ -200,3 +201,24 @@ def data_hash(cases: Sequence[Case]) -> str:
             digest.update(array.tobytes())
             digest.update(np.round(image.affine, 6).tobytes())
     return digest.hexdigest()
+
+
+def fitted_preprocessing(options: dict[str, Any], train_cases: Sequence[Case], *, multilabel: bool, seed: int):
+    """The run's :class:`~radseg.models.preprocess.Preprocessing`; a CT window without a mean gets the
+    training cases' statistics inside the window over labelled voxels (nnU-Net's CT scheme), drawn with
+    ``seed``, so pretraining and training on the same cases normalise alike."""
+    from radseg.models.preprocess import Preprocessing
+
+    pre = Preprocessing.from_dict(options)
+    if pre.intensity == "window" and pre.mean is None:
+        low, high = pre.window
+        samples = []
+        rng = np.random.default_rng(seed)
+        for case in train_cases:
+            values = np.asarray(case.image.array, np.float32)
+            mask = case.label.array.any(axis=-1) if multilabel else case.label.array > 0
+            chosen = values[mask] if mask.any() else values.ravel()
+            samples.append(rng.choice(np.clip(chosen, low, high), min(len(chosen), 50000), replace=False))
+        pooled = np.concatenate(samples)
+        pre.mean, pre.std = float(pooled.mean()), float(max(pooled.std(), 1e-3))
+    return pre

@@ -11,9 +11,10 @@ Which images: the training cases of the split the later ``radseg train`` will us
 
 The run folder holds ``checkpoints/last.pt`` (each epoch, written whole), ``metrics.csv`` and
 ``learning_curve.png`` (restoration loss), ``config.json`` and ``pretrained.pt``
-(:mod:`radseg.models.pretrained`). ``--resume`` continues from the last epoch, with the same
-patches, corruptions and weights as an uninterrupted run; ``--time-limit`` only stops (the
-learning-rate schedule follows the planned iterations), as in ``radseg train``.
+(:mod:`radseg.models.pretrained`). ``--resume`` continues from the last whole epoch: after Ctrl-C or
+SIGTERM with the same patches, corruptions and weights as an uninterrupted run. ``--time-limit`` only
+stops (the learning-rate schedule follows the planned iterations); as in ``radseg train``, the epoch
+it stops in counts as done, so a run resumed after it makes fewer steps than one that never stopped.
 """
 
 from __future__ import annotations
@@ -36,14 +37,14 @@ from radseg.models.pretrained import FILE, write_pretrained
 from radseg.models.registry import build, check_patch_size, count_parameters, resolve_kwargs
 from radseg.train import records
 from radseg.train.config import TrainConfig
-from radseg.train.data import TrainData, load_prepared, split_cases
+from radseg.train.data import TrainData, fitted_preprocessing, load_prepared, split_cases
 from radseg.train.pretext import corrupt
 from radseg.train.sampler import GridCase, PatchSampler
 
 __all__ = ["pretrain", "PretrainResult"]
 
-_KEYS = ("model", "optimizer", "epoch", "iteration", "history", "elapsed", "numpy_rng", "torch_gen", "torch_rng",
-         "preprocessing", "cases")
+_KEYS = ("task", "model", "optimizer", "epoch", "iteration", "history", "elapsed", "numpy_rng", "torch_gen",
+         "torch_rng", "preprocessing", "cases")
 
 
 @dataclass
@@ -90,7 +91,8 @@ class _Pretraining:
         state = load_checkpoint(self.ckpt, _KEYS) if cfg.resume else None
         if state:
             records.check_same_split(state["cases"], cases, [], self.ckpt)
-        self.pre = Preprocessing.from_dict(state["preprocessing"] if state else cfg.preprocessing)
+        self.pre = (Preprocessing.from_dict(state["preprocessing"]) if state else
+                    fitted_preprocessing(cfg.preprocessing, cases, multilabel=cfg.head == "multilabel", seed=cfg.seed))
         check_patch_size(cfg.architecture, self.pre.patch_size)
         # labels are not used: an empty target gives no labelled centres, so patches are placed uniformly
         self.grid = []
@@ -147,9 +149,10 @@ class _Pretraining:
         self.iteration += 1
         return float(loss.detach())
 
-    def _checkpoint(self) -> None:
-        state = {"model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": self.epoch,
-                 "iteration": self.iteration, "history": self.history, "elapsed": self._elapsed(),
+    def _checkpoint(self, row: dict[str, Any]) -> None:
+        state = {"task": "pretrain", "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "epoch": self.epoch + 1, "iteration": self.iteration, "history": [*self.history, row],
+                 "elapsed": self._elapsed(),
                  "numpy_rng": json.dumps(self.rng.bit_generator.state), "torch_gen": self.gen.get_state(),
                  "torch_rng": torch.get_rng_state(), "preprocessing": self.pre.to_dict(),
                  "cases": records.case_split(self.cases, [])}
@@ -171,12 +174,13 @@ class _Pretraining:
                     if cfg.time_limit and self._elapsed() + 3.0 >= cfg.time_limit:
                         stopped = "time-limit"
                         break
-                self.epoch += 1
-                row = {"epoch": self.epoch, "iteration": self.iteration, "time_s": round(self._elapsed(), 2),
+                row = {"epoch": self.epoch + 1, "iteration": self.iteration, "time_s": round(self._elapsed(), 2),
                        "lr": self.optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(losses)),
                        "device": device_name}
+                # the epoch counts once its checkpoint is written: what Ctrl-C leaves is one whole state
+                self._checkpoint(row)
+                self.epoch += 1
                 self.history.append(row)
-                self._checkpoint()
                 records.write_metrics(self.run_dir, self.history, loss_label="restoration loss (MSE)")
                 self.emit({"kind": "epoch", **row, "best": None})
                 if stopped != "completed":
@@ -186,22 +190,32 @@ class _Pretraining:
         return self._finish(stopped)
 
     def _finish(self, stopped: str) -> PretrainResult:
-        if not self.history:
-            raise RadsegError(f"{self.run_dir}: stopped ({stopped}) before the first epoch ended; no weights written")
         from radseg.train.session import load_checkpoint
 
-        # the last whole epoch's weights: what --resume continues from
-        weights = load_checkpoint(self.ckpt, _KEYS)["model"]
-        final = self.history[-1]["train_loss"]
+        if not self.ckpt.exists():
+            raise RadsegError(f"{self.run_dir}: stopped ({stopped}) before the first epoch ended; no weights written")
+        # the last whole epoch's state, what --resume continues from (steps after it are not in the weights)
+        state = load_checkpoint(self.ckpt, _KEYS)
+        history = state["history"]
         manifest = {"created_by": "radseg pretrain", "task": "restoration of corrupted images (Models Genesis)",
                     "environment": records.environment(), "config": self.cfg.to_dict(),
                     "data": records.dataset_summary(self.dataset, self.cases, []),
-                    "metrics": {"epochs_done": self.epoch, "iterations": self.iteration, "final_loss": final,
-                                "train_seconds": round(self._elapsed(), 1), "stopped": stopped},
-                    "hardware": hardware_spans(self.history)}
+                    "metrics": {"epochs_done": state["epoch"], "iterations": state["iteration"],
+                                "final_loss": history[-1]["train_loss"], "train_seconds": round(state["elapsed"], 1),
+                                "stopped": stopped},
+                    "hardware": hardware_spans(history)}
         path = write_pretrained(self.run_dir / FILE, architecture=self.cfg.architecture,
                                 spatial_dims=self.pre.spatial_dims, arch_kwargs=self.arch_kwargs,
-                                preprocessing=self.pre.to_dict(), state_dict=weights, manifest=manifest)
+                                preprocessing=self.pre.to_dict(), state_dict=state["model"], manifest=manifest,
+                                output_keys=self._output_keys())
         self.emit({"kind": "end", "stopped": stopped, "best": None, "model": str(path),
                    "seconds": round(self._elapsed(), 1)})
-        return PretrainResult(self.run_dir, path, self.epoch, stopped, final)
+        return PretrainResult(self.run_dir, path, state["epoch"], stopped, history[-1]["train_loss"])
+
+    def _output_keys(self) -> list[str]:
+        """The weights that hold the output channels: those whose shape changes with them (built on the CPU)."""
+        shapes = [{k: tuple(v.shape) for k, v in build(self.cfg.architecture, spatial_dims=self.pre.spatial_dims,
+                                                       in_channels=1, out_channels=n, patch_size=self.pre.patch_size,
+                                                       overrides=self.cfg.arch_kwargs).state_dict().items()}
+                  for n in (1, 2)]
+        return sorted(k for k in shapes[0] if shapes[0][k] != shapes[1].get(k))

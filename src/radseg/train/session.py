@@ -24,7 +24,7 @@ from radseg.models.registry import build, check_patch_size, count_parameters, re
 from radseg.train import records
 from radseg.train.config import TrainConfig
 from radseg.case import Case
-from radseg.train.data import TrainData, balance_weights, split_cases
+from radseg.train.data import TrainData, balance_weights, fitted_preprocessing, split_cases
 from radseg.train.distributed import LOCAL, Local
 from radseg.train.sampler import GridCase, PatchSampler
 
@@ -72,22 +72,6 @@ class Session:
             raise RadsegError("the training labels are all background: nothing to learn")
         return values, [names[v] for v in values]
 
-    def _preprocessing(self, train_cases: list[Case]) -> Preprocessing:
-        pre = Preprocessing.from_dict(self.cfg.preprocessing)
-        if pre.intensity == "window" and pre.mean is None:
-            # Dataset statistics inside the window over labelled voxels (nnU-Net's CT scheme).
-            low, high = pre.window
-            samples = []
-            rng = np.random.default_rng(self.cfg.seed)
-            for case in train_cases:
-                values = np.asarray(case.image.array, np.float32)
-                mask = case.label.array.any(axis=-1) if self.multilabel else case.label.array > 0
-                chosen = values[mask] if mask.any() else values.ravel()
-                samples.append(rng.choice(np.clip(chosen, low, high), min(len(chosen), 50000), replace=False))
-            pooled = np.concatenate(samples)
-            pre.mean, pre.std = float(pooled.mean()), float(max(pooled.std(), 1e-3))
-        return pre
-
     def _grid_case(self, case: Case, pre: Preprocessing, lut: np.ndarray | None) -> GridCase:
         x, grid = prepare(case.image, pre)
         target = prepare_labels(case.label, grid)
@@ -113,7 +97,8 @@ class Session:
         state = load_checkpoint(self.ckpt_dir / "last.pt") if resuming else None
         if state:
             records.check_same_split(state.get("cases"), self.train_cases, self.val_cases, self.ckpt_dir / "last.pt")
-        self.pre = Preprocessing.from_dict(state["preprocessing"]) if state else self._preprocessing(self.train_cases)
+        self.pre = (Preprocessing.from_dict(state["preprocessing"]) if state else
+                    fitted_preprocessing(cfg.preprocessing, self.train_cases, multilabel=self.multilabel, seed=cfg.seed))
         check_patch_size(cfg.architecture, self.pre.patch_size)
         lut = None
         if not self.multilabel:
@@ -170,7 +155,8 @@ class Session:
         done = initialise(self.net, source, architecture=self.cfg.architecture, class_names=self.class_names,
                           arch_kwargs=resolve_kwargs(self.cfg.architecture, spatial_dims=self.pre.spatial_dims,
                                                      patch_size=self.pre.patch_size, overrides=self.cfg.arch_kwargs),
-                          spatial_dims=self.pre.spatial_dims)
+                          spatial_dims=self.pre.spatial_dims, preprocessing=self.pre.to_dict(),
+                          held_out=[case.case_id for case in self.val_cases])
         self.init_kind = done.kind
         self.emit({"kind": "initialised", "source": source, "from": done.kind, "taken": done.taken,
                    "total": done.total, "fresh": done.fresh})
