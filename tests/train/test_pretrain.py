@@ -19,6 +19,7 @@ from radseg.train.loop import train  # noqa: E402
 from radseg.train.pretext import bezier_map, corrupt, in_paint, out_paint, shuffle_blocks  # noqa: E402
 from radseg.train.pretrain import pretrain  # noqa: E402
 from tests.train.shapes import disc_case  # noqa: E402
+from tests.train.test_data_and_cli import prepared  # noqa: E402,F401 - the prepared-folder fixture is shared
 
 NET = {"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 0}
 
@@ -192,20 +193,12 @@ def test_train_init_takes_every_fitting_tensor_and_refuses_another_network(tmp_p
         train(_config(tmp_path / "d", init=str(damaged)), discs)
 
 
-def test_pretrain_and_train_init_from_the_command_line(tmp_path):
+def test_pretrain_and_train_init_from_the_command_line(tmp_path, prepared):  # noqa: F811
     import json
 
-    import radseg.io as rio
     from radseg.commands import train as train_commands
 
-    root = tmp_path / "prepared"
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        image, labels = disc_case(rng)
-        rio.write(image, root / "images" / f"case{i}.nii.gz")
-        rio.write(labels, root / "labels" / f"case{i}.nii.gz")
-    (root / "dataset.json").write_text(json.dumps({"name": "discs", "labels": {"background": 0, "disc": 1, "square": 2},
-                                                   "splits": {"train": ["case0", "case1", "case2"], "val": ["case3"]}}))
+    root = prepared
     app = typer.Typer()
     app.callback()(lambda: None)
     train_commands.register(app)
@@ -213,10 +206,10 @@ def test_pretrain_and_train_init_from_the_command_line(tmp_path):
     run = tmp_path / "pre"
     done = CliRunner().invoke(app, ["pretrain", "--data", str(root), "-o", str(run), *small[:-1]])
     assert done.exit_code == 0, done.output
-    assert "pretraining on 3 case(s) (labels unused)" in done.output
+    assert "pretraining on 4 case(s) (labels unused)" in done.output
     assert f"radseg train --init {run}" in done.output and (run / "pretrained.pt").is_file()
-    # only the train split is pretrained on: the val split stays unseen
-    assert read_pretrained(run / "pretrained.pt")["manifest"]["data"]["train_cases"] == ["case0", "case1", "case2"]
+    # only the train split is pretrained on: the val and test splits stay unseen
+    assert read_pretrained(run / "pretrained.pt")["manifest"]["data"]["train_cases"] == ["case0", "case1", "case2", "case3"]
     tuned = CliRunner().invoke(app, ["train", "--data", str(root), "-o", str(tmp_path / "t"), "--init", str(run),
                                      *small[:-1]])
     assert tuned.exit_code == 0, tuned.output

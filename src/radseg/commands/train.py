@@ -34,6 +34,18 @@ def _preprocessing(size, spacing, patch_size, window) -> dict:
     return pre
 
 
+def _network_options(model_args: Optional[str]) -> dict:
+    try:
+        return json.loads(model_args) if model_args else {}
+    except ValueError as exc:
+        fail(f"--model-args is not JSON ({exc})")
+
+
+def _check_holdout_order(order: str, holdout: Optional[float], resume: bool) -> None:
+    if order != "random" and holdout is None and not resume:
+        fail("--holdout-order chooses which train cases --holdout holds out: give --holdout too")
+
+
 def _architecture(arch: Optional[str], old_model: Optional[str]) -> Optional[str]:
     """``--arch``, or the deprecated ``--model`` spelling (``-m/--model`` means a trained bundle elsewhere)."""
     if old_model is None:
@@ -114,23 +126,35 @@ def register(app: typer.Typer) -> None:
     from radseg.models.presets import PRESETS
     from radseg.models.registry import ARCHITECTURES
 
+    # options both train and pretrain take (pretrain's must match the later train's)
+    arch_opt = typer.Option(None, "--arch", help=f"Architecture: {listing(ARCHITECTURES)} (default: the preset's).")
+    preset_opt = typer.Option(None, "--preset", help=f"Task preset: {listing(PRESETS)} (default: dataset.json's, else by 2D/3D).")
+    epochs_opt = typer.Option(None, "--epochs", help="Epochs.")
+    iters_opt = typer.Option(None, "--iters-per-epoch", help="Batches per epoch.")
+    batch_opt = typer.Option(None, "--batch-size", help="Patches per batch.")
+    lr_opt = typer.Option(None, "--lr", help="Peak learning rate (AdamW, warm-up then cosine).")
+    size_opt = typer.Option(None, "--size", help="2D fit size rows,cols (e.g. 256,256).")
+    spacing_opt = typer.Option(None, "--spacing", help="Resample to this spacing in mm (per axis, comma-separated).")
+    patch_opt = typer.Option(None, "--patch-size", help="Training / sliding-window patch, e.g. 64,64,64.")
+    window_opt = typer.Option(None, "--window", help="Intensity window low,high (e.g. HU -200,1500).")
+
     @app.command()
     def train(
         ctx: typer.Context,
         data: Path = typer.Option(..., "--data", help="Prepared dataset folder: images/, labels/, optional dataset.json."),
         output: Path = typer.Option(..., "-o", "--output", help="Run folder (checkpoints, metrics.csv, learning_curve.png, model/)."),
-        arch: Optional[str] = typer.Option(None, "--arch", help=f"Architecture: {listing(ARCHITECTURES)} (default: the preset's)."),
+        arch: Optional[str] = arch_opt,
         old_model: Optional[str] = typer.Option(None, "--model", hidden=True, help="Deprecated spelling of --arch."),
-        preset: Optional[str] = typer.Option(None, "--preset", help=f"Task preset: {listing(PRESETS)} (default: dataset.json's, else by 2D/3D)."),
+        preset: Optional[str] = preset_opt,
         model_args: Optional[str] = typer.Option(None, "--model-args", help='Network options as JSON, e.g. \'{"channels": [8, 16, 32, 64], "strides": [2, 2, 2]}\'.'),
-        epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs."),
-        iters: Optional[int] = typer.Option(None, "--iters-per-epoch", help="Batches per epoch."),
-        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Patches per batch."),
-        lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (AdamW, warm-up then cosine)."),
-        size: Optional[str] = typer.Option(None, "--size", help="2D fit size rows,cols (e.g. 256,256)."),
-        spacing: Optional[str] = typer.Option(None, "--spacing", help="Resample to this spacing in mm (per axis, comma-separated)."),
-        patch_size: Optional[str] = typer.Option(None, "--patch-size", help="Training / sliding-window patch, e.g. 64,64,64."),
-        window: Optional[str] = typer.Option(None, "--window", help="Intensity window low,high (e.g. HU -200,1500)."),
+        epochs: Optional[int] = epochs_opt,
+        iters: Optional[int] = iters_opt,
+        batch_size: Optional[int] = batch_opt,
+        lr: Optional[float] = lr_opt,
+        size: Optional[str] = size_opt,
+        spacing: Optional[str] = spacing_opt,
+        patch_size: Optional[str] = patch_opt,
+        window: Optional[str] = window_opt,
         val_every: Optional[int] = typer.Option(None, "--val-every", help="Validate every k epochs."),
         patience: Optional[int] = typer.Option(None, "--patience", help="Stop after this many validations without improvement."),
         time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop after this many seconds (it only stops: the learning-rate schedule follows --epochs x --iters-per-epoch, so results stay reproducible)."),
@@ -168,18 +192,14 @@ def register(app: typer.Typer) -> None:
         architecture = choice(ARCHITECTURES, _architecture(arch, old_model))
         choice(PRESETS, preset)
         pre = _preprocessing(size, spacing, patch_size, window)
-        try:
-            kwargs = json.loads(model_args) if model_args else {}
-        except ValueError as exc:
-            fail(f"--model-args is not JSON ({exc})")
+        kwargs = _network_options(model_args)
 
         from radseg.errors import RadsegError
         from radseg.train.config import TrainConfig
         from radseg.train.data import HOLDOUT_ORDERS
         from radseg.train.loop import train as run_train
 
-        if holdout_order != "random" and holdout is None and not resume:
-            fail("--holdout-order chooses which train cases --holdout holds out: give --holdout too")
+        _check_holdout_order(holdout_order, holdout, resume)
 
         config = TrainConfig(output=output, preset=preset, architecture=architecture, arch_kwargs=kwargs, preprocessing=pre,
                              epochs=epochs, iters_per_epoch=iters, batch_size=batch_size, lr=lr, val_every=val_every,
@@ -203,17 +223,17 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Option(..., "--data", help="Prepared dataset folder; its training images are used, labels are not."),
         output: Path = typer.Option(..., "-o", "--output", help="Run folder (checkpoints, metrics.csv, learning_curve.png, "
                                                                 "pretrained.pt)."),
-        arch: Optional[str] = typer.Option(None, "--arch", help=f"Architecture: {listing(ARCHITECTURES)} (default: the preset's)."),
-        preset: Optional[str] = typer.Option(None, "--preset", help=f"Task preset: {listing(PRESETS)} (default: dataset.json's, else by 2D/3D)."),
+        arch: Optional[str] = arch_opt,
+        preset: Optional[str] = preset_opt,
         model_args: Optional[str] = typer.Option(None, "--model-args", help="Network options as JSON; give the same to 'radseg train'."),
-        epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs."),
-        iters: Optional[int] = typer.Option(None, "--iters-per-epoch", help="Batches per epoch."),
-        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Patches per batch."),
-        lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (AdamW, warm-up then cosine)."),
-        size: Optional[str] = typer.Option(None, "--size", help="2D fit size rows,cols; give the same to 'radseg train'."),
-        spacing: Optional[str] = typer.Option(None, "--spacing", help="Resample to this spacing in mm; the same as 'radseg train'."),
-        patch_size: Optional[str] = typer.Option(None, "--patch-size", help="Training patch, e.g. 64,64,64."),
-        window: Optional[str] = typer.Option(None, "--window", help="Intensity window low,high; the same as 'radseg train'."),
+        epochs: Optional[int] = epochs_opt,
+        iters: Optional[int] = iters_opt,
+        batch_size: Optional[int] = batch_opt,
+        lr: Optional[float] = lr_opt,
+        size: Optional[str] = size_opt,
+        spacing: Optional[str] = spacing_opt,
+        patch_size: Optional[str] = patch_opt,
+        window: Optional[str] = window_opt,
         no_augment: bool = typer.Option(False, "--no-augment", help="Turn augmentation off."),
         time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop after this many seconds (it only stops)."),
         seed: int = typer.Option(0, "--seed", help="Seed: same seed and data, same weights."),
@@ -232,12 +252,8 @@ def register(app: typer.Typer) -> None:
         from radseg.train.pretrain import pretrain as run_pretrain
 
         choice(PRESETS, preset)
-        try:
-            kwargs = json.loads(model_args) if model_args else {}
-        except ValueError as exc:
-            fail(f"--model-args is not JSON ({exc})")
-        if holdout_order != "random" and holdout is None and not resume:
-            fail("--holdout-order chooses which train cases --holdout holds out: give --holdout too")
+        kwargs = _network_options(model_args)
+        _check_holdout_order(holdout_order, holdout, resume)
         config = TrainConfig(output=output, preset=preset, architecture=choice(ARCHITECTURES, arch), arch_kwargs=kwargs,
                              preprocessing=_preprocessing(size, spacing, patch_size, window), augment=not no_augment,
                              epochs=epochs, iters_per_epoch=iters, batch_size=batch_size, lr=lr, time_limit=time_limit,
