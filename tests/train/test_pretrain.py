@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import typer
@@ -216,3 +218,33 @@ def test_pretrain_and_train_init_from_the_command_line(tmp_path, prepared):  # n
     assert f"started from pretrained weights {run}" in tuned.output and "start from random weights" in tuned.output
     wrong = CliRunner().invoke(app, ["train", "--data", str(root), "-o", str(tmp_path / "w"), "--init", str(run), "-q"])
     assert wrong.exit_code == 1 and "same --arch and --model-args" in wrong.output
+
+
+def test_pretraining_on_a_folder_of_unlabelled_images_leaves_out_unseen_cases(tmp_path, prepared):  # noqa: F811
+    import shutil
+
+    import radseg.io as rio
+
+    folder = tmp_path / "archive"
+    rng = np.random.default_rng(4)
+    for i in range(3):
+        image, _ = disc_case(rng)
+        rio.write(image, folder / "ward" / f"xray{i}.nii.gz")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    (folder / "notes.txt").write_text("not an image")
+    alone = pretrain(_config(tmp_path / "alone", epochs=1, iters_per_epoch=2), images=folder)
+    record = read_pretrained(alone.weights)["manifest"]["data"]
+    assert record["train_cases"] == [] and record["unlabelled"]["n"] == 3
+    assert [Path(p).name for p, _ in alone.problems] == ["broken.png"]  # reported; the text file is not an image
+
+    # beside a prepared dataset: copies of its val (case4) and test (case5) images are left out, a train one is kept
+    for name in ("case0", "case4", "case5"):
+        shutil.copy(prepared / "images" / f"{name}.nii.gz", folder / f"copy_of_{name}.nii.gz")
+    both = pretrain(_config(tmp_path / "both", epochs=1, iters_per_epoch=2), prepared, images=folder)
+    left_out = {Path(p).name: why for p, why in both.problems}
+    assert "case4 (the val split)" in left_out["copy_of_case4.nii.gz"]
+    assert "case5 (the test split)" in left_out["copy_of_case5.nii.gz"] and "copy_of_case0.nii.gz" not in left_out
+    record = read_pretrained(both.weights)["manifest"]["data"]
+    assert record["train_cases"] == ["case0", "case1", "case2", "case3"] and record["unlabelled"]["n"] == 4
+    with pytest.raises(ValueError, match="images to pretrain on"):
+        pretrain(_config(tmp_path / "none"))

@@ -220,7 +220,12 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def pretrain(
         ctx: typer.Context,
-        data: Path = typer.Option(..., "--data", help="Prepared dataset folder; its training images are used, labels are not."),
+        data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset folder: its training images are used "
+                                                                 "(labels are not)."),
+        images: Optional[Path] = typer.Option(None, "--images", help="A folder of unlabelled images or DICOM series "
+                                                                     "(read recursively), beside or instead of --data; "
+                                                                     "copies of the dataset's held-out, val or test "
+                                                                     "images are left out."),
         output: Path = typer.Option(..., "-o", "--output", help="Run folder (checkpoints, metrics.csv, learning_curve.png, "
                                                                 "pretrained.pt)."),
         arch: Optional[str] = arch_opt,
@@ -254,6 +259,8 @@ def register(app: typer.Typer) -> None:
         choice(PRESETS, preset)
         kwargs = _network_options(model_args)
         _check_holdout_order(holdout_order, holdout, resume)
+        if data is None and images is None:
+            fail("give the images to pretrain on: --data (a prepared dataset), --images (a folder), or both")
         config = TrainConfig(output=output, preset=preset, architecture=choice(ARCHITECTURES, arch), arch_kwargs=kwargs,
                              preprocessing=_preprocessing(size, spacing, patch_size, window), augment=not no_augment,
                              epochs=epochs, iters_per_epoch=iters, batch_size=batch_size, lr=lr, time_limit=time_limit,
@@ -261,9 +268,12 @@ def register(app: typer.Typer) -> None:
                              holdout_order=choice(HOLDOUT_ORDERS, holdout_order, "--holdout-order"))
         with Progress("pretraining", quiet=quiet) as progress, _sigterm_as_interrupt():
             try:
-                result = run_pretrain(config, data, on_event=_on_event(progress, quiet), given=_typed_fields(ctx))
+                result = run_pretrain(config, data, images=images, on_event=_on_event(progress, quiet),
+                                      given=_typed_fields(ctx))
             except (RadsegError, ValueError) as exc:
                 fail(str(exc))
+        for path, why in result.problems:
+            typer.secho(f"left out {path}: {why}", fg=typer.colors.YELLOW, err=True)
         typer.echo(f"{result.stopped} after {result.epochs_done} epoch(s); restoration loss {result.final_loss:.4f}; "
                    f"weights {result.weights} (radseg train --init {result.run_dir})")
         if result.stopped == "interrupted":

@@ -216,8 +216,10 @@ def fitted_preprocessing(options: dict[str, Any], train_cases: Sequence[Case], *
         rng = np.random.default_rng(seed)
         for case in train_cases:
             values = np.asarray(case.image.array, np.float32)
-            mask = case.label.array.any(axis=-1) if multilabel else case.label.array > 0
-            chosen = values[mask] if mask.any() else values.ravel()
+            mask = None
+            if len(case.labels):  # unlabelled images (pretraining) give all their pixels
+                mask = case.label.array.any(axis=-1) if multilabel else case.label.array > 0
+            chosen = values[mask] if mask is not None and mask.any() else values.ravel()
             samples.append(rng.choice(np.clip(chosen, low, high), min(len(chosen), 50000), replace=False))
         pooled = np.concatenate(samples)
         pre.mean, pre.std = float(pooled.mean()), float(max(pooled.std(), 1e-3))

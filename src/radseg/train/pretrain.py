@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -54,36 +54,53 @@ class PretrainResult:
     epochs_done: int
     stopped: str
     final_loss: float | None
+    problems: list = field(default_factory=list)  # (file, why) of images under --images left out
 
 
-def pretrain(config: TrainConfig, data: "str | Path | TrainData", *, on_event: Callable[[dict], None] | None = None,
-             given: set[str] | None = None) -> PretrainResult:
+def pretrain(config: TrainConfig, data: "str | Path | TrainData | None" = None, *, images: str | Path | None = None,
+             on_event: Callable[[dict], None] | None = None, given: set[str] | None = None) -> PretrainResult:
     """Pretrain ``config``'s network on the training images of ``data`` (a prepared dataset folder or a
-    :class:`~radseg.train.data.TrainData`); ``given`` as in :func:`radseg.train.loop.train`."""
+    :class:`~radseg.train.data.TrainData`), on every readable image under ``images``
+    (:mod:`radseg.train.unlabelled`), or on both; ``given`` as in :func:`radseg.train.loop.train`."""
     from radseg.train.loop import resolve_config
+    from radseg.train.unlabelled import cases_to_keep_unseen, unlabelled_cases
 
+    if data is None and images is None:
+        raise ValueError("give the images to pretrain on: data=FOLDER (a prepared dataset), images=FOLDER, or both")
     clock = time.perf_counter()
-    dataset = data if isinstance(data, TrainData) else load_prepared(data)
+    dataset = None if data is None else data if isinstance(data, TrainData) else load_prepared(data)
     run = Path(config.output)
     last = run / "checkpoints" / "last.pt"
     if config.resume and not last.exists():
         raise RadsegError(f"{run}: nothing to resume (no checkpoints/last.pt)")
     if not config.resume and last.exists():
         raise RadsegError(f"{run}: already holds a pretraining run; resume it (--resume) or choose another folder")
-    cfg = resolve_config(config, dataset, given)
-    train_cases, _ = split_cases(dataset, val_fraction=cfg.val_fraction, seed=cfg.seed, holdout=cfg.holdout,
-                                 holdout_order=cfg.holdout_order)
-    return _Pretraining(cfg, train_cases, dataset, on_event or (lambda event: None), clock).run()
+    labelled: list = []
+    if dataset is not None:
+        cfg = resolve_config(config, dataset, given)
+        labelled, _ = split_cases(dataset, val_fraction=cfg.val_fraction, seed=cfg.seed, holdout=cfg.holdout,
+                                  holdout_order=cfg.holdout_order)
+    extra, problems = [], []
+    if images is not None:
+        unseen = cases_to_keep_unseen(dataset, labelled) if dataset is not None else []
+        extra, problems = unlabelled_cases(images, unseen=unseen, allowed=labelled)
+    if dataset is None:
+        # a resumed run reads its stored recipe (no dataset needed); a new one the preset's for these images
+        cfg = resolve_config(config, dataset, given) if config.resume else config.resolved(extra[0].image.ndim)
+    return _Pretraining(cfg, labelled, extra, problems, dataset, on_event or (lambda event: None), clock).run()
 
 
 class _Pretraining:
-    def __init__(self, cfg: TrainConfig, cases: list, dataset, emit, clock: float) -> None:
+    def __init__(self, cfg: TrainConfig, labelled: list, unlabelled: list, problems: list, dataset, emit,
+                 clock: float) -> None:
         from radseg.models.cpu import resolve_device
         from radseg.system import usable_cores
         from radseg.train.augment import Augmenter
         from radseg.train.session import load_checkpoint
 
-        self.cfg, self.cases, self.dataset, self.emit, self.clock = cfg, cases, dataset, emit, clock
+        self.cfg, self.labelled, self.dataset, self.emit, self.clock = cfg, labelled, dataset, emit, clock
+        self.unlabelled, self.problems = unlabelled, problems
+        cases = self.cases = labelled + unlabelled
         self.run_dir = Path(cfg.output)
         self.ckpt = self.run_dir / "checkpoints" / "last.pt"
         torch.set_num_threads(cfg.threads or usable_cores())
@@ -199,7 +216,9 @@ class _Pretraining:
         history = state["history"]
         manifest = {"created_by": "radseg pretrain", "task": "restoration of corrupted images (Models Genesis)",
                     "environment": records.environment(), "config": self.cfg.to_dict(),
-                    "data": records.dataset_summary(self.dataset, self.cases, []),
+                    "data": {**(records.dataset_summary(self.dataset, self.labelled, []) if self.dataset else
+                                {"train_cases": []}),
+                             "unlabelled": self._unlabelled_record()},
                     "metrics": {"epochs_done": state["epoch"], "iterations": state["iteration"],
                                 "final_loss": history[-1]["train_loss"], "train_seconds": round(state["elapsed"], 1),
                                 "stopped": stopped},
@@ -210,7 +229,11 @@ class _Pretraining:
                                 output_keys=self._output_keys())
         self.emit({"kind": "end", "stopped": stopped, "best": None, "model": str(path),
                    "seconds": round(self._elapsed(), 1)})
-        return PretrainResult(self.run_dir, path, state["epoch"], stopped, history[-1]["train_loss"])
+        return PretrainResult(self.run_dir, path, state["epoch"], stopped, history[-1]["train_loss"], list(self.problems))
+
+    def _unlabelled_record(self) -> dict[str, Any]:
+        return {"n": len(self.unlabelled), "files": [str(c.sources.get("image", "")) for c in self.unlabelled],
+                "left_out": [list(p) for p in self.problems]}
 
     def _output_keys(self) -> list[str]:
         """The weights that hold the output channels: those whose shape changes with them (built on the CPU)."""

@@ -1,0 +1,80 @@
+"""Unlabelled images for ``radseg pretrain --images``: every readable image or DICOM series under a folder.
+
+Pretraining needs no labels, so an archive of unlabelled images (a hospital's radiographs) can be
+used beside, or instead of, a prepared dataset's training cases. Files that cannot be read are
+reported and the rest used. When a prepared dataset is given too, an image whose pixels are those
+of one of its cases that pretraining must not see (held out, val, test) is left out and reported:
+pretraining on it would flatter the checkpoint chosen, or the score reported, on that case.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from radseg.case import Case
+from radseg.datasets.prepared import IMAGE, open_prepared
+from radseg.errors import RadsegError, ReadError
+
+__all__ = ["unlabelled_cases", "cases_to_keep_unseen", "pixel_digest"]
+
+
+def pixel_digest(array: np.ndarray) -> str:
+    """SHA-256 of an image's shape, type and pixels: the same picture read the same way gives the same digest."""
+    array = np.ascontiguousarray(array)
+    digest = hashlib.sha256(str((array.shape, array.dtype.str)).encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def unlabelled_cases(folder: str | Path, *, unseen: Sequence[tuple[Case, str]] = (), allowed: Sequence[Case] = ()
+                     ) -> tuple[list[Case], list[tuple[str, str]]]:
+    """``(cases, problems)``: one image-only case per readable item under ``folder``, ids prefixed
+    ``unlabelled:``; ``unseen``: ``(case, where)`` pairs that must not be pretrained on (matched by pixels;
+    ``where`` says why, e.g. "the val split"), unless the same pixels are one of the ``allowed`` cases
+    (those pretrained on anyway)."""
+    from radseg.infer.segment import SegmentReport, list_inputs
+
+    report = SegmentReport()
+    items = list_inputs(Path(folder), report)
+    problems = [(path, why) for path, why in report.failed]
+    fine = {pixel_digest(case.image.array) for case in allowed}
+    forbidden: dict[str, tuple[str, str]] = {}
+    for case, where in unseen:
+        try:
+            digest = pixel_digest(case.image.array)
+        except (ReadError, ValueError, OSError):
+            continue  # a dataset case that cannot be read cannot be matched either; the dataset reports it
+        if digest not in fine:
+            forbidden.setdefault(digest, (case.case_id, where))
+    cases = []
+    for item in items:
+        try:
+            image = item.load()
+        except (ReadError, ValueError, OSError) as exc:
+            problems.append((item.label, str(exc)))
+            continue
+        twin = forbidden.get(pixel_digest(image.array))
+        if twin is not None:
+            problems.append((item.label, f"the same pixels as case {twin[0]} ({twin[1]}): left out, "
+                                         "pretraining must not see it"))
+            continue
+        cases.append(Case(f"unlabelled:{item.case}", images={IMAGE: image}, sources={IMAGE: Path(item.label)}))
+    if not cases:
+        detail = "; ".join(f"{Path(p).name}: {m}" for p, m in problems[:3])
+        raise RadsegError(f"--images {folder}: no readable image to pretrain on" + (f" ({detail})" if detail else ""))
+    return cases, problems
+
+
+def cases_to_keep_unseen(dataset, pretrained_on: Sequence[Case]) -> list[tuple[Case, str]]:
+    """The prepared dataset's cases pretraining leaves out (held out, val, test), each with why."""
+    chosen = {case.case_id for case in pretrained_on}
+    every = open_prepared(dataset.root).cases if dataset.root is not None else dataset.cases
+    named = [(case, f"the {case.split} split") for case in every
+             if case.case_id not in chosen and case.split not in (None, "train")]
+    # a named split first: the same picture twice in a dataset is reported by the split that forbids it
+    return named + [(case, "held out of training") for case in every
+                    if case.case_id not in chosen and case.split in (None, "train")]
