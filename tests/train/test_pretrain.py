@@ -237,14 +237,22 @@ def test_pretraining_on_a_folder_of_unlabelled_images_leaves_out_unseen_cases(tm
     assert record["train_cases"] == [] and record["unlabelled"]["n"] == 3
     assert [Path(p).name for p, _ in alone.problems] == ["broken.png"]  # reported; the text file is not an image
 
-    # beside a prepared dataset: copies of its val (case4) and test (case5) images are left out, a train one is kept
+    # beside a prepared dataset: copies of its val (case4) and test (case5) images are left out, and so is the copy
+    # of a training image (case0), which is pretrained on as that case
     for name in ("case0", "case4", "case5"):
         shutil.copy(prepared / "images" / f"{name}.nii.gz", folder / f"copy_of_{name}.nii.gz")
     both = pretrain(_config(tmp_path / "both", epochs=1, iters_per_epoch=2), prepared, images=folder)
     left_out = {Path(p).name: why for p, why in both.problems}
     assert "case4 (the val split)" in left_out["copy_of_case4.nii.gz"]
-    assert "case5 (the test split)" in left_out["copy_of_case5.nii.gz"] and "copy_of_case0.nii.gz" not in left_out
+    assert "case5 (the test split)" in left_out["copy_of_case5.nii.gz"]
+    assert "training case case0: pretrained on once" in left_out["copy_of_case0.nii.gz"]
     record = read_pretrained(both.weights)["manifest"]["data"]
-    assert record["train_cases"] == ["case0", "case1", "case2", "case3"] and record["unlabelled"]["n"] == 4
+    assert record["train_cases"] == ["case0", "case1", "case2", "case3"] and record["unlabelled"]["n"] == 3
     with pytest.raises(ValueError, match="images to pretrain on"):
         pretrain(_config(tmp_path / "none"))
+    # nothing readable to pretrain on: refused, naming the folder and why
+    only_broken = tmp_path / "unreadable"
+    only_broken.mkdir()
+    shutil.copy(folder / "broken.png", only_broken / "broken.png")
+    with pytest.raises(RadsegError, match="unreadable: no image to pretrain on \\(broken.png: "):
+        pretrain(_config(tmp_path / "broken-run", epochs=1), images=only_broken)

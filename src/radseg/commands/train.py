@@ -272,8 +272,11 @@ def register(app: typer.Typer) -> None:
                                       given=_typed_fields(ctx))
             except (RadsegError, ValueError) as exc:
                 fail(str(exc))
-        for path, why in result.problems:
+        for path, why in result.problems[:10]:
             typer.secho(f"left out {path}: {why}", fg=typer.colors.YELLOW, err=True)
+        if len(result.problems) > 10:
+            typer.secho(f"... and {len(result.problems) - 10} more image(s) left out (all listed in {result.weights}'s "
+                        "manifest)", fg=typer.colors.YELLOW, err=True)
         typer.echo(f"{result.stopped} after {result.epochs_done} epoch(s); restoration loss {result.final_loss:.4f}; "
                    f"weights {result.weights} (radseg train --init {result.run_dir})")
         if result.stopped == "interrupted":

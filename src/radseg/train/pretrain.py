@@ -84,6 +84,9 @@ def pretrain(config: TrainConfig, data: "str | Path | TrainData | None" = None, 
     if images is not None:
         unseen = cases_to_keep_unseen(dataset, labelled) if dataset is not None else []
         extra, problems = unlabelled_cases(images, unseen=unseen, allowed=labelled)
+    if not labelled and not extra:
+        detail = "; ".join(f"{Path(p).name}: {m}" for p, m in problems[:3])
+        raise RadsegError(f"--images {images}: no image to pretrain on" + (f" ({detail})" if detail else ""))
     if dataset is None:
         # a resumed run reads its stored recipe (no dataset needed); a new one the preset's for these images
         cfg = resolve_config(config, dataset, given) if config.resume else config.resolved(extra[0].image.ndim)
@@ -113,9 +116,12 @@ class _Pretraining:
         check_patch_size(cfg.architecture, self.pre.patch_size)
         # labels are not used: an empty target gives no labelled centres, so patches are placed uniformly
         self.grid = []
+        archive = {case.case_id for case in unlabelled}
         for case in cases:
             x, _ = prepare(case.image, self.pre)
             self.grid.append(GridCase(case.case_id, x, np.zeros(x.shape[1:], np.uint8)))
+            if case.case_id in archive:
+                case.unload()  # only its network-grid copy is needed from here on
         self.arch_kwargs = resolve_kwargs(cfg.architecture, spatial_dims=self.pre.spatial_dims,
                                           patch_size=self.pre.patch_size, overrides=cfg.arch_kwargs)
         torch.manual_seed(cfg.seed)

@@ -17,7 +17,7 @@ import numpy as np
 
 from radseg.case import Case
 from radseg.datasets.prepared import IMAGE, open_prepared
-from radseg.errors import RadsegError, ReadError
+from radseg.errors import ReadError
 
 __all__ = ["unlabelled_cases", "cases_to_keep_unseen", "pixel_digest"]
 
@@ -35,13 +35,14 @@ def unlabelled_cases(folder: str | Path, *, unseen: Sequence[tuple[Case, str]] =
     """``(cases, problems)``: one image-only case per readable item under ``folder``, ids prefixed
     ``unlabelled:``; ``unseen``: ``(case, where)`` pairs that must not be pretrained on (matched by pixels;
     ``where`` says why, e.g. "the val split"), unless the same pixels are one of the ``allowed`` cases
-    (those pretrained on anyway)."""
+    (those pretrained on anyway; the copy is then left out so the picture is not drawn twice as often).
+    Pixels must match exactly: a copy re-encoded (another format, size or grey scale) is not recognised."""
     from radseg.infer.segment import SegmentReport, list_inputs
 
     report = SegmentReport()
     items = list_inputs(Path(folder), report)
     problems = [(path, why) for path, why in report.failed]
-    fine = {pixel_digest(case.image.array) for case in allowed}
+    fine = {pixel_digest(case.image.array): case.case_id for case in allowed}
     forbidden: dict[str, tuple[str, str]] = {}
     for case, where in unseen:
         try:
@@ -57,15 +58,17 @@ def unlabelled_cases(folder: str | Path, *, unseen: Sequence[tuple[Case, str]] =
         except (ReadError, ValueError, OSError) as exc:
             problems.append((item.label, str(exc)))
             continue
-        twin = forbidden.get(pixel_digest(image.array))
+        digest = pixel_digest(image.array)
+        if digest in fine:  # drawn once, not twice as often as the other images
+            problems.append((item.label, f"the same pixels as training case {fine[digest]}: pretrained on once"))
+            continue
+        twin = forbidden.get(digest)
         if twin is not None:
             problems.append((item.label, f"the same pixels as case {twin[0]} ({twin[1]}): left out, "
                                          "pretraining must not see it"))
             continue
-        cases.append(Case(f"unlabelled:{item.case}", images={IMAGE: image}, sources={IMAGE: Path(item.label)}))
-    if not cases:
-        detail = "; ".join(f"{Path(p).name}: {m}" for p, m in problems[:3])
-        raise RadsegError(f"--images {folder}: no readable image to pretrain on" + (f" ({detail})" if detail else ""))
+        # read again when pretraining prepares it: an archive is not held in memory twice over
+        cases.append(Case(f"unlabelled:{item.case}", images={IMAGE: item.load}, sources={IMAGE: Path(item.label)}))
     return cases, problems
 
 
