@@ -95,6 +95,43 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"wrote {report.written}, kept {report.kept} case(s) in {output}")
         finish(report.failed, note=f" (listed above and in {output / 'report.json'})")
 
+    @datasets_app.command("duplicates")
+    def duplicates_cmd(
+        prepared: Path = typer.Argument(..., help="A prepared dataset folder (from `radseg datasets prepare`)."),
+        output: Path | None = typer.Option(None, "-o", "--output", help="Also write every duplicate as CSV "
+                                                                          "(group, case, split)."),
+        quiet: bool = QuietOpt,
+    ) -> None:
+        """Find cases whose images have identical pixels; exit 1 when a picture is in two splits."""
+        from radseg.datasets.duplicates import duplicate_groups
+        from radseg.datasets.prepared import open_prepared
+        from radseg.errors import RadsegError
+
+        try:
+            dataset = open_prepared(prepared)
+        except (RadsegError, ValueError) as exc:
+            fail(str(exc))
+        with Progress("reading images", total=len(dataset.cases), quiet=quiet) as progress:
+            groups, unread = duplicate_groups(dataset.cases, on_case=progress.advance)
+        problems(unread)
+        rows = [f"{n},{case},{split or ''}" for n, group in enumerate(groups, 1) for case, split in group.cases]
+        if output is not None:
+            from radseg.io.atomic import write_text_atomic
+
+            write_text_atomic(output, "\n".join(["group,case,split", *rows]) + "\n")
+        for group in groups:
+            listed = ", ".join(f"{case} ({split or 'no split'})" for case, split in group.cases)
+            if group.across_splits:
+                typer.secho(f"in {len(group.splits)} splits: {listed}", fg=typer.colors.RED, err=True)
+            else:
+                typer.echo(f"twice in one split: {listed}")
+        across = sum(g.across_splits for g in groups)
+        typer.echo(f"{len(dataset.cases)} case(s) read: {len(groups)} picture(s) under more than one id, "
+                   f"{across} of them in more than one split")
+        if across:
+            fail(f"{across} picture(s) are in more than one split: a model trained on one copy and scored on "
+                 "the other is scored on an image it has seen")
+
     @datasets_app.command("export")
     def export_cmd(
         prepared: Path = typer.Argument(..., help="A prepared dataset folder (from `radseg datasets prepare`)."),

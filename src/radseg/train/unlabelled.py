@@ -9,25 +9,15 @@ pretraining on it would flatter the checkpoint chosen, or the score reported, on
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
 from radseg.case import Case
+from radseg.datasets.duplicates import pixel_digest
 from radseg.datasets.prepared import IMAGE, open_prepared
 from radseg.errors import ReadError
 
-__all__ = ["unlabelled_cases", "cases_to_keep_unseen", "pixel_digest"]
-
-
-def pixel_digest(array: np.ndarray) -> str:
-    """SHA-256 of an image's shape, type and pixels: the same picture read the same way gives the same digest."""
-    array = np.ascontiguousarray(array)
-    digest = hashlib.sha256(str((array.shape, array.dtype.str)).encode())
-    digest.update(array.tobytes())
-    return digest.hexdigest()
+__all__ = ["unlabelled_cases", "cases_to_keep_unseen"]
 
 
 def unlabelled_cases(folder: str | Path, *, unseen: Sequence[tuple[Case, str]] = (), allowed: Sequence[Case] = ()
