@@ -394,3 +394,33 @@ def test_flip_tta_follows_the_operating_point_unless_told(prepared, tmp_path):
     dropdown = next(c for c in config["components"] if c["props"].get("elem_id") == "model")
     assert any(dep["targets"] and dep["targets"][0][0] == dropdown["id"] and dep["targets"][0][1] == "change"
                and box["id"] in dep["outputs"] for dep in config["dependencies"])  # another model sets it again
+
+
+def test_without_copies_sets_aside_images_the_model_saw_under_another_id_and_repeats(prepared, tmp_path):
+    import shutil
+
+    root, split, data, cases = prepared
+    copy = tmp_path / "prepared"
+    shutil.copytree(root, copy)
+    others = [c for c in data.cases if c.split != split]
+    assert others, "the phantom dataset needs a case outside the scored split"
+    image = lambda case: case.sources["image"]  # noqa: E731
+    # cases[1] becomes a repeat of cases[0]; cases[2] a copy of a case of another split the model trained on
+    shutil.copy(image(cases[0]), copy / "images" / image(cases[1]).name)
+    shutil.copy(image(others[0]), copy / "images" / image(cases[2]).name)
+
+    class _Bundle:
+        manifest = {"data": {"train_cases": [others[0].case_id]}}
+
+    kept = [c for i, c in enumerate(cases) if i not in (1, 2)]
+    predictor = _ScriptedPredictor(_truth_maps(data, kept))
+    predictor.bundle = _Bundle()
+    result = evaluate_detection(predictor, copy, split=split, min_pixels=1, resamples=0, without_copies=True)
+    assert result.summary["images"] == len(cases) - 2
+    assert result.summary["copies_set_aside"] == [
+        [cases[1].case_id, f"the same pixels as {cases[0].case_id}, earlier in this split"],
+        [cases[2].case_id, f"the same pixels as {others[0].case_id}, which the model trained on"]]
+    assert list(result.per_case["case"]) == [c.case_id for c in kept]
+    # without the option every image is scored, copies included
+    everything = _ScriptedPredictor(_truth_maps(open_prepared(copy), open_prepared(copy).split(split)))
+    assert evaluate_detection(everything, copy, split=split, min_pixels=1, resamples=0).summary["images"] == len(cases)

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from radseg.commands.common import (EngineOpt, PartOpt, Progress, QuietOpt, RayAddressOpt, WorkersOpt, choice, csv_words,
-                                   fail, finish, follow_point_tta, model_help, problems, scale_options)
+                                   fail, finish, follow_point_tta, model_help, problems, scale_options, warn)
 
 CI_METHODS = ("percentile", "bca")
 
@@ -141,6 +141,9 @@ def register(app: typer.Typer) -> None:
                                           "must reach on this split (a fraction)."),
         save_operating_point: bool = typer.Option(False, "--save-operating-point", help="Store the operating point "
                                                   "chosen on this split in the model (only --split holdout)."),
+        without_copies: bool = typer.Option(False, "--without-copies", help="Set aside images whose pixels are those "
+                                            "of an image the model trained on or held out, or of an earlier image of "
+                                            "the split (public datasets hold such copies under other ids); listed."),
         device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
         seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
         quiet: bool = QuietOpt,
@@ -171,7 +174,9 @@ def register(app: typer.Typer) -> None:
                 result = evaluate_detection(predictor, data, split=split, by=csv_words(by), threshold=threshold,
                                             min_pixels=min_pixels, instance_score=instance_score,
                                             resamples=bootstrap, seed=seed, sensitivity=sensitivity, window=window,
-                                            on_case=progress.advance)
+                                            without_copies=without_copies, on_case=progress.advance)
+            for case, why in result.summary.get("copies_set_aside", []):
+                warn(f"set aside {case}: {why}")
             written = write_detection(result, output)
             if save_operating_point:
                 point = store_point(model, result, data=data)

@@ -23,25 +23,28 @@ from typing import Callable, Sequence
 
 from radseg.case import Case
 from radseg.datasets.prepared import PreparedDataset, open_prepared
-from radseg.errors import RadsegError
+from radseg.errors import RadsegError, ReadError
 from radseg.evaluate.detection_run import DetectionResult, ScoredImage, score_image, summarise
 
 from radseg.evaluate.detection import IMAGE_SCORE_WINDOW, INSTANCE_SCORES
 
-__all__ = ["evaluate_detection", "holdout_cases", "check_writable_model", "save_operating_point"]
+__all__ = ["evaluate_detection", "holdout_cases", "check_writable_model", "save_operating_point",
+           "set_copies_aside"]
 
 
 def evaluate_detection(predictor, prepared: str | Path, *, split: str = "val", by: Sequence[str] = (),
                        threshold: float = 0.5, min_pixels: int = 10, window: int | None = None,
                        instance_score: str | None = None, resamples: int = 2000,
-                       seed: int = 0, sensitivity: float = 0.85,
+                       seed: int = 0, sensitivity: float = 0.85, without_copies: bool = False,
                        on_case: Callable[[str], None] | None = None) -> DetectionResult:
     """Score ``predictor`` (a :class:`radseg.infer.predictor.Predictor`) on ``split`` of ``prepared``.
 
     ``window``: the image score's square in pixels (default: the predictor's, which is the one its
     model's operating point was chosen with, else :data:`~radseg.evaluate.detection.IMAGE_SCORE_WINDOW`).
     ``instance_score``: a detection's confidence, its highest (``"max"``) or mean (``"mean"``) probability
-    (default: the one stored with the model's operating point, else ``"max"``)."""
+    (default: the one stored with the model's operating point, else ``"max"``).
+    ``without_copies``: set aside the split's images whose pixels are those of an image the model trained on
+    or held out, or of an earlier image of the split (:func:`set_copies_aside`); listed in the summary."""
     from radseg.evaluate.operating_point import model_operating_point, operating_point_mismatch
 
     model_point = model_operating_point(getattr(getattr(predictor, "bundle", None), "manifest", None))
@@ -60,6 +63,9 @@ def evaluate_detection(predictor, prepared: str | Path, *, split: str = "val", b
         raise RadsegError(f"{prepared}: split {split!r} has no cases (splits: {', '.join(dataset.splits)})")
     if split not in ("holdout", "train"):
         _refuse_trained_on(predictor, chosen, split, prepared)
+    copies: list[tuple[str, str]] = []
+    if without_copies:
+        chosen, copies = set_copies_aside(predictor, dataset, chosen)
     options = {"threshold": threshold, "min_pixels": min_pixels, "window": window, "instance_score": instance_score}
     scored, failed = [], []
     for case in chosen:
@@ -74,8 +80,10 @@ def evaluate_detection(predictor, prepared: str | Path, *, split: str = "val", b
     if not scored:
         raise RadsegError(f"{prepared}: no case of split {split!r} could be scored ({failed[0]['error']})")
     settings = {"split": split, **options, "resamples": resamples, "seed": seed, "sensitivity": sensitivity,
-                "tta": tta}
+                "tta": tta, "without_copies": without_copies}
     result = summarise(scored, by=by, resamples=resamples, seed=seed, failed=failed, settings=settings)
+    if without_copies:
+        result.summary["copies_set_aside"] = [list(pair) for pair in copies]
     mismatch = model_point and operating_point_mismatch(model_point, window=window, tta=tta)
     if mismatch:
         result.summary["operating_point_note"] = f"{mismatch}: not applied"
@@ -85,6 +93,39 @@ def evaluate_detection(predictor, prepared: str | Path, *, split: str = "val", b
     except ValueError as exc:  # a non-finite image score: a broken model or input
         raise RadsegError(f"{prepared}: no operating point on split {split!r}: {exc}") from None
     return result
+
+
+def set_copies_aside(predictor, dataset: PreparedDataset, chosen: list[Case]) -> tuple[list[Case], list[tuple[str, str]]]:
+    """``(kept, set aside)``: a scored image with the pixels of one the model trained on or held out (its
+    manifest's cases, read from ``dataset``), or of an earlier image of ``chosen``, is set aside with why.
+    Public datasets hold such copies under other ids (FracAtlas: :mod:`radseg.datasets.duplicates`)."""
+    from radseg.datasets.duplicates import pixel_digest
+
+    data = ((getattr(getattr(predictor, "bundle", None), "manifest", None) or {}).get("data") or {})
+    roles = {**{c: "held out" for c in data.get("val_cases") or []}, **{c: "trained on" for c in data.get("train_cases") or []}}
+    scored_ids = {case.case_id for case in chosen}
+    seen: dict[str, str] = {}
+    for case in dataset.cases:
+        if case.case_id in roles and case.case_id not in scored_ids:
+            try:
+                seen.setdefault(pixel_digest(case.image.array), f"{case.case_id}, which the model {roles[case.case_id]}")
+            except (ReadError, ValueError, OSError):
+                pass  # an unreadable training image cannot be matched; the dataset reports it
+            finally:
+                case.unload()
+    kept, aside = [], []
+    for case in chosen:
+        try:
+            digest = pixel_digest(case.image.array)
+        except (ReadError, ValueError, OSError):
+            kept.append(case)  # scoring reports it as failed
+            continue
+        if digest in seen:
+            aside.append((case.case_id, f"the same pixels as {seen[digest]}"))
+        else:
+            seen[digest] = f"{case.case_id}, earlier in this split"
+            kept.append(case)
+    return kept, aside
 
 
 def _refuse_trained_on(predictor, chosen: list[Case], split: str, prepared) -> None:
