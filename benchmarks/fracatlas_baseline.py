@@ -451,7 +451,8 @@ WHY = """## What limits it, and what would close the gap
   the 7 in images of several body parts); detection thresholds 0.2-0.6 and either ranking move mask AP50
   only within 0.27-0.31 (`fracatlas_detection_settings.md`): the misses, not the post-processing, hold AP down.
 - Valid is not quite unseen: 9 of its images are train-split images pixel for pixel (3 trained on, 6 held
-  out), 3 appear twice; without every copy, image AUC is 0.762 (0.668-0.849) (`fracatlas_duplicates.md`).
+  out), 3 appear twice; without every copy (`evaluate-detection --without-copies`, 101 images) mask AP50 is
+  0.212 and image AUC 0.762 (0.668-0.849) (`fracatlas_duplicates.md`).
 - A 2.25x wider U-Net (1.89 M parameters, 450 epochs on CPU) and its hard-negative continuation did not
   beat it on the block holdout either (mask AP50 0.264 and 0.228, `fracatlas_candidates_wide.md`).
 - With a GPU: `--device cuda`, a longer `--time-limit`, a bigger network and full-resolution tiles are
