@@ -49,11 +49,19 @@ def test_the_command_lists_groups_writes_csv_and_fails_on_a_picture_in_two_split
     shutil.copy(root / "images" / "c0.png", root / "images" / "c3.png")  # one train picture twice
     clean = CliRunner().invoke(app, ["datasets", "duplicates", str(root), "-q"])
     assert clean.exit_code == 0, clean.output
-    assert "twice in one split: c0 (train), c3 (train)" in clean.output and "1 picture(s) under more than one id, 0" in clean.output
+    assert "2 ids, one split: c0 (train), c3 (train)" in clean.output and "1 picture(s) under more than one id, 0" in clean.output
     shutil.copy(root / "images" / "c0.png", root / "images" / "c2.png")  # and now in val too
     leak = CliRunner().invoke(app, ["datasets", "duplicates", str(root), "-o", str(tmp_path / "d.csv"), "-q"])
     assert leak.exit_code == 1 and "in 2 splits: c0 (train), c3 (train), c2 (val)" in leak.output
     assert (tmp_path / "d.csv").read_text().splitlines() == ["group,case,split", "1,c0,train", "1,c3,train", "1,c2,val"]
+
+
+def test_a_case_without_a_split_counts_as_training_data():
+    a = np.zeros((4, 4), np.uint8)
+    groups, _ = duplicate_groups([_case("x", a, None), _case("y", a.copy(), "train")])
+    assert not groups[0].across_splits
+    groups, _ = duplicate_groups([_case("x", a, None), _case("y", a.copy(), "test")])
+    assert groups[0].across_splits
 
 
 @pytest.mark.realdata

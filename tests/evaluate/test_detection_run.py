@@ -421,6 +421,12 @@ def test_without_copies_sets_aside_images_the_model_saw_under_another_id_and_rep
         [cases[1].case_id, f"the same pixels as {cases[0].case_id}, earlier in this split"],
         [cases[2].case_id, f"the same pixels as {others[0].case_id}, which the model trained on"]]
     assert list(result.per_case["case"]) == [c.case_id for c in kept]
+    assert result.summary["copies_compared"] == "compared with the 1 images the model trained on or held out"
+    # a model whose manifest names no training cases: only the repeat within the split is found, and it is said
+    blind = _ScriptedPredictor(_truth_maps(data, [c for i, c in enumerate(cases) if i != 1]))
+    alone = evaluate_detection(blind, copy, split=split, min_pixels=1, resamples=0, without_copies=True)
+    assert [c for c, _ in alone.summary["copies_set_aside"]] == [cases[1].case_id]
+    assert alone.summary["copies_compared"].startswith("the model's manifest names no training cases")
     # without the option every image is scored, copies included
     everything = _ScriptedPredictor(_truth_maps(open_prepared(copy), open_prepared(copy).split(split)))
     assert evaluate_detection(everything, copy, split=split, min_pixels=1, resamples=0).summary["images"] == len(cases)

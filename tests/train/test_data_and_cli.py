@@ -23,23 +23,6 @@ from radseg.train.loop import train  # noqa: E402
 from tests.train.shapes import ball_case, dice, disc_case  # noqa: E402
 
 
-@pytest.fixture
-def prepared(tmp_path):
-    root = tmp_path / "prepared"
-    rng = np.random.default_rng(0)
-    for i in range(6):
-        image, labels = disc_case(rng)
-        rio.write(image, root / "images" / f"case{i}.nii.gz")
-        rio.write(labels, root / "labels" / f"case{i}.png", kind="png")  # another format, same grid
-    (root / "images" / "orphan.nii.gz").write_bytes((root / "images" / "case0.nii.gz").read_bytes())
-    (root / "labels" / "broken.png").write_bytes(b"nope")
-    rio.write(image, root / "images" / "broken.nii.gz")
-    info = {"name": "discs", "labels": {"background": 0, "disc": 1, "square": 2},
-            "splits": {"train": ["case0", "case1", "case2", "case3"], "val": ["case4"], "test": ["case5"]}}
-    (root / "dataset.json").write_text(json.dumps(info))
-    return root
-
-
 def test_prepared_folder_contract(prepared):
     data = load_prepared(prepared)
     assert sorted(c.case_id for c in data.cases) == ["case0", "case1", "case2", "case3", "case4"]  # test held out

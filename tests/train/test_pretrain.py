@@ -21,7 +21,6 @@ from radseg.train.loop import train  # noqa: E402
 from radseg.train.pretext import bezier_map, corrupt, in_paint, out_paint, shuffle_blocks  # noqa: E402
 from radseg.train.pretrain import pretrain  # noqa: E402
 from tests.train.shapes import disc_case  # noqa: E402
-from tests.train.test_data_and_cli import prepared  # noqa: E402,F401 - the prepared-folder fixture is shared
 
 NET = {"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 0}
 
@@ -195,7 +194,7 @@ def test_train_init_takes_every_fitting_tensor_and_refuses_another_network(tmp_p
         train(_config(tmp_path / "d", init=str(damaged)), discs)
 
 
-def test_pretrain_and_train_init_from_the_command_line(tmp_path, prepared):  # noqa: F811
+def test_pretrain_and_train_init_from_the_command_line(tmp_path, prepared):
     import json
 
     from radseg.commands import train as train_commands
@@ -220,10 +219,11 @@ def test_pretrain_and_train_init_from_the_command_line(tmp_path, prepared):  # n
     assert wrong.exit_code == 1 and "same --arch and --model-args" in wrong.output
 
 
-def test_pretraining_on_a_folder_of_unlabelled_images_leaves_out_unseen_cases(tmp_path, prepared):  # noqa: F811
+def test_pretraining_on_a_folder_of_unlabelled_images_leaves_out_unseen_cases(tmp_path, prepared):
     import shutil
 
     import radseg.io as rio
+    from radseg.image import Image
 
     folder = tmp_path / "archive"
     rng = np.random.default_rng(4)
@@ -250,6 +250,25 @@ def test_pretraining_on_a_folder_of_unlabelled_images_leaves_out_unseen_cases(tm
     assert record["train_cases"] == ["case0", "case1", "case2", "case3"] and record["unlabelled"]["n"] == 3
     with pytest.raises(ValueError, match="images to pretrain on"):
         pretrain(_config(tmp_path / "none"))
+    # a prepared dataset's own folder is refused (its label maps would be read as images)
+    with pytest.raises(RadsegError, match="prepared dataset .*give it as --data"):
+        pretrain(_config(tmp_path / "self", epochs=1), prepared, images=prepared)
+    # an image of another dimensionality is left out, named
+    rio.write(Image(np.zeros((6, 8, 8), np.float32)), folder / "volume.nii.gz")
+    mixed = pretrain(_config(tmp_path / "mixed", epochs=1, iters_per_epoch=1), images=folder)
+    assert ("a 3D image; this pretraining is 2D") in dict((Path(p).name, w) for p, w in mixed.problems)["volume.nii.gz"]
+    # pretrained on the folder alone (no dataset to compare with): a later run whose validation cases are among
+    # its images is refused by their pixels
+    tuned = _config(tmp_path / "later", init=str(mixed.weights), epochs=1, iters_per_epoch=1,
+                    preprocessing={"size": (48, 48)})
+    from radseg.train.data import from_pairs as pairs_of
+
+    images = [rio.read(p) for p in sorted((folder / "ward").glob("*.nii.gz"))]
+    labels = [Image(np.zeros(im.shape, np.uint8), affine=im.affine) for im in images]
+    labels[0].array[2:5, 2:5] = 1
+    clash = pairs_of(list(zip(images, labels)), label_names={1: "disc"}, case_ids=["w0", "w1", "w2"])
+    with pytest.raises(RadsegError, match="copies of them were among its --images"):
+        train(tuned, clash)
     # nothing readable to pretrain on: refused, naming the folder and why
     only_broken = tmp_path / "unreadable"
     only_broken.mkdir()

@@ -114,23 +114,30 @@ def register(app: typer.Typer) -> None:
         with Progress("reading images", total=len(dataset.cases), quiet=quiet) as progress:
             groups, unread = duplicate_groups(dataset.cases, on_case=progress.advance)
         problems(unread)
-        rows = [f"{n},{case},{split or ''}" for n, group in enumerate(groups, 1) for case, split in group.cases]
         if output is not None:
+            import csv
+            import io
+
             from radseg.io.atomic import write_text_atomic
 
-            write_text_atomic(output, "\n".join(["group,case,split", *rows]) + "\n")
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, lineterminator="\n")
+            writer.writerow(["group", "case", "split"])
+            writer.writerows([n, case, split or ""] for n, group in enumerate(groups, 1) for case, split in group.cases)
+            write_text_atomic(output, buffer.getvalue())
         for group in groups:
             listed = ", ".join(f"{case} ({split or 'no split'})" for case, split in group.cases)
             if group.across_splits:
                 typer.secho(f"in {len(group.splits)} splits: {listed}", fg=typer.colors.RED, err=True)
             else:
-                typer.echo(f"twice in one split: {listed}")
+                typer.echo(f"{len(group.cases)} ids, one split: {listed}")
         across = sum(g.across_splits for g in groups)
-        typer.echo(f"{len(dataset.cases)} case(s) read: {len(groups)} picture(s) under more than one id, "
+        typer.echo(f"{len(dataset.cases) - len(unread)} case(s) read: {len(groups)} picture(s) under more than one id, "
                    f"{across} of them in more than one split")
         if across:
             fail(f"{across} picture(s) are in more than one split: a model trained on one copy and scored on "
                  "the other is scored on an image it has seen")
+        finish(unread, note=" to be read (listed above); they were not compared")
 
     @datasets_app.command("export")
     def export_cmd(

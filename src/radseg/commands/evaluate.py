@@ -177,6 +177,8 @@ def register(app: typer.Typer) -> None:
                                             without_copies=without_copies, on_case=progress.advance)
             for case, why in result.summary.get("copies_set_aside", []):
                 warn(f"set aside {case}: {why}")
+            if without_copies:
+                typer.echo(f"--without-copies: {result.summary['copies_compared']}")
             written = write_detection(result, output)
             if save_operating_point:
                 point = store_point(model, result, data=data)

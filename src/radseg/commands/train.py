@@ -77,6 +77,12 @@ def _on_event(progress: Progress, quiet: bool):
             fresh = f"; {len(event['fresh'])} tensor(s) start from random weights" if event["fresh"] else ""
             typer.echo(f"started from pretrained weights {event['source']}: {event['taken']} of {event['total']} "
                        f"weight tensors{fresh}", err=True)
+        elif kind == "left_out":  # pretrain --images: files not pretrained on, before the first epoch
+            for path, why in event["items"][:10]:
+                typer.secho(f"left out {path}: {why}", fg=typer.colors.YELLOW, err=True)
+            if len(event["items"]) > 10:
+                typer.secho(f"... and {len(event['items']) - 10} more left out (all listed in pretrained.pt's "
+                            "manifest)", fg=typer.colors.YELLOW, err=True)
         elif kind == "mined":
             typer.echo(f"epoch {event['epoch'] + 1}: hard negatives mined on {event['cases']} of {event['of']} "
                        f"training image(s), {event['voxels']:,} voxels, {event['seconds']} s", err=True)
@@ -272,11 +278,6 @@ def register(app: typer.Typer) -> None:
                                       given=_typed_fields(ctx))
             except (RadsegError, ValueError) as exc:
                 fail(str(exc))
-        for path, why in result.problems[:10]:
-            typer.secho(f"left out {path}: {why}", fg=typer.colors.YELLOW, err=True)
-        if len(result.problems) > 10:
-            typer.secho(f"... and {len(result.problems) - 10} more image(s) left out (all listed in {result.weights}'s "
-                        "manifest)", fg=typer.colors.YELLOW, err=True)
         typer.echo(f"{result.stopped} after {result.epochs_done} epoch(s); restoration loss {result.final_loss:.4f}; "
                    f"weights {result.weights} (radseg train --init {result.run_dir})")
         if result.stopped == "interrupted":

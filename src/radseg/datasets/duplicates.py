@@ -41,7 +41,8 @@ class DuplicateGroup:
 
     @property
     def across_splits(self) -> bool:
-        return len(self.splits) > 1
+        """In more than one split; a case without a split counts as training data (as training takes it)."""
+        return len({split or "train" for _, split in self.cases}) > 1
 
 
 def duplicate_groups(cases: Iterable[Case], *, on_case: Callable[[], None] | None = None

@@ -203,10 +203,11 @@ def data_hash(cases: Sequence[Case]) -> str:
     return digest.hexdigest()
 
 
-def fitted_preprocessing(options: dict[str, Any], train_cases: Sequence[Case], *, multilabel: bool, seed: int):
+def fitted_preprocessing(options: dict[str, Any], train_cases: Sequence[Case], *, multilabel: bool, seed: int,
+                         release: bool = False):
     """The run's :class:`~radseg.models.preprocess.Preprocessing`; a CT window without a mean gets the
     training cases' statistics inside the window over labelled voxels (nnU-Net's CT scheme), drawn with
-    ``seed``, so pretraining and training on the same cases normalise alike."""
+    ``seed``, so pretraining and training on the same cases normalise alike; ``release`` frees each image after."""
     from radseg.models.preprocess import Preprocessing
 
     pre = Preprocessing.from_dict(options)
@@ -221,6 +222,8 @@ def fitted_preprocessing(options: dict[str, Any], train_cases: Sequence[Case], *
                 mask = case.label.array.any(axis=-1) if multilabel else case.label.array > 0
             chosen = values[mask] if mask is not None and mask.any() else values.ravel()
             samples.append(rng.choice(np.clip(chosen, low, high), min(len(chosen), 50000), replace=False))
+            if release:  # an unlabelled archive: read again when needed rather than held whole
+                case.unload()
         pooled = np.concatenate(samples)
         pre.mean, pre.std = float(pooled.mean()), float(max(pooled.std(), 1e-3))
     return pre

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import torch
 
@@ -28,9 +29,10 @@ class Initialised:
 
 
 def initialise(net: torch.nn.Module, source: str, *, architecture: str, class_names: list[str], arch_kwargs: dict,
-               spatial_dims: int, preprocessing: dict | None = None, held_out: list[str] = ()) -> Initialised:
+               spatial_dims: int, preprocessing: dict | None = None, held_out: Sequence = ()) -> Initialised:
     """Load ``source``'s weights into ``net``; refuses a source made for another network or input, and
-    pretrained weights that saw any of ``held_out`` (the cases this run selects its checkpoint on)."""
+    pretrained weights that saw any of ``held_out`` (the cases this run selects its checkpoint on: by id,
+    and by pixels among the unlabelled images of ``pretrain --images``)."""
     from radseg.models.pretrained import pretrained_path, read_pretrained, same_options
 
     found = pretrained_path(source)
@@ -48,11 +50,19 @@ def initialise(net: torch.nn.Module, source: str, *, architecture: str, class_na
                         if not same_options({k: state["preprocessing"].get(k)}, {k: preprocessing.get(k)}))
         raise RadsegError(f"--init {source}: pretrained on other input ({', '.join(differ)} differ); give the same "
                           "--preset, --size, --spacing, --patch-size and --window as the pretraining")
-    seen = set((state["manifest"].get("data") or {}).get("train_cases") or []) & set(held_out)
+    data = state["manifest"].get("data") or {}
+    seen = set(data.get("train_cases") or []) & {case.case_id for case in held_out}
+    remedy = "give the same --holdout, --holdout-order and --seed as the pretraining"
+    archive = set((data.get("unlabelled") or {}).get("pixel_digests") or [])
+    if archive and not seen:
+        from radseg.datasets.duplicates import pixel_digest
+
+        seen = {case.case_id for case in held_out if pixel_digest(case.image.array) in archive}
+        remedy = ("copies of them were among its --images; pretrain with this --data beside --images, which "
+                  "leaves such copies out")
     if seen:
         raise RadsegError(f"--init {source}: pretrained on {len(seen)} of the cases this run validates on "
-                          f"(e.g. {sorted(seen)[0]!r}), which would flatter the checkpoint chosen on them; give the "
-                          "same --holdout, --holdout-order and --seed as the pretraining")
+                          f"(e.g. {sorted(seen)[0]!r}), which would flatter the checkpoint chosen on them; {remedy}")
     own = net.state_dict()
     # the output layers were the restored image's (one channel), not this run's classes, even when shapes fit
     output = set(state.get("output_keys") or [])

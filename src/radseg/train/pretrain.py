@@ -80,29 +80,32 @@ def pretrain(config: TrainConfig, data: "str | Path | TrainData | None" = None, 
         cfg = resolve_config(config, dataset, given)
         labelled, _ = split_cases(dataset, val_fraction=cfg.val_fraction, seed=cfg.seed, holdout=cfg.holdout,
                                   holdout_order=cfg.holdout_order)
-    extra, problems = [], []
+    extra, problems, digests = [], [], {}
     if images is not None:
         unseen = cases_to_keep_unseen(dataset, labelled) if dataset is not None else []
-        extra, problems = unlabelled_cases(images, unseen=unseen, allowed=labelled)
+        extra, problems, digests = unlabelled_cases(images, unseen=unseen, allowed=labelled,
+                                                    spatial_dims=dataset.spatial_dims if dataset is not None else None)
+        del unseen
     if not labelled and not extra:
         detail = "; ".join(f"{Path(p).name}: {m}" for p, m in problems[:3])
-        raise RadsegError(f"--images {images}: no image to pretrain on" + (f" ({detail})" if detail else ""))
+        raise RadsegError(f"{images or data}: no image to pretrain on" + (f" ({detail})" if detail else ""))
     if dataset is None:
         # a resumed run reads its stored recipe (no dataset needed); a new one the preset's for these images
         cfg = resolve_config(config, dataset, given) if config.resume else config.resolved(extra[0].image.ndim)
-    return _Pretraining(cfg, labelled, extra, problems, dataset, on_event or (lambda event: None), clock).run()
+    return _Pretraining(cfg, labelled, extra, problems, dataset, on_event or (lambda event: None), clock,
+                        digests).run()
 
 
 class _Pretraining:
     def __init__(self, cfg: TrainConfig, labelled: list, unlabelled: list, problems: list, dataset, emit,
-                 clock: float) -> None:
+                 clock: float, digests: dict[str, str] | None = None) -> None:
         from radseg.models.cpu import resolve_device
         from radseg.system import usable_cores
         from radseg.train.augment import Augmenter
         from radseg.train.session import load_checkpoint
 
         self.cfg, self.labelled, self.dataset, self.emit, self.clock = cfg, labelled, dataset, emit, clock
-        self.unlabelled, self.problems = unlabelled, problems
+        self.unlabelled, self.problems, self.digests = unlabelled, problems, dict(digests or {})
         cases = self.cases = labelled + unlabelled
         self.run_dir = Path(cfg.output)
         self.ckpt = self.run_dir / "checkpoints" / "last.pt"
@@ -112,7 +115,8 @@ class _Pretraining:
         if state:
             records.check_same_split(state["cases"], cases, [], self.ckpt)
         self.pre = (Preprocessing.from_dict(state["preprocessing"]) if state else
-                    fitted_preprocessing(cfg.preprocessing, cases, multilabel=cfg.head == "multilabel", seed=cfg.seed))
+                    fitted_preprocessing(cfg.preprocessing, labelled or unlabelled, multilabel=cfg.head == "multilabel",
+                                         seed=cfg.seed, release=not labelled))
         check_patch_size(cfg.architecture, self.pre.patch_size)
         # labels are not used: an empty target gives no labelled centres, so patches are placed uniformly
         self.grid = []
@@ -184,6 +188,8 @@ class _Pretraining:
 
     def run(self) -> PretrainResult:
         cfg = self.cfg
+        if self.problems:  # before the first epoch, so a run that fails later has shown them
+            self.emit({"kind": "left_out", "items": list(self.problems)})
         self.emit({"kind": "start", "task": "pretrain", "epochs": cfg.epochs, "iters_per_epoch": cfg.iters_per_epoch, "epoch": self.epoch,
                    "n_train": len(self.grid), "n_val": 0, "parameters": count_parameters(self.net),
                    "device": self.device, "processes": 1})
@@ -238,7 +244,9 @@ class _Pretraining:
         return PretrainResult(self.run_dir, path, state["epoch"], stopped, history[-1]["train_loss"], list(self.problems))
 
     def _unlabelled_record(self) -> dict[str, Any]:
+        # the digests let 'train --init' find a later run's held-out cases among these images (radseg.train.init)
         return {"n": len(self.unlabelled), "files": [str(c.sources.get("image", "")) for c in self.unlabelled],
+                "pixel_digests": sorted(set(self.digests.values())),
                 "left_out": [list(p) for p in self.problems]}
 
     def _output_keys(self) -> list[str]:

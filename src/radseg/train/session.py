@@ -156,7 +156,7 @@ class Session:
                           arch_kwargs=resolve_kwargs(self.cfg.architecture, spatial_dims=self.pre.spatial_dims,
                                                      patch_size=self.pre.patch_size, overrides=self.cfg.arch_kwargs),
                           spatial_dims=self.pre.spatial_dims, preprocessing=self.pre.to_dict(),
-                          held_out=[case.case_id for case in self.val_cases])
+                          held_out=self.val_cases)
         self.init_kind = done.kind
         self.emit({"kind": "initialised", "source": source, "from": done.kind, "taken": done.taken,
                    "total": done.total, "fresh": done.fresh})

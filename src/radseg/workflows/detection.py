@@ -65,7 +65,7 @@ def evaluate_detection(predictor, prepared: str | Path, *, split: str = "val", b
         _refuse_trained_on(predictor, chosen, split, prepared)
     copies: list[tuple[str, str]] = []
     if without_copies:
-        chosen, copies = set_copies_aside(predictor, dataset, chosen)
+        chosen, copies, copies_note = set_copies_aside(predictor, dataset, chosen)
     options = {"threshold": threshold, "min_pixels": min_pixels, "window": window, "instance_score": instance_score}
     scored, failed = [], []
     for case in chosen:
@@ -84,6 +84,7 @@ def evaluate_detection(predictor, prepared: str | Path, *, split: str = "val", b
     result = summarise(scored, by=by, resamples=resamples, seed=seed, failed=failed, settings=settings)
     if without_copies:
         result.summary["copies_set_aside"] = [list(pair) for pair in copies]
+        result.summary["copies_compared"] = copies_note
     mismatch = model_point and operating_point_mismatch(model_point, window=window, tta=tta)
     if mismatch:
         result.summary["operating_point_note"] = f"{mismatch}: not applied"
@@ -95,8 +96,9 @@ def evaluate_detection(predictor, prepared: str | Path, *, split: str = "val", b
     return result
 
 
-def set_copies_aside(predictor, dataset: PreparedDataset, chosen: list[Case]) -> tuple[list[Case], list[tuple[str, str]]]:
-    """``(kept, set aside)``: a scored image with the pixels of one the model trained on or held out (its
+def set_copies_aside(predictor, dataset: PreparedDataset, chosen: list[Case]
+                     ) -> tuple[list[Case], list[tuple[str, str]], str]:
+    """``(kept, set aside, what was compared)``: a scored image with the pixels of one the model trained on or held out (its
     manifest's cases, read from ``dataset``), or of an earlier image of ``chosen``, is set aside with why.
     Public datasets hold such copies under other ids (FracAtlas: :mod:`radseg.datasets.duplicates`)."""
     from radseg.datasets.duplicates import pixel_digest
@@ -105,14 +107,24 @@ def set_copies_aside(predictor, dataset: PreparedDataset, chosen: list[Case]) ->
     roles = {**{c: "held out" for c in data.get("val_cases") or []}, **{c: "trained on" for c in data.get("train_cases") or []}}
     scored_ids = {case.case_id for case in chosen}
     seen: dict[str, str] = {}
+    found = 0
     for case in dataset.cases:
         if case.case_id in roles and case.case_id not in scored_ids:
             try:
                 seen.setdefault(pixel_digest(case.image.array), f"{case.case_id}, which the model {roles[case.case_id]}")
+                found += 1
             except (ReadError, ValueError, OSError):
                 pass  # an unreadable training image cannot be matched; the dataset reports it
             finally:
                 case.unload()
+    wanted = len(set(roles) - scored_ids)
+    if not wanted:
+        aside_note = "the model's manifest names no training cases: only repeats within the split were looked for"
+    elif found < wanted:  # said, not hidden: only repeats within the split (and the found ones) can be set aside
+        aside_note = (f"the model's manifest names {wanted} training or held-out cases; {found} of them were read "
+                      f"from this dataset and compared")
+    else:
+        aside_note = f"compared with the {found} images the model trained on or held out"
     kept, aside = [], []
     for case in chosen:
         try:
@@ -120,12 +132,14 @@ def set_copies_aside(predictor, dataset: PreparedDataset, chosen: list[Case]) ->
         except (ReadError, ValueError, OSError):
             kept.append(case)  # scoring reports it as failed
             continue
+        finally:
+            case.unload()  # read again when scored: the split is not held whole
         if digest in seen:
             aside.append((case.case_id, f"the same pixels as {seen[digest]}"))
         else:
             seen[digest] = f"{case.case_id}, earlier in this split"
             kept.append(case)
-    return kept, aside
+    return kept, aside, aside_note
 
 
 def _refuse_trained_on(predictor, chosen: list[Case], split: str, prepared) -> None:
@@ -225,7 +239,9 @@ def save_operating_point(model_path: str | Path, result: DetectionResult, *, dat
     bundle = load_bundle(model_path, weights=False)  # the weights' bytes are kept as they are
     bundle.manifest = {**(bundle.manifest or {}), "operating_point": {
         **point, "chosen_on": f"{split} split of {Path(data).name} ({point['images_with_finding']} images with the "
-                              f"finding, {point['images_without']} without)",
+                              f"finding, {point['images_without']} without"
+                              + (f"; {len(result.summary.get('copies_set_aside') or [])} copies set aside"
+                                 if result.settings.get("without_copies") else "") + ")",
         "score": "image score: the highest window-averaged foreground probability",
         "window": int(result.settings.get("window", IMAGE_SCORE_WINDOW)), "tta": bool(result.settings.get("tta", False)),
         # how detections were ranked on the holdout: evaluate-detection ranks them so by default
