@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 torch = pytest.importorskip("torch")
 pytest.importorskip("monai")
 
-import radseg.io as rio  # noqa: E402
 from radseg.commands import train as train_commands  # noqa: E402
 from radseg.errors import ReadError  # noqa: E402
 from radseg.infer.predictor import Predictor  # noqa: E402
