@@ -32,14 +32,14 @@ TILED = Preprocessing(spatial_dims=2, mode="fit", size=(64, 64), patch_size=(32,
 
 
 def member(seed: int, *, head: str = "multiclass", holdout=("a", "b"), flip_lr: bool = True, names=("fracture",),
-           pre: Preprocessing = PRE) -> ModelBundle:
+           pre: Preprocessing = PRE, kwargs=KWARGS) -> ModelBundle:
     torch.manual_seed(seed)
     out = len(names) + (1 if head == "multiclass" else 0)
-    net = build("unet", spatial_dims=2, in_channels=1, out_channels=out, overrides=KWARGS)
+    net = build("unet", spatial_dims=2, in_channels=1, out_channels=out, overrides=kwargs)
     for p in net.parameters():  # larger weights than the init: members that disagree clearly
         p.data.mul_(3.0)
     config = {"holdout": 0.15 if holdout else None, "flip_lr": flip_lr, "lr": 0.001 * (seed + 1), "preset": "x"}
-    return ModelBundle(architecture="unet", spatial_dims=2, in_channels=1, arch_kwargs=KWARGS, head=head,
+    return ModelBundle(architecture="unet", spatial_dims=2, in_channels=1, arch_kwargs=kwargs, head=head,
                        class_values=list(range(1, len(names) + 1)), class_names=list(names), preprocessing=pre,
                        manifest={"config": config, "data": {"val_cases": list(holdout or [])}, "summary": f"run {seed}"},
                        state_dict=net.state_dict())
@@ -97,6 +97,29 @@ def test_ensemble_is_the_mean_of_its_members_whole_or_tiled_with_tta(tmp_path, n
     # a single network is still written as format 1, which older radseg reads
     single = members[0].save(tmp_path / "single")
     assert json.loads((single / "model.json").read_text())["format_version"] == 1
+
+
+def test_members_of_other_widths_keep_their_own_options_through_saving_and_nesting(tmp_path):
+    wide = {**KWARGS, "channels": [8, 16, 32]}
+    a, b, c = member(0), member(1, kwargs=wide), member(2)
+    x = torch.randn(1, 1, 32, 32)
+    mixed = combine_bundles([a, b])
+    assert mixed.member_kwargs == [KWARGS, wide]
+    by_hand = torch.stack([_probabilities(m, x) for m in (a, b)]).mean(0)
+    torch.testing.assert_close(_probabilities(mixed, x), by_hand, rtol=0, atol=1e-6)
+    path = mixed.save(tmp_path / "mixed.zip")
+    stored = json.loads(zipfile.ZipFile(path).read("model.json"))
+    assert stored["format_version"] == 3 and stored["architecture"]["member_kwargs"] == [KWARGS, wide]
+    loaded = load_bundle(path)
+    assert loaded.member_kwargs == [KWARGS, wide]
+    torch.testing.assert_close(_probabilities(loaded, x), by_hand, rtol=0, atol=1e-6)
+    nested = combine_bundles([loaded, c])  # an ensemble inside another keeps each member's width
+    assert nested.member_kwargs == [KWARGS, wide, KWARGS]
+    torch.testing.assert_close(_probabilities(nested, x),
+                               torch.stack([_probabilities(m, x) for m in (a, b, c)]).mean(0), rtol=0, atol=1e-6)
+    same = combine_bundles([a, c])  # one width: written as before (format 2), which older radseg reads
+    assert same.member_kwargs is None
+    assert json.loads((same.save(tmp_path / "same") / "model.json").read_text())["format_version"] == 2
 
 
 def test_nested_ensemble_weights_every_network_equally():

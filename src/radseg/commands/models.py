@@ -62,8 +62,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Average several trained models' class probabilities as one model (nnU-Net's fold ensemble).
 
-        The members must be the same network for the same labels and preprocessing (runs of one recipe:
-        other seeds, folds, continued runs). Held-out cases are kept only when every member held out the
+        The members must be the same architecture for the same labels and preprocessing (runs of one recipe:
+        other seeds, folds, continued runs; their widths may differ). Held-out cases are kept only when every member held out the
         same ones; operating points are not carried over (choose one with evaluate-detection --split holdout).
         """
         from radseg.commands.common import fail

@@ -41,8 +41,9 @@ from radseg.models.preprocess import Preprocessing
 __all__ = ["ModelBundle", "load_bundle", "model_path", "shipped_models", "FORMAT_VERSION", "HEADS"]
 
 FORMAT = "radseg-model"
-FORMAT_VERSION = 2  # the newest format this radseg reads
+FORMAT_VERSION = 3  # the newest format this radseg reads
 ENSEMBLE_FORMAT = 2  # what an ensemble is written as; a single network is still written as format 1
+MIXED_FORMAT = 3  # an ensemble of one architecture with other options per member (older radseg refuses it)
 HEADS = ("multiclass", "multilabel")
 _CONFIG = "model.json"
 _WEIGHTS = "weights.pt"
@@ -79,6 +80,9 @@ class ModelBundle:
     digest: str | None = None  # SHA-256 of the weights: identifies the model
     #: networks whose class probabilities are averaged (1: a plain network; see radseg.models.ensemble)
     members: int = 1
+    #: an ensemble whose members are the same architecture with other options (widths): each member's;
+    #: None when every member has ``arch_kwargs``
+    member_kwargs: list[dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         self._weights_of = self.state_dict if self.weights_bytes is not None else None
@@ -88,6 +92,8 @@ class ModelBundle:
             raise ValueError("class_values and class_names differ in length")
         if int(self.members) < 1:
             raise ValueError(f"members must be 1 or more, got {self.members}")
+        if self.member_kwargs is not None and len(self.member_kwargs) != int(self.members):
+            raise ValueError(f"{len(self.member_kwargs)} members' network options for {self.members} members")
 
     @property
     def out_channels(self) -> int:
@@ -107,17 +113,17 @@ class ModelBundle:
         channel axis, :mod:`radseg.models.ensemble_network`; :func:`radseg.models.grid.activate` averages them)."""
         from radseg.models.registry import build
 
-        def one():
+        def one(kwargs):
             return build(self.architecture, spatial_dims=self.spatial_dims, in_channels=self.in_channels,
                          out_channels=self.out_channels, patch_size=self.preprocessing.patch_size,
-                         overrides=self.arch_kwargs)
+                         overrides=kwargs)
 
         if self.members > 1:
             from radseg.models.ensemble_network import EnsembleNetwork
 
-            net = EnsembleNetwork([one() for _ in range(self.members)])
+            net = EnsembleNetwork([one(kwargs) for kwargs in self.member_kwargs or [self.arch_kwargs] * self.members])
         else:
-            net = one()
+            net = one(self.arch_kwargs)
         if load_weights:
             if self.load_weights() is None:
                 raise ValueError("this bundle holds no weights")
@@ -128,11 +134,13 @@ class ModelBundle:
         from radseg import __version__
 
         return {
-            "format": FORMAT, "format_version": ENSEMBLE_FORMAT if self.members > 1 else 1,
+            "format": FORMAT,
+            "format_version": MIXED_FORMAT if self.member_kwargs else ENSEMBLE_FORMAT if self.members > 1 else 1,
             "radseg_version": __version__,
             "architecture": {"name": self.architecture, "spatial_dims": self.spatial_dims,
                              "in_channels": self.in_channels, "out_channels": self.out_channels,
-                             "kwargs": self.arch_kwargs, **({"members": self.members} if self.members > 1 else {})},
+                             "kwargs": self.arch_kwargs, **({"members": self.members} if self.members > 1 else {}),
+                             **({"member_kwargs": self.member_kwargs} if self.member_kwargs else {})},
             "head": self.head,
             "labels": [{"value": int(v), "name": n} for v, n in zip(self.class_values, self.class_names)],
             "preprocessing": self.preprocessing.to_dict(),
@@ -297,6 +305,7 @@ def load_bundle(path: str | Path, *, weights: bool = True) -> ModelBundle:
             manifest=manifest if isinstance(manifest, dict) else {},
             state_dict=state, onnx_bytes=members.get(_ONNX), weights_bytes=members[_WEIGHTS], path=path,
             digest=files[_WEIGHTS], members=int(arch.get("members", 1)),
+            member_kwargs=[dict(k) for k in arch["member_kwargs"]] if arch.get("member_kwargs") else None,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ReadError(path, f"{_CONFIG} is incomplete or invalid ({exc})") from None

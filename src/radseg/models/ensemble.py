@@ -3,7 +3,8 @@
 nnU-Net ships the five networks of its cross-validation as one model and averages their
 softmax; averaging the probabilities (not the weights) is what makes an ensemble more than
 its best member. Here the members are networks of the same architecture, labels and
-preprocessing (runs of one recipe: other seeds, folds, continued or hard-negative runs).
+preprocessing (runs of one recipe: other seeds, folds, continued or hard-negative runs), each with
+its own options (a wider and a narrower U-Net may be members: the bundle then keeps each member's).
 
 :class:`~radseg.models.ensemble_network.EnsembleNetwork` returns the members' logits side by
 side; the predictor blends sliding windows channel by channel and then averages the members'
@@ -25,7 +26,7 @@ from radseg.models.hardware import trained_on
 __all__ = ["EnsembleNetwork", "combine_bundles", "member_prefix"]
 
 
-_MUST_MATCH = ("architecture", "spatial_dims", "in_channels", "arch_kwargs", "head", "class_names", "class_values",
+_MUST_MATCH = ("architecture", "spatial_dims", "in_channels", "head", "class_names", "class_values",
                "mirror_pairs", "postprocessing")
 
 
@@ -38,18 +39,19 @@ def _describe(bundle) -> str:
     return str(bundle.path or "a member")
 
 
-def _networks(bundle) -> list[tuple[dict, dict]]:
-    """``[(state_dict, provenance record)]``: one per network (an ensemble gives each of its members)."""
+def _networks(bundle) -> list[tuple[dict, dict, dict]]:
+    """``[(state_dict, provenance record, network options)]``: one per network (an ensemble gives each of its members)."""
     weights = bundle.load_weights()
     if weights is None:
         raise RadsegError(f"{_describe(bundle)}: holds no weights")
     if bundle.members == 1:
-        return [(weights, _member_record(bundle))]
+        return [(weights, _member_record(bundle), dict(bundle.arch_kwargs))]
     inner = list(((bundle.manifest or {}).get("ensemble") or {}).get("members") or [])
     if len(inner) != bundle.members:
         inner = [_member_record(bundle)] * bundle.members
-    return [({k[len(member_prefix(i)):]: v for k, v in weights.items() if k.startswith(member_prefix(i))}, inner[i])
-            for i in range(bundle.members)]
+    options = bundle.member_kwargs or [dict(bundle.arch_kwargs)] * bundle.members
+    return [({k[len(member_prefix(i)):]: v for k, v in weights.items() if k.startswith(member_prefix(i))}, inner[i],
+             dict(options[i])) for i in range(bundle.members)]
 
 
 def _fingerprint(state: dict) -> str:
@@ -65,7 +67,7 @@ def _fingerprint(state: dict) -> str:
 def combine_bundles(bundles: Sequence[Any], *, summary: str | None = None):
     """One :class:`~radseg.models.bundle.ModelBundle` averaging the probabilities of ``bundles``.
 
-    Members must agree on everything but their weights: architecture and its options, head,
+    Members must agree on everything but their weights and network options: architecture, head,
     labels, left/right pairs, post-processing, preprocessing (the grid and intensity scaling),
     and the manifest fields in :data:`_CARRIED` (where given: a member without one takes the
     others'). A member that is an ensemble already contributes its networks; the same network
@@ -85,7 +87,7 @@ def combine_bundles(bundles: Sequence[Any], *, summary: str | None = None):
             if getattr(other, name) != getattr(first, name):
                 raise RadsegError(f"{_describe(other)}: {name.replace('_', ' ')} {getattr(other, name)!r}, but "
                                   f"{_describe(first)}: {getattr(first, name)!r}; members of an ensemble must be the "
-                                  "same network for the same labels")
+                                  "same architecture for the same labels")
         differ = other.preprocessing.differences(first.preprocessing)
         if differ:
             raise RadsegError(f"{_describe(other)}: its preprocessing differs from {_describe(first)}'s ("
@@ -101,9 +103,9 @@ def combine_bundles(bundles: Sequence[Any], *, summary: str | None = None):
         if given:
             carried[key] = given[0][1]
     state: dict[str, Any] = {}
-    records, seen = [], {}
+    records, seen, options = [], {}, []
     for bundle in bundles:
-        for network, record in _networks(bundle):
+        for network, record, kwargs in _networks(bundle):
             fingerprint = _fingerprint(network)
             if fingerprint in seen:
                 raise RadsegError(f"{_describe(bundle)}: holds a network that {seen[fingerprint]} holds too; the same "
@@ -112,6 +114,9 @@ def combine_bundles(bundles: Sequence[Any], *, summary: str | None = None):
             prefix = member_prefix(len(records))
             state.update({prefix + k: v for k, v in network.items()})
             records.append(record)
+            options.append(kwargs)
+    # members of one architecture with other options (widths) keep their own; the same everywhere: one set
+    mixed = any(kwargs != options[0] for kwargs in options)
     data = _shared_data(bundles)
     manifest = {**carried, "summary": summary or f"ensemble of {len(records)} networks (mean class probability)",
                 "ensemble": {"members": records, "combine": "mean of the members' class probabilities"},
@@ -120,7 +125,8 @@ def combine_bundles(bundles: Sequence[Any], *, summary: str | None = None):
                        arch_kwargs=dict(first.arch_kwargs), head=first.head, class_values=list(first.class_values),
                        class_names=list(first.class_names), preprocessing=first.preprocessing,
                        postprocessing=dict(first.postprocessing), mirror_pairs=list(first.mirror_pairs),
-                       manifest=manifest, state_dict=state, members=len(records))
+                       manifest=manifest, state_dict=state, members=len(records),
+                       member_kwargs=options if mixed else None)
 
 
 def _member_record(bundle) -> dict[str, Any]:
