@@ -57,13 +57,7 @@ def train(config: TrainConfig, cases: TrainData | Iterable | None = None, *, dat
         raise ValueError("give the training data: cases=... or data=FOLDER")
     check_nproc(config.nproc)  # before reading the data
     dataset = load_prepared(data) if data is not None else (cases if isinstance(cases, TrainData) else from_pairs(cases))
-    run = Path(config.output)
-    last = run / "checkpoints" / "last.pt"
-    if config.resume:
-        if not last.exists():
-            raise RadsegError(f"{run}: nothing to resume (no checkpoints/last.pt)")
-    elif last.exists():
-        raise RadsegError(f"{run}: already holds a training run; resume it (--resume) or choose another folder")
+    check_run_folder(config, "training")
     resolved = resolve_config(config, dataset, given)
     _check_mining(resolved)  # the resolved recipe: a resumed run keeps its stored mining settings
     if resolved.nproc > 1:
@@ -73,6 +67,16 @@ def train(config: TrainConfig, cases: TrainData | Iterable | None = None, *, dat
         return launch(resolved, payload, on_event=on_event or (lambda event: None), clock_start=clock_start)
     session = Session(resolved, dataset, on_event=on_event or (lambda event: None), clock_start=clock_start)
     return session.run()
+
+
+def check_run_folder(config: TrainConfig, what: str) -> None:
+    """``--resume`` needs the folder's last checkpoint; a new run refuses a folder that holds one."""
+    run = Path(config.output)
+    last = run / "checkpoints" / "last.pt"
+    if config.resume and not last.exists():
+        raise RadsegError(f"{run}: nothing to resume (no checkpoints/last.pt)")
+    if not config.resume and last.exists():
+        raise RadsegError(f"{run}: already holds a {what} run; resume it (--resume) or choose another folder")
 
 
 def _check_mining(config: TrainConfig) -> None:

@@ -62,19 +62,14 @@ def pretrain(config: TrainConfig, data: "str | Path | TrainData | None" = None, 
     """Pretrain ``config``'s network on the training images of ``data`` (a prepared dataset folder or a
     :class:`~radseg.train.data.TrainData`), on every readable image under ``images``
     (:mod:`radseg.train.unlabelled`), or on both; ``given`` as in :func:`radseg.train.loop.train`."""
-    from radseg.train.loop import resolve_config
+    from radseg.train.loop import check_run_folder, resolve_config
     from radseg.train.unlabelled import cases_to_keep_unseen, unlabelled_cases
 
     if data is None and images is None:
         raise ValueError("give the images to pretrain on: data=FOLDER (a prepared dataset), images=FOLDER, or both")
     clock = time.perf_counter()
     dataset = None if data is None else data if isinstance(data, TrainData) else load_prepared(data)
-    run = Path(config.output)
-    last = run / "checkpoints" / "last.pt"
-    if config.resume and not last.exists():
-        raise RadsegError(f"{run}: nothing to resume (no checkpoints/last.pt)")
-    if not config.resume and last.exists():
-        raise RadsegError(f"{run}: already holds a pretraining run; resume it (--resume) or choose another folder")
+    check_run_folder(config, "pretraining")
     labelled: list = []
     if dataset is not None:
         cfg = resolve_config(config, dataset, given)
