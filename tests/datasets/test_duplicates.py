@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import radseg.io as rio
 from radseg.case import Case
-from radseg.datasets.duplicates import duplicate_groups, pixel_digest
+from radseg.datasets.duplicates import duplicate_groups, pixel_digest, place_copies
 from radseg.image import Image
 
 
@@ -62,6 +62,96 @@ def test_a_case_without_a_split_counts_as_training_data():
     assert not groups[0].across_splits
     groups, _ = duplicate_groups([_case("x", a, None), _case("y", a.copy(), "test")])
     assert groups[0].across_splits
+
+
+def _folder(root, pictures, rows, *, suffix=".png"):
+    """A folder dataset: ``pictures`` case -> array; ``rows`` the metadata CSV lines after the header."""
+    for case, array in pictures.items():
+        image = Image(array, spacing=(1.0,) * array.ndim) if suffix == ".nii.gz" else Image(array)
+        rio.write(image, root / "images" / f"{case}{suffix}")
+        rio.write(Image((array > 100).astype(np.uint8)), root / "masks" / f"{case}.png" if array.ndim == 2
+                  else root / "masks" / f"{case}.nii.gz", kind=None if array.ndim == 2 else "nifti")
+    (root / "metadata.csv").write_text(rows[0] + "\n" + "\n".join(rows[1:]) + "\n")
+    return root
+
+
+def _pictures(n, seed=0, shape=(12, 12)):
+    rng = np.random.default_rng(seed)
+    return {f"c{i:02d}": rng.integers(0, 255, shape).astype(np.uint8) for i in range(n)}
+
+
+def test_place_copies_moves_whole_groups_to_the_given_split_and_leaves_the_datasets_own_leakage():
+    from radseg.datasets.base import CaseRecord
+
+    def record(case, patient, split):
+        return CaseRecord(case_id=case, patient=patient, load=lambda: None, split=split)
+
+    # a and b are one patient (generated splits); b's picture is also c, whose split the dataset gave (val):
+    # a and b go to val. d/e: generated copies in two splits: both join d's split. f/g: the dataset's own
+    # copies in train and test: left, reported. h/i: one picture twice in one split. j: nothing to do.
+    records = [record("a", "P", "train"), record("b", "P", "train"), record("c", "Q", "val"),
+               record("d", "D", "test"), record("e", "E", "train"), record("f", "F", "train"),
+               record("g", "G", "test"), record("h", "H", "val"), record("i", "I", "val"), record("j", "J", "train")]
+    digests = {"a": "1", "b": "2", "c": "2", "d": "3", "e": "3", "f": "4", "g": "4", "h": "5", "i": "5", "j": "6"}
+    moved, conflicts, repeats = place_copies(records, digests, given={"c", "f", "g"})
+    assert {r.case_id: r.split for r in records} == {"a": "val", "b": "val", "c": "val", "d": "test", "e": "test",
+                                                      "f": "train", "g": "test", "h": "val", "i": "val", "j": "train"}
+    assert [m.split(":")[0] for m in moved] == ["a", "b", "e"]
+    assert conflicts == ["one picture in 2 splits (identical pixels): f (train), g (test)"]
+    assert repeats == ["one picture under 2 ids in val (identical pixels): b (val), c (val)",
+                       "one picture under 2 ids in test (identical pixels): d (test), e (test)",
+                       "one picture under 2 ids in val (identical pixels): h (val), i (val)"]
+
+
+def test_prepare_keeps_copies_in_one_generated_split_and_moves_nothing_else(tmp_path):
+    from radseg.datasets.preparation import prepare
+
+    pictures = _pictures(20)
+    rows = ["case"] + sorted(pictures)
+    clean = prepare("folder", _folder(tmp_path / "clean", pictures, rows), tmp_path / "p-clean", seed=3)
+    splits = json.loads((tmp_path / "p-clean" / "dataset.json").read_text())["splits"]
+    where = {case: split for split, cases in splits.items() for case in cases}
+    # copy a picture over one of another split: the copy joins the first-listed case's split
+    first, second = next((a, b) for a in sorted(where) for b in sorted(where) if a < b and where[a] != where[b])
+    copied = dict(pictures, **{second: pictures[first].copy()})
+    report = prepare("folder", _folder(tmp_path / "copied", copied, rows), tmp_path / "p-copied", seed=3)
+    after = json.loads((tmp_path / "p-copied" / "dataset.json").read_text())["splits"]
+    moved = {case: split for split, cases in after.items() for case in cases}
+    assert moved == {**where, second: where[first]}  # only the copy moved
+    assert any(w.startswith(f"kept with a copy: {second}: {where[second]} -> {where[first]}") for w in report.warnings)
+    assert clean.warnings == []
+    result = CliRunner().invoke(_app(), ["datasets", "duplicates", str(tmp_path / "p-copied"), "-q"])
+    assert result.exit_code == 0 and "1 picture(s) under more than one id, 0 of them in more than one split" in result.output
+
+
+def _app():
+    from radseg.cli import app
+
+    return app
+
+
+@pytest.mark.parametrize("suffix", [".png", ".nii.gz"])
+def test_prepare_refuses_the_datasets_own_copies_across_splits_and_a_rerun_finds_them_from_the_files(tmp_path, suffix):
+    """Written images (NIfTI) and copied ones (PNG): the resumed run digests the prepared files and must
+    find what the first run found in memory."""
+    from radseg.datasets.base import LeakageError
+    from radseg.datasets.preparation import prepare
+
+    shape = (12, 12) if suffix == ".png" else (4, 10, 12)
+    pictures = _pictures(4, shape=shape)
+    pictures["c03"] = pictures["c00"].copy()
+    root = _folder(tmp_path / "src", pictures, ["case,split", "c00,train", "c01,train", "c02,val", "c03,val"],
+                   suffix=suffix)
+    with pytest.raises(LeakageError, match=r"in 2 splits \(identical pixels\): c00 \(train\), c03 \(val\)"):
+        prepare("folder", root, tmp_path / "out")
+    report = prepare("folder", root, tmp_path / "out", allow_leakage=True)
+    assert report.kept == 4 and report.written == 0  # resumed: every digest came from the prepared files
+    assert ("leakage kept on request (--allow-leakage): one picture in 2 splits (identical pixels): "
+            "c00 (train), c03 (val)") in report.warnings
+    assert json.loads((tmp_path / "out" / "dataset.json").read_text())["splits"]["val"] == ["c02", "c03"]
+    refused = CliRunner().invoke(_app(), ["datasets", "prepare", "folder", "--root", str(root), "-o",
+                                          str(tmp_path / "again"), "-q"])
+    assert refused.exit_code == 1 and "leakage: one picture in 2 splits" in refused.output
 
 
 @pytest.mark.realdata

@@ -35,6 +35,7 @@ def folder3d(tmp_path):
     for k in range(3):
         volume = np.full((5, 12, 14), -500, np.int16)
         volume[1:4, 3:9, 2:7] = 300
+        volume[0, 0, 0] += k  # three pictures, not one under three ids (prepare refuses that across splits)
         labels = np.zeros((5, 12, 14), np.uint8)
         labels[1:3, 3:6, 2:5] = 2
         labels[2:4, 7:10, 9:12] = 5

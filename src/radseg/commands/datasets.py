@@ -87,8 +87,8 @@ def register(app: typer.Typer) -> None:
             except LeakageError as exc:
                 for problem in exc.problems:
                     typer.secho(f"leakage: {problem}", fg=typer.colors.RED, err=True)
-                fail(f"{len(exc.problems)} leakage problem(s): use --split generate for a patient-level split, "
-                     "or --allow-leakage to keep the given one")
+                fail(f"{len(exc.problems)} leakage problem(s): use --split generate for a patient-level split (with "
+                     "--overwrite over an earlier preparation), or --allow-leakage to keep the given one")
             except (RadsegError, ValueError) as exc:
                 fail(str(exc))
         typer.echo(report.format_text())

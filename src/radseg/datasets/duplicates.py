@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
 from radseg.case import Case
+from radseg.datasets.base import CaseRecord
 from radseg.errors import ReadError
 
-__all__ = ["pixel_digest", "DuplicateGroup", "duplicate_groups"]
+__all__ = ["pixel_digest", "DuplicateGroup", "duplicate_groups", "place_copies"]
 
 
 def pixel_digest(array: np.ndarray) -> str:
@@ -62,3 +63,58 @@ def duplicate_groups(cases: Iterable[Case], *, on_case: Callable[[], None] | Non
                 on_case()
     groups = [DuplicateGroup(digest, members) for digest, members in seen.items() if len(members) > 1]
     return groups, problems
+
+
+def place_copies(records: Sequence[CaseRecord], digests: dict[str, str], given: set[str]
+                 ) -> tuple[list[str], list[str], list[str]]:
+    """Keep identical pictures in one split while preparing; ``(moved, conflicts, repeats)`` as sentences.
+
+    ``digests`` maps case id -> :func:`pixel_digest`; ``given`` holds the ids whose split the dataset
+    gave. Cases joined by a patient or by a picture form a group; a group holding a copy goes whole to
+    its one given split, or, when the dataset gave none, to the split of its first case (so generated
+    splits never separate copies). Copies the dataset itself put in two splits are ``conflicts`` (left
+    where they are: leakage the caller refuses or reports); copies inside one split are ``repeats``.
+    """
+    parent = {r.case_id: r.case_id for r in records if r.case_id in digests}
+
+    def root(case_id: str) -> str:
+        while parent[case_id] != case_id:
+            parent[case_id] = parent[parent[case_id]]
+            case_id = parent[case_id]
+        return case_id
+
+    first_of: dict[str, str] = {}
+    for record in records:
+        if record.case_id not in parent:
+            continue
+        for key in (f"patient:{record.patient}", f"pixels:{digests[record.case_id]}"):
+            other = first_of.setdefault(key, record.case_id)
+            parent[root(record.case_id)] = root(other)
+    by_digest: dict[str, list[CaseRecord]] = {}
+    for record in records:
+        if record.case_id in parent:
+            by_digest.setdefault(digests[record.case_id], []).append(record)
+    copies = [members for members in by_digest.values() if len(members) > 1]
+    groups: dict[str, list[CaseRecord]] = {}
+    for record in records:
+        if record.case_id in parent:
+            groups.setdefault(root(record.case_id), []).append(record)
+    moved = []
+    for members in {root(copy[0].case_id): groups[root(copy[0].case_id)] for copy in copies}.values():
+        given_splits = {r.split for r in members if r.case_id in given}
+        if len(given_splits) > 1:
+            continue  # the dataset's own leakage: reported below, nothing moved
+        target = given_splits.pop() if given_splits else members[0].split
+        for record in members:
+            if record.split != target:
+                moved.append(f"{record.case_id}: {record.split} -> {target}, with its identical picture "
+                             f"or patient ({', '.join(r.case_id for r in members if r is not record)})")
+                record.split = target
+    conflicts, repeats = [], []
+    for members in copies:
+        listed = ", ".join(f"{r.case_id} ({r.split})" for r in members)
+        if len({r.split for r in members}) > 1:
+            conflicts.append(f"one picture in {len({r.split for r in members})} splits (identical pixels): {listed}")
+        else:
+            repeats.append(f"one picture under {len(members)} ids in {members[0].split} (identical pixels): {listed}")
+    return moved, conflicts, repeats

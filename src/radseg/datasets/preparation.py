@@ -4,6 +4,9 @@ Order of work: scan the layout; refuse missing files unless ``allow_missing``; a
 splits per patient and refuse leakage unless ``allow_leakage``; then write case by case
 (image, instances, label map last, each atomically). A case whose label file exists is
 complete, so a rerun resumes; a case that fails to load is reported and the rest go on.
+Last, identical pictures (same pixels as read, under other ids: FracAtlas has 15) are kept in
+one split: a generated split moves them together; copies the dataset's own split separates are
+leakage, refused unless ``allow_leakage`` (see :func:`radseg.datasets.duplicates.place_copies`).
 
 A case whose image has no physical pixel size (``metadata["spacing_known"]`` False: PNG/JPEG,
 a radiograph without spacing tags) is listed in ``dataset.json``'s ``no_pixel_size``: its
@@ -93,6 +96,7 @@ def write_prepared(
         report.warnings.append(f"{len(report.missing)} listed file(s) missing: prepared without them (--allow-missing)")
     if not scan.records:
         raise ReadError(report.root, f"no usable case found for dataset {scan.name!r}\n{report.format_text()}")
+    given = {r.case_id for r in scan.records if r.split} if split != "generate" else set()
     report.split_source = assign_splits(scan.records, mode=split, fractions=fractions, seed=seed)
     problems = check_leakage(scan.records)
     if problems and not allow_leakage:
@@ -107,6 +111,7 @@ def write_prepared(
     files: dict[str, dict[str, str]] = {}
     unknown = _earlier_unknown(out) if not overwrite else set()  # resumed cases keep their flag
     no_pixel_size: set[str] = set()
+    digests: dict[str, str] = {}  # case -> pixel digest, to keep identical pictures in one split
     if jobs_total:
         jobs_total(len(scan.records))
     for record in scan.records:
@@ -115,6 +120,7 @@ def write_prepared(
         done = None if overwrite else _finished(out, record.case_id)
         if done is not None:
             files[record.case_id] = done
+            digests[record.case_id] = _digest_of(out / done["image"])
             if record.case_id in unknown:
                 no_pixel_size.add(record.case_id)
             report.kept += 1
@@ -122,7 +128,7 @@ def write_prepared(
                 found_values |= _values_in(out / done["labels"])
             continue
         try:
-            files[record.case_id], values, known = _write_case(record, out, scan, label_names)
+            files[record.case_id], values, known, digests[record.case_id] = _write_case(record, out, scan, label_names)
             found_values |= values
             if not known:
                 no_pixel_size.add(record.case_id)
@@ -136,6 +142,7 @@ def write_prepared(
     ready = [r for r in scan.records if r.case_id in files]
     if not ready:
         raise ReadError(out, f"no case could be prepared\n{report.format_text()}")
+    _place_copies(ready, digests, given, report, allow_leakage=allow_leakage)
     splits = {s: sorted(r.case_id for r in ready if r.split == s) for s in SPLITS}
     report.splits = {s: len(v) for s, v in splits.items()}
     report.warnings.extend(f"removed {name}: not a case of this preparation" for name in _prune(out, files))
@@ -201,6 +208,26 @@ def _prune(out: Path, files: dict[str, dict[str, str]]) -> list[str]:
     return removed
 
 
+def _place_copies(ready: list[CaseRecord], digests: dict[str, str], given: set[str], report: DatasetReport,
+                  *, allow_leakage: bool) -> None:
+    """Move generated-split copies beside their picture; refuse (or report) the dataset's own."""
+    from radseg.datasets.duplicates import place_copies
+
+    moved, conflicts, repeats = place_copies(ready, digests, given)
+    if conflicts and not allow_leakage:
+        raise LeakageError([f"{c} (the cases are written: a rerun resumes)" for c in conflicts])
+    report.warnings.extend(f"kept with a copy: {m}" for m in moved)
+    report.warnings.extend(f"leakage kept on request (--allow-leakage): {c}" for c in conflicts)
+    report.warnings.extend(f"repeated within a split: {r}" for r in repeats)
+
+
+def _digest_of(path: Path) -> str:
+    from radseg.datasets.duplicates import pixel_digest
+    from radseg.io import read
+
+    return pixel_digest(read(path).array)
+
+
 def _values_in(path: Path) -> set[int]:
     from radseg.io import read_labels
 
@@ -208,8 +235,10 @@ def _values_in(path: Path) -> set[int]:
 
 
 def _write_case(record: CaseRecord, out: Path, scan: DatasetScan,
-                label_names: dict[int, str] | None) -> tuple[dict[str, str], set[int], bool]:
-    """Write one case; returns its files, its label values and whether its image has a pixel size."""
+                label_names: dict[int, str] | None) -> tuple[dict[str, str], set[int], bool, str]:
+    """Write one case; returns its files, its label values, whether its image has a pixel size and
+    its pixel digest."""
+    from radseg.datasets.duplicates import pixel_digest
     from radseg.io import write
     from radseg.labels import make_label_map
 
@@ -253,7 +282,7 @@ def _write_case(record: CaseRecord, out: Path, scan: DatasetScan,
     label_file = f"labels/{record.case_id}{'.npz' if scan.multilabel else '.nii.gz'}"
     write(labels, out / label_file, kind="npz" if scan.multilabel else "nifti")
     entry["labels"] = label_file
-    return entry, values, image.metadata.get("spacing_known", True) is not False
+    return entry, values, image.metadata.get("spacing_known", True) is not False, pixel_digest(image.array)
 
 
 def _multilabel_on_grid(labels, image, *, name: str):
