@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+from radseg.system import usable_cores  # the cores this process may use, not the host's
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -146,7 +147,7 @@ def main() -> None:
     niced = f"nice -n {os.nice(0)} " if os.nice(0) > 0 else ""  # the niceness it ran at
     lines = [
         "# Bone extraction speed: 512 x 512 x 300 CT", "",
-        f"## {datetime.now():%Y-%m-%d %H:%M} on {platform.node()} ({platform.machine()}, {os.cpu_count()} cores, "
+        f"## {datetime.now():%Y-%m-%d %H:%M} on {platform.node()} ({platform.machine()}, {usable_cores()} usable cores, "
         "shared with other jobs)", "",
         f"Command: `{niced}.venv/bin/python benchmarks/annotate_speed.py --repeat {args.repeat}`. "
         f"CT: hip-ct phantom (seed 7, pathology 1) made directly on a {SHAPE[2]} x {SHAPE[1]} x {SHAPE[0]} grid "

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from radseg.system import usable_cores  # the cores this process may use, not the host's
 
 ROOT = Path(__file__).resolve().parents[1]
 RADSEG = [sys.executable, "-m", "radseg"]
@@ -77,7 +78,7 @@ def main() -> None:
     compute = (runs["train_seconds"].sum() + (runs["inference_seconds_per_case"] * runs["n_test"]).sum()) / 60
     text = [f"# `radseg benchmark`: {args.task}", "",
             f"Made by `.venv/bin/python benchmarks/benchmark_models.py {args.task} --time-limit {args.time_limit:g}`"
-            f" on {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}): {compute:.0f} min of "
+            f" on {usable_cores()} usable CPU cores ({platform.processor() or platform.machine()}): {compute:.0f} min of "
             f"training and inference in all (this invocation: {minutes:.0f} min wall, load average "
             f"{load_before[0]:.1f} before, {load_after[0]:.1f} after; a rerun resumes and skips finished runs), "
             "which runs:", "",

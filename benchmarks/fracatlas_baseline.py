@@ -49,6 +49,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from radseg.system import usable_cores  # the cores this process may use, not the host's
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -337,7 +338,7 @@ def _write(args, holdout, valid, tta, window, ranking, commands, seconds, load_b
     manifest = load_bundle(model, weights=False).manifest or {}
     kit = ".gpukit" in str((manifest.get("data") or {}).get("source"))  # fracatlas_gpu_kit.py's copy
     lines = ["# FracAtlas fracture model: trained without pretrained weights, selected on training data, scored on the official valid split",
-             "", f"Scored {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} CPU cores; trained on: "
+             "", f"Scored {time.strftime('%Y-%m-%d %H:%M')} on {usable_cores()} usable CPU cores; trained on: "
              f"{', '.join(trained_on(manifest))}"
              + (" (on fracatlas_gpu_kit.py's copy of the data: images over 1024 px shrunk)" if kit else "") + ".", "",
              "Commands:", ""]

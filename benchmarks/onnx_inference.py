@@ -34,6 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _phantoms import phantoms  # noqa: E402
+from radseg.system import usable_cores  # the cores this process may use, not the host's
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -120,7 +121,7 @@ def main() -> None:
     record = {
         "command": " ".join([".venv/bin/python", "benchmarks/onnx_inference.py", *sys.argv[1:]]),
         "model": str(args.model), "architecture": bundle.architecture, "arch_kwargs": bundle.arch_kwargs,
-        "patch": shape, "batch": args.batch, "threads": args.threads, "cpu_count": os.cpu_count(),
+        "patch": shape, "batch": args.batch, "threads": args.threads, "cpu_count": os.cpu_count(), "usable_cores": usable_cores(),
         "load_avg_before": load_before, "load_avg_after": load_after,
         "network_images_per_s": {str(b): r for b, r in network.items()},
         "network_speedup_onnx_vs_monai": {str(b): r["onnxruntime"] / r["monai"] for b, r in network.items()},
@@ -140,7 +141,7 @@ def main() -> None:
     lines = [
         "# ONNX Runtime vs plain MONAI inference (CPU)", "", f"Command: `{record['command']}`", "",
         f"Network: {bundle.architecture} {bundle.arch_kwargs}, input {shape}, {args.threads} threads, "
-        f"median of {args.repeats} interleaved rounds; machine {os.cpu_count()} cores, 1-min load average "
+        f"median of {args.repeats} interleaved rounds; machine {usable_cores()} usable cores, 1-min load average "
         f"{load_before[0]:.2f} before, {load_after[0]:.2f} after (other jobs share the CPU).", "",
         "| path | images / s | ratio |", "| --- | --- | --- |", *rows,
         f"| end to end ({images[0].shape[0]}x{images[0].shape[1]} images): Predictor, torch | {len(images) / e2e_torch:.1f} | 1.00 |",

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from radseg.system import usable_cores  # the cores this process may use, not the host's
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
@@ -87,7 +88,7 @@ def main() -> None:
     record = {
         "command": " ".join([".venv/bin/python", "benchmarks/onnx_segment.py", *sys.argv[1:]]),
         "date": datetime.date.today().isoformat(), "images": len(chosen), "threads": args.threads,
-        "repeats": args.repeats, "cpu_count": os.cpu_count(), "load_avg_before": load_before,
+        "repeats": args.repeats, "cpu_count": os.cpu_count(), "usable_cores": usable_cores(), "load_avg_before": load_before,
         "load_avg_after": load_after, "seconds": times, "images_per_s": rates, "ratio": onnx_rate / monai_rate,
         "same_label_fraction": same / total, "pixels": total, "images_with_any_difference": images_differing,
         "timed_commands": {name: " ".join(c) for name, c in commands.items()},
@@ -101,7 +102,7 @@ def main() -> None:
         f"{len(chosen)} FracAtlas radiographs ({half} fractured, {len(chosen) - half} not; JPEGs up to 2304x2880), shipped "
         f"`fracatlas` model (512-px fit, 192-px Gaussian sliding window: 25 windows per image), {args.threads} threads "
         f"each, whole processes (imports and start-up included), median of {args.repeats} alternating runs; machine "
-        f"{os.cpu_count()} cores, 1-min load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
+        f"{usable_cores()} usable cores, 1-min load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
         "(other jobs share the CPU).", "",
         "| path | median s | images / s | ratio |", "| --- | --- | --- | --- |",
         f"| plain MONAI/torch script (`benchmarks/_monai_segment.py`) | {statistics.median(times['plain MONAI/torch script']):.1f} "

@@ -24,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _phantoms import phantoms  # noqa: E402
+from radseg.system import usable_cores  # the cores this process may use, not the host's
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -93,7 +94,7 @@ def main() -> None:
     record = {
         "command": " ".join([".venv/bin/python", "benchmarks/train_hip_xray.py", *sys.argv[1:]]),
         "budget_s": args.budget, "train_call_s": round(train_seconds, 1), "threads": args.threads,
-        "cpu_count": os.cpu_count(), "load_avg_before": load_before, "load_avg_after_training": load_during,
+        "cpu_count": os.cpu_count(), "usable_cores": usable_cores(), "load_avg_before": load_before, "load_avg_after_training": load_during,
         "epochs": result.epochs_done, "iterations": result.history[-1]["iteration"] if result.history else 0,
         "stopped": result.stopped, "best_val_dice": result.best_dice,
         "test_mean_dice": mean, "test_min_case_dice": float(case_means.min()),
@@ -110,7 +111,7 @@ def main() -> None:
         f"- training: 60 phantoms (cases 0-59, seed 0; 54 train / 6 validation), whole `train()` call "
         f"{train_seconds:.0f} s for a budget of {args.budget:.0f} s on {args.threads} threads "
         f"({result.epochs_done} epochs, {record['iterations']} iterations of batch {record['config']['batch_size']}, stopped: {result.stopped})",
-        f"- machine: {os.cpu_count()} cores, load average before {load_before[0]:.2f}, after training "
+        f"- machine: {usable_cores()} usable cores, load average before {load_before[0]:.2f}, after training "
         f"{load_during[0]:.2f} (1-min); other jobs share this CPU, so a loaded machine trains fewer iterations",
         f"- model: {record['config']['architecture']} {record['config']['arch_kwargs']}, input "
         f"{'x'.join(map(str, record['config']['preprocessing']['size']))} (aspect kept, padded), percentile normalisation, Dice+CE, AdamW, flips with L/R label swap",

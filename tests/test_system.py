@@ -31,14 +31,35 @@ def test_cgroup_quota_read_from_v2_and_v1_files(tmp_path, files, quota):
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    assert cgroup_cpu_quota(tmp_path) == quota
+    assert cgroup_cpu_quota(tmp_path, membership=tmp_path / "no-membership") == quota
+
+
+@pytest.mark.parametrize("membership, files, quota", [
+    # cgroups v2, the process in a nested group: its own limit, and a parent's tighter one binding it
+    ("0::/user.slice/job\n", {"user.slice/job/cpu.max": "300000 100000", "user.slice/cpu.max": "max 100000"}, 3.0),
+    ("0::/user.slice/job\n", {"user.slice/job/cpu.max": "300000 100000", "user.slice/cpu.max": "100000 100000"}, 1.0),
+    ("0::/user.slice/job\n", {"cpu.max": "garbled", "user.slice/cpu.max": "250000 100000"}, 2.5),
+    # cgroups v1 with cpu and cpuacct mounted together; other hierarchies' lines are not CPU limits
+    ("4:memory:/slurm/job\n3:cpu,cpuacct:/slurm/job\n",
+     {"cpu,cpuacct/slurm/job/cpu.cfs_quota_us": "400000", "cpu,cpuacct/slurm/job/cpu.cfs_period_us": "100000",
+      "memory/slurm/job/cpu.cfs_quota_us": "100000", "memory/slurm/job/cpu.cfs_period_us": "100000"}, 4.0),
+    # a container with its own cgroup mounted at the root, though /proc/self/cgroup names the host's path
+    ("1:cpu:/docker/abc\n", {"cpu/cpu.cfs_quota_us": "150000", "cpu/cpu.cfs_period_us": "100000"}, 1.5),
+    ("0::/a/b\n", {}, None),
+])
+def test_cgroup_quota_of_the_process_own_group_and_its_parents(tmp_path, membership, files, quota):
+    (tmp_path / "proc-self-cgroup").write_text(membership)
+    for name, text in files.items():
+        (tmp_path / "fs" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "fs" / name).write_text(text)
+    assert cgroup_cpu_quota(tmp_path / "fs", membership=tmp_path / "proc-self-cgroup") == quota
 
 
 def test_a_quota_caps_the_cores_rounded_up(monkeypatch):
-    monkeypatch.setattr("radseg.system.cgroup_cpu_quota", lambda root=None: 0.5)
+    monkeypatch.setattr("radseg.system.cgroup_cpu_quota", lambda *a, **k: 0.5)
     assert usable_cores() == 1  # half a CPU still runs one thread
     allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    monkeypatch.setattr("radseg.system.cgroup_cpu_quota", lambda root=None: allowed + 1.0)
+    monkeypatch.setattr("radseg.system.cgroup_cpu_quota", lambda *a, **k: allowed + 1.0)
     assert usable_cores() == allowed  # a quota above the CPUs it may run on changes nothing
 
 

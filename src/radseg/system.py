@@ -12,6 +12,7 @@ from pathlib import Path
 __all__ = ["usable_cores", "cgroup_cpu_quota"]
 
 CGROUP = Path("/sys/fs/cgroup")
+MEMBERSHIP = Path("/proc/self/cgroup")  # which cgroup this process is in, per hierarchy
 
 
 def usable_cores() -> int:
@@ -25,17 +26,47 @@ def usable_cores() -> int:
     return max(1, cores)
 
 
-def cgroup_cpu_quota(root: Path = CGROUP) -> float | None:
-    """CPUs' worth of time per period the process's cgroup may use (``cpu.max`` of cgroups v2, else v1's
-    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``), or None when unlimited or unreadable."""
+def cgroup_cpu_quota(root: Path = CGROUP, membership: Path = MEMBERSHIP) -> float | None:
+    """CPUs' worth of time per period this process may use, or None when unlimited or unreadable: the
+    smallest quota from its own cgroup (``membership`` names it) up to ``root``, since a parent's limit
+    binds its children (a systemd ``CPUQuota=`` slice, a batch job's step under its job). Quotas are
+    ``cpu.max`` (cgroups v2) or ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` (v1). A container that
+    mounts its own cgroup at ``root`` is read there whatever path ``membership`` shows."""
+    quotas = [q for q in map(_quota_in, _own_cgroup_folders(root, membership)) if q is not None]
+    return min(quotas) if quotas else None
+
+
+def _own_cgroup_folders(root: Path, membership: Path) -> list[Path]:
+    """The folders of this process's CPU cgroup and of every ancestor, then the mount points themselves."""
+    bases = [root, root / "cpu"]
+    folders: list[Path] = []
     try:
-        quota, period = (root / "cpu.max").read_text().split()[:2]
+        lines = membership.read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if controllers == "":
+            base = root  # cgroups v2: one hierarchy
+        elif "cpu" in controllers.split(","):
+            base = root / controllers
+            bases.append(base)
+        else:
+            continue
+        parts = [p for p in path.strip().split("/") if p]
+        folders += [base.joinpath(*parts[:n]) for n in range(len(parts), 0, -1)]
+    return folders + bases
+
+
+def _quota_in(folder: Path) -> float | None:
+    try:
+        quota, period = (folder / "cpu.max").read_text().split()[:2]
         return None if quota == "max" else int(quota) / int(period)
     except (OSError, ValueError):
         pass
     try:
-        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
-        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        quota = int((folder / "cpu.cfs_quota_us").read_text())
+        period = int((folder / "cpu.cfs_period_us").read_text())
         return quota / period if quota > 0 and period > 0 else None
     except (OSError, ValueError):
         return None
