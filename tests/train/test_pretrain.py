@@ -219,6 +219,22 @@ def test_pretrain_and_train_init_from_the_command_line(tmp_path, prepared):
     assert wrong.exit_code == 1 and "same --arch and --model-args" in wrong.output
 
 
+def test_resuming_on_images_whose_pixels_changed_under_the_same_names_is_refused(tmp_path):
+    import radseg.io as rio
+
+    folder = tmp_path / "archive"
+    rng = np.random.default_rng(5)
+    for i in range(3):
+        rio.write(disc_case(rng)[0], folder / f"xray{i}.nii.gz")
+    pretrain(_config(tmp_path / "run", epochs=1, iters_per_epoch=1), images=folder)
+    original = (folder / "xray1.nii.gz").read_bytes()
+    rio.write(disc_case(rng)[0], folder / "xray1.nii.gz")  # same name, another picture: the ids still match
+    with pytest.raises(RadsegError, match=r"1 of this run's --images changed since it started \(e.g. 'xray1'"):
+        pretrain(_config(tmp_path / "run", epochs=2, iters_per_epoch=1, resume=True), images=folder)
+    (folder / "xray1.nii.gz").write_bytes(original)  # the pictures it started on: it resumes
+    assert pretrain(_config(tmp_path / "run", epochs=2, iters_per_epoch=1, resume=True), images=folder).epochs_done == 2
+
+
 def test_pretraining_on_a_folder_of_unlabelled_images_leaves_out_unseen_cases(tmp_path, prepared):
     import shutil
 

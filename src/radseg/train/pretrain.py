@@ -47,6 +47,18 @@ _KEYS = ("task", "model", "optimizer", "epoch", "iteration", "history", "elapsed
          "torch_rng", "preprocessing", "cases")
 
 
+def _check_same_pixels(stored: dict[str, str] | None, now: dict[str, str], checkpoint: Path) -> None:
+    """Refuse to resume on ``--images`` whose pixels changed under the same names (ids are file stems, so a
+    replaced file would pass the id check). A checkpoint from before digests were kept (None) is not checked."""
+    changed = sorted(c for c in set(stored or {}) & set(now) if stored[c] != now[c]) if stored is not None else []
+    if changed:
+        from radseg.errors import RadsegError
+
+        raise RadsegError(f"{checkpoint}: {len(changed)} of this run's --images changed since it started (e.g. "
+                          f"{changed[0].removeprefix('unlabelled:')!r} has other pixels): resume it with the "
+                          "images it was pretrained on, or start a new run")
+
+
 @dataclass
 class PretrainResult:
     run_dir: Path
@@ -109,6 +121,7 @@ class _Pretraining:
         state = load_checkpoint(self.ckpt, _KEYS) if cfg.resume else None
         if state:
             records.check_same_split(state["cases"], cases, [], self.ckpt)
+            _check_same_pixels(state.get("unlabelled_digests"), self.digests, self.ckpt)
         self.pre = (Preprocessing.from_dict(state["preprocessing"]) if state else
                     fitted_preprocessing(cfg.preprocessing, labelled or unlabelled, multilabel=cfg.head == "multilabel",
                                          seed=cfg.seed, release=not labelled))
@@ -177,7 +190,7 @@ class _Pretraining:
                  "elapsed": self._elapsed(),
                  "numpy_rng": json.dumps(self.rng.bit_generator.state), "torch_gen": self.gen.get_state(),
                  "torch_rng": torch.get_rng_state(), "preprocessing": self.pre.to_dict(),
-                 "cases": records.case_split(self.cases, [])}
+                 "cases": records.case_split(self.cases, []), "unlabelled_digests": self.digests}
         with atomic_path(self.ckpt) as tmp:
             torch.save(state, tmp)
 
