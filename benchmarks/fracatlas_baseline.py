@@ -6,8 +6,9 @@ Steps (each is the radseg command a user would type; the exact commands go into 
 
 1. ``radseg datasets prepare fracatlas --allow-missing --option negatives=true --option
    negative_split=nearest --allow-leakage`` (since 2026-12-07 prepare refuses pictures that the
-   dataset's own split puts in two splits; FracAtlas's official split does so 9 times, kept here to
-   stay the paper's split): the fractured images of the official splits present here plus the
+   dataset's own split puts in two splits; FracAtlas's official split does so 8 times, kept here to
+   stay the paper's split; a normal image that is a copy of a train image goes to train, so valid
+   has 112 images where runs/fracatlas5/prepared, made before, has 113): the fractured images of the official splits present here plus the
    non-fractured ones, each in the split of the fractured image numbered nearest it (rounds 1-4:
    a seeded draw per image, ``--negative-split seeded``), so the model also learns what a normal
    image is and the image-level AUC has negatives;
@@ -126,7 +127,7 @@ def main() -> None:
     else:
         cmd = [*RADSEG, "datasets", "prepare", "fracatlas", "--root", str(args.root), "-o", str(prepared),
                "--allow-missing", "--option", "negatives=true", "--option", f"negative_split={args.negative_split}",
-               # the official split holds 9 train pictures again in valid (radseg datasets duplicates); kept to
+               # the official split holds 8 train pictures again in valid (radseg datasets duplicates); kept to
                # stay the paper's split, listed in report.json, set aside by evaluate-detection --without-copies
                "--allow-leakage", "-q"]
         commands.append(cmd)

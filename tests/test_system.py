@@ -46,6 +46,8 @@ def test_cgroup_quota_read_from_v2_and_v1_files(tmp_path, files, quota):
     # a container with its own cgroup mounted at the root, though /proc/self/cgroup names the host's path
     ("1:cpu:/docker/abc\n", {"cpu/cpu.cfs_quota_us": "150000", "cpu/cpu.cfs_period_us": "100000"}, 1.5),
     ("0::/a/b\n", {}, None),
+    # a group outside this cgroup namespace ("/../x") is not under the mount: nothing there is read
+    ("0::/../x\n", {"../x/cpu.max": "100000 100000"}, None),
 ])
 def test_cgroup_quota_of_the_process_own_group_and_its_parents(tmp_path, membership, files, quota):
     (tmp_path / "proc-self-cgroup").write_text(membership)

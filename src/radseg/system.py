@@ -54,6 +54,8 @@ def _own_cgroup_folders(root: Path, membership: Path) -> list[Path]:
         else:
             continue
         parts = [p for p in path.strip().split("/") if p]
+        if ".." in parts:  # a group outside this cgroup namespace: not under the mount
+            continue
         folders += [base.joinpath(*parts[:n]) for n in range(len(parts), 0, -1)]
     return folders + bases
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import radseg.io as rio
 from radseg.case import Case
-from radseg.datasets.duplicates import duplicate_groups, pixel_digest, place_copies
+from radseg.datasets.duplicates import duplicate_groups, picture_digest, pixel_digest, place_copies
 from radseg.image import Image
 
 
@@ -57,7 +57,7 @@ def test_the_command_lists_groups_writes_csv_and_fails_on_a_picture_in_two_split
 
 
 def test_a_case_without_a_split_counts_as_training_data():
-    a = np.zeros((4, 4), np.uint8)
+    a = np.arange(16, dtype=np.uint8).reshape(4, 4)
     groups, _ = duplicate_groups([_case("x", a, None), _case("y", a.copy(), "train")])
     assert not groups[0].across_splits
     groups, _ = duplicate_groups([_case("x", a, None), _case("y", a.copy(), "test")])
@@ -80,27 +80,50 @@ def _pictures(n, seed=0, shape=(12, 12)):
     return {f"c{i:02d}": rng.integers(0, 255, shape).astype(np.uint8) for i in range(n)}
 
 
-def test_place_copies_moves_whole_groups_to_the_given_split_and_leaves_the_datasets_own_leakage():
+def test_place_copies_moves_whole_groups_to_the_published_split_and_leaves_the_datasets_own_leakage():
     from radseg.datasets.base import CaseRecord
 
     def record(case, patient, split):
-        return CaseRecord(case_id=case, patient=patient, load=lambda: None, split=split)
+        return CaseRecord(case_id=case, patient=case if patient is None else patient, load=lambda: None, split=split)
 
-    # a and b are one patient (generated splits); b's picture is also c, whose split the dataset gave (val):
-    # a and b go to val. d/e: generated copies in two splits: both join d's split. f/g: the dataset's own
-    # copies in train and test: left, reported. h/i: one picture twice in one split. j: nothing to do.
-    records = [record("a", "P", "train"), record("b", "P", "train"), record("c", "Q", "val"),
-               record("d", "D", "test"), record("e", "E", "train"), record("f", "F", "train"),
-               record("g", "G", "test"), record("h", "H", "val"), record("i", "I", "val"), record("j", "J", "train")]
-    digests = {"a": "1", "b": "2", "c": "2", "d": "3", "e": "3", "f": "4", "g": "4", "h": "5", "i": "5", "j": "6"}
+    # a (blank) and b are one patient (radseg's splits); b's picture is also c, whose split the dataset
+    # published (val): a and b go to val. d/e: radseg's copies in two splits: both join d's split. f/g: the
+    # dataset's own copies in train and test stay (reported); k, radseg's third copy of them, joins f (the
+    # first published). h/i: one picture twice in one split. j, m, n: nothing to do, and two blank images
+    # (m, n) in two splits are not one picture.
+    records = [record("a", "P", "train"), record("b", "P", "train"), record("c", None, "val"),
+               record("d", None, "test"), record("e", None, "train"), record("f", None, "train"),
+               record("g", None, "test"), record("k", None, "val"), record("h", None, "val"),
+               record("i", None, "val"), record("j", None, "train"), record("m", None, "train"),
+               record("n", None, "test")]
+    digests = {"a": None, "b": "2", "c": "2", "d": "3", "e": "3", "f": "4", "g": "4", "k": "4", "h": "5", "i": "5",
+               "j": "6", "m": None, "n": None}
     moved, conflicts, repeats = place_copies(records, digests, given={"c", "f", "g"})
-    assert {r.case_id: r.split for r in records} == {"a": "val", "b": "val", "c": "val", "d": "test", "e": "test",
-                                                      "f": "train", "g": "test", "h": "val", "i": "val", "j": "train"}
-    assert [m.split(":")[0] for m in moved] == ["a", "b", "e"]
-    assert conflicts == ["one picture in 2 splits (identical pixels): f (train), g (test)"]
+    assert {r.case_id: r.split for r in records} == {
+        "a": "val", "b": "val", "c": "val", "d": "test", "e": "test", "f": "train", "g": "test", "k": "train",
+        "h": "val", "i": "val", "j": "train", "m": "train", "n": "test"}
+    assert moved == ["a, b moved to val, to stay with the identical pictures and patients they share (3 cases in all)",
+                     "e moved to test, to stay with the identical pictures and patients they share (2 cases in all)",
+                     "k moved to train, to stay with the identical pictures and patients they share (3 cases in all)"]
+    assert conflicts == ["one picture in 2 splits (identical pixels): f (train), g (test), k (train)"]
     assert repeats == ["one picture under 2 ids in val (identical pixels): b (val), c (val)",
                        "one picture under 2 ids in test (identical pixels): d (test), e (test)",
                        "one picture under 2 ids in val (identical pixels): h (val), i (val)"]
+
+
+def test_a_blank_image_is_no_picture_and_long_groups_are_listed_briefly():
+    from radseg.datasets.base import CaseRecord
+
+    blank = np.zeros((8, 8), np.uint8)
+    assert picture_digest(blank) is None and picture_digest(np.full((3, 3), 7.5)) is None
+    assert picture_digest(np.eye(3)) == pixel_digest(np.eye(3))
+    groups, _ = duplicate_groups([_case("x", blank, "train"), _case("y", blank.copy(), "val")])
+    assert groups == []  # empty slices in two splits are not a leak
+    records = [CaseRecord(case_id=f"c{i}", patient=f"p{i}", load=lambda: None, split="val" if i else "train")
+               for i in range(9)]
+    moved, _, _ = place_copies(records, {f"c{i}": "same" for i in range(9)}, given=set())
+    assert moved == ["c1, c2, c3, c4, c5, c6 and 2 more moved to train, to stay with the identical pictures and "
+                     "patients they share (9 cases in all)"]
 
 
 def test_prepare_keeps_copies_in_one_generated_split_and_moves_nothing_else(tmp_path):
@@ -118,7 +141,8 @@ def test_prepare_keeps_copies_in_one_generated_split_and_moves_nothing_else(tmp_
     after = json.loads((tmp_path / "p-copied" / "dataset.json").read_text())["splits"]
     moved = {case: split for split, cases in after.items() for case in cases}
     assert moved == {**where, second: where[first]}  # only the copy moved
-    assert any(w.startswith(f"kept with a copy: {second}: {where[second]} -> {where[first]}") for w in report.warnings)
+    assert any(w.startswith(f"kept with a copy: {second} moved to {where[first]}") for w in report.warnings)
+    assert report.split_source.endswith("copies of one picture kept in one split (warnings)")
     assert clean.warnings == []
     result = CliRunner().invoke(_app(), ["datasets", "duplicates", str(tmp_path / "p-copied"), "-q"])
     assert result.exit_code == 0 and "1 picture(s) under more than one id, 0 of them in more than one split" in result.output
@@ -152,6 +176,31 @@ def test_prepare_refuses_the_datasets_own_copies_across_splits_and_a_rerun_finds
     refused = CliRunner().invoke(_app(), ["datasets", "prepare", "folder", "--root", str(root), "-o",
                                           str(tmp_path / "again"), "-q"])
     assert refused.exit_code == 1 and "leakage: one picture in 2 splits" in refused.output
+
+
+def test_a_case_written_now_and_one_resumed_are_compared_by_their_stored_pixels(tmp_path):
+    """An int64 MHA source is stored as 8-bit NIfTI: a rerun that writes one copy and resumes the other
+    must still see one picture (an in-memory digest of the source would not)."""
+    import SimpleITK as sitk
+
+    from radseg.datasets.base import LeakageError
+    from radseg.datasets.preparation import prepare
+
+    root = tmp_path / "src"
+    pictures = {k: v.astype(np.int64)[None].repeat(3, 0) for k, v in _pictures(3).items()}
+    pictures["c03"] = pictures["c00"].copy()
+    for case, array in pictures.items():
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        sitk.WriteImage(sitk.GetImageFromArray(array), str(root / "images" / f"{case}.mha"))
+        rio.write(Image((array > 100).astype(np.uint8)), root / "masks" / f"{case}.nii.gz", kind="nifti")
+    (root / "metadata.csv").write_text("case,split\nc00,train\nc01,train\nc02,val\nc03,val\n")
+    report = prepare("folder", root, tmp_path / "out", allow_leakage=True)
+    assert report.written == 4 and any("c00 (train), c03 (val)" in w for w in report.warnings)
+    assert rio.read(tmp_path / "out" / "images" / "c03.nii.gz").array.dtype != np.int64  # stored otherwise
+    (tmp_path / "out" / "labels" / "c03.nii.gz").unlink()  # c03 is written again, c00 resumed
+    with pytest.raises(LeakageError, match=r"c00 \(train\), c03 \(val\)"):
+        prepare("folder", root, tmp_path / "out")
+    assert not (tmp_path / "out" / "dataset.json").exists()  # the refused rerun leaves no stale tables
 
 
 @pytest.mark.realdata

@@ -221,6 +221,12 @@ def test_negatives_join_the_split_of_the_nearest_numbered_fractured_image(tree, 
             options={"negatives": "true", "negative_split": "nearest"}, fractions=(1.0, 0.0, 0.0))
     negative = next(c for c in open_prepared(tmp_path / "out").cases if c.case_id == "IMG0000004")
     assert negative.split == "test"  # 1 from IMG0000003 (test, withheld) and IMG0000005 (train): the lower
+    # the adapter chose that split, FracAtlas did not publish it: prepare may move it beside a copy
+    from radseg.datasets.adapters import scan_dataset
+
+    records = scan_dataset("fracatlas", root, negatives=True, negative_split="nearest").records
+    assert {r.case_id: r.split_derived for r in records if r.split} == {
+        r.case_id: r.case_id == "IMG0000004" for r in records if r.split}
     with pytest.raises(ValueError, match="negative_split must be one of seeded, nearest"):
         prepare("fracatlas", root, tmp_path / "bad", allow_missing=True,
                 options={"negatives": "true", "negative_split": "closest"})

@@ -97,6 +97,9 @@ class CaseRecord:
     patient: str
     load: Callable[[], Loaded]
     split: str | None = None  # as the dataset gives it, else None (generated later)
+    #: the adapter chose ``split`` (FracAtlas ``negative_split=nearest``), the dataset did not publish it:
+    #: prepare may move the case to keep it with an identical picture
+    split_derived: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
 

@@ -5,7 +5,8 @@ A public dataset can hold one image under two ids, sometimes in two splits (Frac
 trained on one copy and scored on the other is scored on an image it has seen, and a duplicate
 inside a split counts twice. Patient ids cannot reveal this (FracAtlas has none); the pixels can.
 
-Only exact copies are found (same shape, type and values as read): a re-encoded or resized copy is not.
+Only exact copies are found (same shape, type and values as read): a re-encoded or resized copy is not;
+blank images (one value everywhere) are not compared.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from radseg.case import Case
 from radseg.datasets.base import CaseRecord
 from radseg.errors import ReadError
 
-__all__ = ["pixel_digest", "DuplicateGroup", "duplicate_groups", "place_copies"]
+__all__ = ["pixel_digest", "picture_digest", "DuplicateGroup", "duplicate_groups", "place_copies"]
 
 
 def pixel_digest(array: np.ndarray) -> str:
@@ -29,6 +30,15 @@ def pixel_digest(array: np.ndarray) -> str:
     digest = hashlib.sha256(str((array.shape, array.dtype.str)).encode())
     digest.update(array.tobytes())
     return digest.hexdigest()
+
+
+def picture_digest(array: np.ndarray) -> str | None:
+    """:func:`pixel_digest`, or None for a blank image (one value everywhere): blank frames and empty
+    slices are not one picture under several ids, and linking them would pull unrelated cases together."""
+    array = np.asarray(array)
+    if array.size == 0 or array.min() == array.max():
+        return None
+    return pixel_digest(array)
 
 
 @dataclass
@@ -48,13 +58,15 @@ class DuplicateGroup:
 
 def duplicate_groups(cases: Iterable[Case], *, on_case: Callable[[], None] | None = None
                      ) -> tuple[list[DuplicateGroup], list[tuple[str, str]]]:
-    """``(groups, problems)``: every set of two or more cases with identical image pixels, and the cases
-    that could not be read. Each image is read once and released (``case.unload``)."""
+    """``(groups, problems)``: every set of two or more cases with identical image pixels (blank images
+    left out), and the cases that could not be read. Each image is read once and released (``case.unload``)."""
     seen: dict[str, list[tuple[str, Optional[str]]]] = {}
     problems = []
     for case in cases:
         try:
-            seen.setdefault(pixel_digest(case.image.array), []).append((case.case_id, case.split))
+            digest = picture_digest(case.image.array)
+            if digest is not None:
+                seen.setdefault(digest, []).append((case.case_id, case.split))
         except (ReadError, ValueError, OSError) as exc:
             problems.append((case.case_id, str(exc)))
         finally:
@@ -65,17 +77,19 @@ def duplicate_groups(cases: Iterable[Case], *, on_case: Callable[[], None] | Non
     return groups, problems
 
 
-def place_copies(records: Sequence[CaseRecord], digests: dict[str, str], given: set[str]
+def place_copies(records: Sequence[CaseRecord], digests: dict[str, str | None], given: set[str]
                  ) -> tuple[list[str], list[str], list[str]]:
     """Keep identical pictures in one split while preparing; ``(moved, conflicts, repeats)`` as sentences.
 
-    ``digests`` maps case id -> :func:`pixel_digest`; ``given`` holds the ids whose split the dataset
-    gave. Cases joined by a patient or by a picture form a group; a group holding a copy goes whole to
-    its one given split, or, when the dataset gave none, to the split of its first case (so generated
-    splits never separate copies). Copies the dataset itself put in two splits are ``conflicts`` (left
-    where they are: leakage the caller refuses or reports); copies inside one split are ``repeats``.
+    ``digests`` maps case id -> :func:`picture_digest` (None: a blank image, linked to nothing); ``given``
+    holds the ids whose split the dataset published. Cases joined by a patient or by a picture form a
+    group; in a group holding a copy, every case whose patient has no published split goes to the
+    group's first published split, or, when the dataset published none, to the split of its first case
+    (so radseg's own splits never separate copies). Copies the dataset's published splits separate are
+    ``conflicts`` (left there: leakage the caller refuses or reports); copies inside one split are
+    ``repeats``.
     """
-    parent = {r.case_id: r.case_id for r in records if r.case_id in digests}
+    parent = {r.case_id: r.case_id for r in records}
 
     def root(case_id: str) -> str:
         while parent[case_id] != case_id:
@@ -84,37 +98,37 @@ def place_copies(records: Sequence[CaseRecord], digests: dict[str, str], given: 
         return case_id
 
     first_of: dict[str, str] = {}
-    for record in records:
-        if record.case_id not in parent:
-            continue
-        for key in (f"patient:{record.patient}", f"pixels:{digests[record.case_id]}"):
-            other = first_of.setdefault(key, record.case_id)
-            parent[root(record.case_id)] = root(other)
     by_digest: dict[str, list[CaseRecord]] = {}
     for record in records:
-        if record.case_id in parent:
-            by_digest.setdefault(digests[record.case_id], []).append(record)
+        digest = digests.get(record.case_id)
+        keys = [f"patient:{record.patient}"] + ([f"pixels:{digest}"] if digest else [])
+        for key in keys:
+            parent[root(record.case_id)] = root(first_of.setdefault(key, record.case_id))
+        if digest:
+            by_digest.setdefault(digest, []).append(record)
     copies = [members for members in by_digest.values() if len(members) > 1]
     groups: dict[str, list[CaseRecord]] = {}
     for record in records:
-        if record.case_id in parent:
-            groups.setdefault(root(record.case_id), []).append(record)
+        groups.setdefault(root(record.case_id), []).append(record)
     moved = []
     for members in {root(copy[0].case_id): groups[root(copy[0].case_id)] for copy in copies}.values():
-        given_splits = {r.split for r in members if r.case_id in given}
-        if len(given_splits) > 1:
-            continue  # the dataset's own leakage: reported below, nothing moved
-        target = given_splits.pop() if given_splits else members[0].split
-        for record in members:
-            if record.split != target:
-                moved.append(f"{record.case_id}: {record.split} -> {target}, with its identical picture "
-                             f"or patient ({', '.join(r.case_id for r in members if r is not record)})")
-                record.split = target
+        published = {r.patient: r.split for r in members if r.case_id in given}
+        target = next(iter(published.values()), members[0].split)
+        movers = [r for r in members if r.patient not in published and r.split != target]
+        for record in movers:
+            record.split = target
+        if movers:
+            moved.append(f"{_listing([r.case_id for r in movers])} moved to {target}, to stay with the identical "
+                         f"pictures and patients they share ({len(members)} cases in all)")
     conflicts, repeats = [], []
     for members in copies:
-        listed = ", ".join(f"{r.case_id} ({r.split})" for r in members)
+        listed = _listing([f"{r.case_id} ({r.split})" for r in members])
         if len({r.split for r in members}) > 1:
             conflicts.append(f"one picture in {len({r.split for r in members})} splits (identical pixels): {listed}")
         else:
             repeats.append(f"one picture under {len(members)} ids in {members[0].split} (identical pixels): {listed}")
     return moved, conflicts, repeats
+
+
+def _listing(items: list[str], shown: int = 6) -> str:
+    return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")

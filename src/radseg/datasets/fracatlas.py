@@ -87,6 +87,7 @@ def scan(root: Path, *, negatives: bool | str = False, negative_split: str = "se
                     "image files": len(files)}
 
     selected = list(splits)
+    derived: dict[str, str] = {}  # splits this adapter chose (nearest), not the dataset's
     for name in images:
         if name not in splits:
             report.warnings.append(f"{name} has annotations but is in no split file: added, split generated")
@@ -95,7 +96,8 @@ def scan(root: Path, *, negatives: bool | str = False, negative_split: str = "se
         normal = [n for n, row in table.items() if not int(row.get("fractured", 0)) and n not in splits and n not in images]
         selected += normal
         if negative_split == "nearest":
-            splits = {**splits, **_nearest_splits(normal, splits)}
+            derived = _nearest_splits(normal, splits)
+            splits = {**splits, **derived}
     records = []
     for name in selected:
         row = table.get(name)
@@ -111,7 +113,7 @@ def scan(root: Path, *, negatives: bool | str = False, negative_split: str = "se
         anns = annotations.get(entry["id"], []) if entry else []
         case_id = Path(name).stem
         records.append(CaseRecord(
-            case_id=case_id, patient=case_id, split=splits.get(name),
+            case_id=case_id, patient=case_id, split=splits.get(name), split_derived=name in derived,
             metadata=_metadata(row, len(anns)),
             sources=[str(files[name].relative_to(root))],
             load=lambda path=files[name], entry=entry, anns=anns: _load(path, entry, anns, value_of, label_names, root),

@@ -4,9 +4,10 @@ Order of work: scan the layout; refuse missing files unless ``allow_missing``; a
 splits per patient and refuse leakage unless ``allow_leakage``; then write case by case
 (image, instances, label map last, each atomically). A case whose label file exists is
 complete, so a rerun resumes; a case that fails to load is reported and the rest go on.
-Last, identical pictures (same pixels as read, under other ids: FracAtlas has 15) are kept in
-one split: a generated split moves them together; copies the dataset's own split separates are
-leakage, refused unless ``allow_leakage`` (see :func:`radseg.datasets.duplicates.place_copies`).
+Last, identical pictures (same stored pixels under other ids; FracAtlas holds 15 such pictures)
+are kept in one split: radseg's own splits move a copy, with its patient, into its picture's split;
+copies the dataset's published splits separate are leakage, refused unless ``allow_leakage``
+(:func:`radseg.datasets.duplicates.place_copies`).
 
 A case whose image has no physical pixel size (``metadata["spacing_known"]`` False: PNG/JPEG,
 a radiograph without spacing tags) is listed in ``dataset.json``'s ``no_pixel_size``: its
@@ -96,7 +97,8 @@ def write_prepared(
         report.warnings.append(f"{len(report.missing)} listed file(s) missing: prepared without them (--allow-missing)")
     if not scan.records:
         raise ReadError(report.root, f"no usable case found for dataset {scan.name!r}\n{report.format_text()}")
-    given = {r.case_id for r in scan.records if r.split} if split != "generate" else set()
+    # splits the dataset published (not one an adapter derived, e.g. FracAtlas negative_split=nearest)
+    given = {r.case_id for r in scan.records if r.split and not r.split_derived} if split != "generate" else set()
     report.split_source = assign_splits(scan.records, mode=split, fractions=fractions, seed=seed)
     problems = check_leakage(scan.records)
     if problems and not allow_leakage:
@@ -111,7 +113,7 @@ def write_prepared(
     files: dict[str, dict[str, str]] = {}
     unknown = _earlier_unknown(out) if not overwrite else set()  # resumed cases keep their flag
     no_pixel_size: set[str] = set()
-    digests: dict[str, str] = {}  # case -> pixel digest, to keep identical pictures in one split
+    digests: dict[str, str | None] = {}  # case -> digest of its stored pixels, to keep copies in one split
     if jobs_total:
         jobs_total(len(scan.records))
     for record in scan.records:
@@ -128,7 +130,8 @@ def write_prepared(
                 found_values |= _values_in(out / done["labels"])
             continue
         try:
-            files[record.case_id], values, known, digests[record.case_id] = _write_case(record, out, scan, label_names)
+            files[record.case_id], values, known = _write_case(record, out, scan, label_names)
+            digests[record.case_id] = _digest_of(out / files[record.case_id]["image"])
             found_values |= values
             if not known:
                 no_pixel_size.add(record.case_id)
@@ -142,7 +145,7 @@ def write_prepared(
     ready = [r for r in scan.records if r.case_id in files]
     if not ready:
         raise ReadError(out, f"no case could be prepared\n{report.format_text()}")
-    _place_copies(ready, digests, given, report, allow_leakage=allow_leakage)
+    _place_copies(ready, digests, given, report, out=out, allow_leakage=allow_leakage)
     splits = {s: sorted(r.case_id for r in ready if r.split == s) for s in SPLITS}
     report.splits = {s: len(v) for s, v in splits.items()}
     report.warnings.extend(f"removed {name}: not a case of this preparation" for name in _prune(out, files))
@@ -208,24 +211,30 @@ def _prune(out: Path, files: dict[str, dict[str, str]]) -> list[str]:
     return removed
 
 
-def _place_copies(ready: list[CaseRecord], digests: dict[str, str], given: set[str], report: DatasetReport,
-                  *, allow_leakage: bool) -> None:
-    """Move generated-split copies beside their picture; refuse (or report) the dataset's own."""
+def _place_copies(ready: list[CaseRecord], digests: dict[str, str | None], given: set[str], report: DatasetReport,
+                  *, out: Path, allow_leakage: bool) -> None:
+    """Move radseg's own splits of copies into their picture's split; refuse (or report) the dataset's."""
     from radseg.datasets.duplicates import place_copies
 
     moved, conflicts, repeats = place_copies(ready, digests, given)
     if conflicts and not allow_leakage:
+        # an earlier run's tables would describe a folder this run has changed: the folder is unfinished
+        (out / "dataset.json").unlink(missing_ok=True)
         raise LeakageError([f"{c} (the cases are written: a rerun resumes)" for c in conflicts])
+    if moved:
+        report.split_source += "; copies of one picture kept in one split (warnings)"
     report.warnings.extend(f"kept with a copy: {m}" for m in moved)
     report.warnings.extend(f"leakage kept on request (--allow-leakage): {c}" for c in conflicts)
     report.warnings.extend(f"repeated within a split: {r}" for r in repeats)
 
 
-def _digest_of(path: Path) -> str:
-    from radseg.datasets.duplicates import pixel_digest
+def _digest_of(path: Path) -> str | None:
+    """The digest of the pixels as stored (what ``datasets duplicates`` and training read): the same for
+    a case written now and one a rerun resumes, whatever the writer converted."""
+    from radseg.datasets.duplicates import picture_digest
     from radseg.io import read
 
-    return pixel_digest(read(path).array)
+    return picture_digest(read(path).array)
 
 
 def _values_in(path: Path) -> set[int]:
@@ -235,10 +244,8 @@ def _values_in(path: Path) -> set[int]:
 
 
 def _write_case(record: CaseRecord, out: Path, scan: DatasetScan,
-                label_names: dict[int, str] | None) -> tuple[dict[str, str], set[int], bool, str]:
-    """Write one case; returns its files, its label values, whether its image has a pixel size and
-    its pixel digest."""
-    from radseg.datasets.duplicates import pixel_digest
+                label_names: dict[int, str] | None) -> tuple[dict[str, str], set[int], bool]:
+    """Write one case; returns its files, its label values and whether its image has a pixel size."""
     from radseg.io import write
     from radseg.labels import make_label_map
 
@@ -282,7 +289,7 @@ def _write_case(record: CaseRecord, out: Path, scan: DatasetScan,
     label_file = f"labels/{record.case_id}{'.npz' if scan.multilabel else '.nii.gz'}"
     write(labels, out / label_file, kind="npz" if scan.multilabel else "nifti")
     entry["labels"] = label_file
-    return entry, values, image.metadata.get("spacing_known", True) is not False, pixel_digest(image.array)
+    return entry, values, image.metadata.get("spacing_known", True) is not False
 
 
 def _multilabel_on_grid(labels, image, *, name: str):
