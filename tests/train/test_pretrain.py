@@ -233,6 +233,17 @@ def test_resuming_on_images_whose_pixels_changed_under_the_same_names_is_refused
         pretrain(_config(tmp_path / "run", epochs=2, iters_per_epoch=1, resume=True), images=folder)
     (folder / "xray1.nii.gz").write_bytes(original)  # the pictures it started on: it resumes
     assert pretrain(_config(tmp_path / "run", epochs=2, iters_per_epoch=1, resume=True), images=folder).epochs_done == 2
+    assert not (tmp_path / "run" / "grid-cache").exists()  # the archive's on-disk grid copies go with the run
+
+
+def test_archive_grid_copies_are_read_only_memory_maps_equal_to_the_array(tmp_path):
+    from radseg.train.pretrain import _on_disk
+
+    x = np.random.default_rng(0).normal(size=(1, 20, 30)).astype(np.float32)
+    mapped = _on_disk(x[:, ::-1], tmp_path / "cache" / "0.npy")  # a non-contiguous view is stored as seen
+    assert isinstance(mapped, np.memmap) and np.array_equal(mapped, x[:, ::-1]) and mapped.dtype == np.float32
+    with pytest.raises(ValueError, match="read-only"):
+        mapped[0, 0, 0] = 1.0
 
 
 def test_pretraining_on_a_folder_of_unlabelled_images_leaves_out_unseen_cases(tmp_path, prepared):

@@ -20,6 +20,7 @@ it stops in counts as done, so a run resumed after it makes fewer steps than one
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,8 +44,16 @@ from radseg.train.sampler import GridCase, PatchSampler
 
 __all__ = ["pretrain", "PretrainResult"]
 
+GRID_CACHE = "grid-cache"  # the --images archive on the network grid while a run lasts (removed at its end)
 _KEYS = ("task", "model", "optimizer", "epoch", "iteration", "history", "elapsed", "numpy_rng", "torch_gen",
          "torch_rng", "preprocessing", "cases")
+
+
+def _on_disk(array: np.ndarray, path: Path) -> np.ndarray:
+    """``array`` written to ``path`` and memory-mapped read-only (pages are read as patches need them)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, np.ascontiguousarray(array))
+    return np.load(path, mmap_mode="r")
 
 
 def _check_same_pixels(stored: dict[str, str] | None, now: dict[str, str], checkpoint: Path) -> None:
@@ -126,14 +135,18 @@ class _Pretraining:
                     fitted_preprocessing(cfg.preprocessing, labelled or unlabelled, multilabel=cfg.head == "multilabel",
                                          seed=cfg.seed, release=not labelled))
         check_patch_size(cfg.architecture, self.pre.patch_size)
-        # labels are not used: an empty target gives no labelled centres, so patches are placed uniformly
+        # labels are not used: an empty target (a broadcast zero, no memory) places patches uniformly
         self.grid = []
         archive = {case.case_id for case in unlabelled}
+        self.grid_cache = self.run_dir / GRID_CACHE
+        shutil.rmtree(self.grid_cache, ignore_errors=True)
         for case in cases:
             x, _ = prepare(case.image, self.pre)
-            self.grid.append(GridCase(case.case_id, x, np.zeros(x.shape[1:], np.uint8)))
             if case.case_id in archive:
-                case.unload()  # only its network-grid copy is needed from here on
+                # an archive may be larger than memory: its network-grid copies are read from disk as sampled
+                x = _on_disk(x, self.grid_cache / f"{len(self.grid)}.npy")
+                case.unload()
+            self.grid.append(GridCase(case.case_id, x, np.broadcast_to(np.uint8(0), x.shape[1:])))
         self.arch_kwargs = resolve_kwargs(cfg.architecture, spatial_dims=self.pre.spatial_dims,
                                           patch_size=self.pre.patch_size, overrides=cfg.arch_kwargs)
         torch.manual_seed(cfg.seed)
@@ -229,6 +242,8 @@ class _Pretraining:
     def _finish(self, stopped: str) -> PretrainResult:
         from radseg.train.session import load_checkpoint
 
+        self.grid = self.sampler = None  # release the memory maps before their files go
+        shutil.rmtree(self.grid_cache, ignore_errors=True)
         if not self.ckpt.exists():
             raise RadsegError(f"{self.run_dir}: stopped ({stopped}) before the first epoch ended; no weights written")
         # the last whole epoch's state, what --resume continues from (steps after it are not in the weights)
