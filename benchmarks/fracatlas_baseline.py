@@ -8,10 +8,10 @@ Steps (each is the radseg command a user would type; the exact commands go into 
    negative_split=nearest --allow-leakage`` (since 2026-12-07 prepare refuses pictures that the
    dataset's own split puts in two splits; FracAtlas's official split does so 8 times, kept here to
    stay the paper's split; a normal image that is a copy of a train image goes to train, so valid
-   has 112 images where runs/fracatlas5/prepared, made before, has 113): the fractured images of the official splits present here plus the
-   non-fractured ones, each in the split of the fractured image numbered nearest it (rounds 1-4:
-   a seeded draw per image, ``--negative-split seeded``), so the model also learns what a normal
-   image is and the image-level AUC has negatives;
+   has 112 images where runs/fracatlas5/prepared, made before, has 113): the fractured images of
+   the official splits present here plus the non-fractured ones, each in the split of the fractured
+   image numbered nearest it (rounds 1-4: a seeded draw per image, ``--negative-split seeded``), so
+   the model also learns what a normal image is and the image-level AUC has negatives;
 2. ``radseg train --preset fracatlas --holdout 0.15 --holdout-order last``: the checkpoint is picked on
    the last 15% of the train split in id order (the "holdout"; rounds 1-4 drew it at random, which
    shares patients with training); the official valid split is never trained on or looked at;
