@@ -98,13 +98,13 @@ def test_place_copies_moves_whole_groups_to_the_published_split_and_leaves_the_d
                record("n", None, "test")]
     digests = {"a": None, "b": "2", "c": "2", "d": "3", "e": "3", "f": "4", "g": "4", "k": "4", "h": "5", "i": "5",
                "j": "6", "m": None, "n": None}
-    moved, conflicts, repeats = place_copies(records, digests, given={"c", "f", "g"})
+    moved, conflicts, repeats = place_copies(records, digests, given={"c", "f", "g"})  # patients
     assert {r.case_id: r.split for r in records} == {
         "a": "val", "b": "val", "c": "val", "d": "test", "e": "test", "f": "train", "g": "test", "k": "train",
         "h": "val", "i": "val", "j": "train", "m": "train", "n": "test"}
-    assert moved == ["a, b moved to val, to stay with the identical pictures and patients they share (3 cases in all)",
-                     "e moved to test, to stay with the identical pictures and patients they share (2 cases in all)",
-                     "k moved to train, to stay with the identical pictures and patients they share (3 cases in all)"]
+    assert moved == ["a, b moved from train to val, to stay with the identical pictures and patients they share (3 cases in all)",
+                     "e moved from train to test, to stay with the identical pictures and patients they share (2 cases in all)",
+                     "k moved from val to train, to stay with the identical pictures and patients they share (3 cases in all)"]
     assert conflicts == ["one picture in 2 splits (identical pixels): f (train), g (test), k (train)"]
     assert repeats == ["one picture under 2 ids in val (identical pixels): b (val), c (val)",
                        "one picture under 2 ids in test (identical pixels): d (test), e (test)",
@@ -122,7 +122,7 @@ def test_a_blank_image_is_no_picture_and_long_groups_are_listed_briefly():
     records = [CaseRecord(case_id=f"c{i}", patient=f"p{i}", load=lambda: None, split="val" if i else "train")
                for i in range(9)]
     moved, _, _ = place_copies(records, {f"c{i}": "same" for i in range(9)}, given=set())
-    assert moved == ["c1, c2, c3, c4, c5, c6 and 2 more moved to train, to stay with the identical pictures and "
+    assert moved == ["c1, c2, c3, c4, c5, c6 and 2 more moved from val to train, to stay with the identical pictures and "
                      "patients they share (9 cases in all)"]
 
 
@@ -141,7 +141,7 @@ def test_prepare_keeps_copies_in_one_generated_split_and_moves_nothing_else(tmp_
     after = json.loads((tmp_path / "p-copied" / "dataset.json").read_text())["splits"]
     moved = {case: split for split, cases in after.items() for case in cases}
     assert moved == {**where, second: where[first]}  # only the copy moved
-    assert any(w.startswith(f"kept with a copy: {second} moved to {where[first]}") for w in report.warnings)
+    assert any(w.startswith(f"kept with a copy: {second} moved from {where[second]} to {where[first]}") for w in report.warnings)
     assert report.split_source.endswith("copies of one picture kept in one split (warnings)")
     assert clean.warnings == []
     result = CliRunner().invoke(_app(), ["datasets", "duplicates", str(tmp_path / "p-copied"), "-q"])
@@ -201,6 +201,17 @@ def test_a_case_written_now_and_one_resumed_are_compared_by_their_stored_pixels(
     with pytest.raises(LeakageError, match=r"c00 \(train\), c03 \(val\)"):
         prepare("folder", root, tmp_path / "out")
     assert not (tmp_path / "out" / "dataset.json").exists()  # the refused rerun leaves no stale tables
+
+
+def test_a_resumed_case_whose_stored_image_no_longer_reads_is_written_again(tmp_path):
+    from radseg.datasets.preparation import prepare
+
+    root = _folder(tmp_path / "src", _pictures(3), ["case", "c00", "c01", "c02"])
+    prepare("folder", root, tmp_path / "out")
+    (tmp_path / "out" / "images" / "c01.png").write_bytes(b"\x89PNG\r\n\x1a\n damaged")
+    report = prepare("folder", root, tmp_path / "out")
+    assert (report.kept, report.written, report.failed) == (2, 1, [])
+    assert np.array_equal(rio.read(tmp_path / "out" / "images" / "c01.png").array, rio.read(root / "images" / "c01.png").array)
 
 
 @pytest.mark.realdata

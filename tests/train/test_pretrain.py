@@ -236,6 +236,26 @@ def test_resuming_on_images_whose_pixels_changed_under_the_same_names_is_refused
     assert not (tmp_path / "run" / "grid-cache").exists()  # the archive's on-disk grid copies go with the run
 
 
+
+def test_the_grid_cache_goes_when_a_run_fails_after_writing_it(tmp_path, monkeypatch):
+    import radseg.io as rio
+
+    folder = tmp_path / "archive"
+    rng = np.random.default_rng(6)
+    for i in range(2):
+        rio.write(disc_case(rng)[0], folder / f"xray{i}.nii.gz")
+    seen = []
+
+    def failing_build(*args, **kwargs):  # the network is built after the archive's grid copies are written
+        seen.append(sorted(p.name for p in (tmp_path / "run" / "grid-cache").iterdir()))
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr("radseg.train.pretrain.build", failing_build)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        pretrain(_config(tmp_path / "run", epochs=1, iters_per_epoch=1), images=folder)
+    assert seen == [["0.npy", "1.npy"]] and not (tmp_path / "run" / "grid-cache").exists()
+
+
 def test_archive_grid_copies_are_read_only_memory_maps_equal_to_the_array(tmp_path):
     from radseg.train.pretrain import _on_disk
 

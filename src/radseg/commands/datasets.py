@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
         split: str = typer.Option("auto", "--split", help="auto (the dataset's split where given, else generated per patient), given, or generate."),
         fractions: str = typer.Option("0.7,0.15,0.15", "--fractions", help="train,val,test fractions of generated splits."),
         seed: int = typer.Option(0, "--seed", help="Seed of generated splits."),
-        allow_leakage: bool = typer.Option(False, "--allow-leakage", help="Keep a given split even when a patient is in two splits (reported)."),
+        allow_leakage: bool = typer.Option(False, "--allow-leakage", help="Keep a given split even when a patient, or one picture under two ids, is in two splits (reported)."),
         option: list[str] | None = typer.Option(None, "--option", help="Adapter option KEY=VALUE (repeatable; see `radseg datasets list`)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Rewrite cases already prepared."),
         quiet: bool = QuietOpt,

@@ -82,7 +82,7 @@ def place_copies(records: Sequence[CaseRecord], digests: dict[str, str | None], 
     """Keep identical pictures in one split while preparing; ``(moved, conflicts, repeats)`` as sentences.
 
     ``digests`` maps case id -> :func:`picture_digest` (None: a blank image, linked to nothing); ``given``
-    holds the ids whose split the dataset published. Cases joined by a patient or by a picture form a
+    holds the patients whose split the dataset published (their other cases follow it). Cases joined by a patient or by a picture form a
     group; in a group holding a copy, every case whose patient has no published split goes to the
     group's first published split, or, when the dataset published none, to the split of its first case
     (so radseg's own splits never separate copies). Copies the dataset's published splits separate are
@@ -112,14 +112,14 @@ def place_copies(records: Sequence[CaseRecord], digests: dict[str, str | None], 
         groups.setdefault(root(record.case_id), []).append(record)
     moved = []
     for members in {root(copy[0].case_id): groups[root(copy[0].case_id)] for copy in copies}.values():
-        published = {r.patient: r.split for r in members if r.case_id in given}
-        target = next(iter(published.values()), members[0].split)
-        movers = [r for r in members if r.patient not in published and r.split != target]
+        target = next((r.split for r in members if r.patient in given), members[0].split)
+        movers = [r for r in members if r.patient not in given and r.split != target]
+        if movers:
+            origins = sorted({str(r.split) for r in movers})
+            moved.append(f"{_listing([r.case_id for r in movers])} moved from {', '.join(origins)} to {target}, to "
+                         f"stay with the identical pictures and patients they share ({len(members)} cases in all)")
         for record in movers:
             record.split = target
-        if movers:
-            moved.append(f"{_listing([r.case_id for r in movers])} moved to {target}, to stay with the identical "
-                         f"pictures and patients they share ({len(members)} cases in all)")
     conflicts, repeats = [], []
     for members in copies:
         listed = _listing([f"{r.case_id} ({r.split})" for r in members])

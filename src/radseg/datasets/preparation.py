@@ -97,8 +97,8 @@ def write_prepared(
         report.warnings.append(f"{len(report.missing)} listed file(s) missing: prepared without them (--allow-missing)")
     if not scan.records:
         raise ReadError(report.root, f"no usable case found for dataset {scan.name!r}\n{report.format_text()}")
-    # splits the dataset published (not one an adapter derived, e.g. FracAtlas negative_split=nearest)
-    given = {r.case_id for r in scan.records if r.split and not r.split_derived} if split != "generate" else set()
+    # patients whose split the dataset published (not one an adapter derived: FracAtlas negative_split=nearest)
+    given = {r.patient for r in scan.records if r.split and not r.split_derived} if split != "generate" else set()
     report.split_source = assign_splits(scan.records, mode=split, fractions=fractions, seed=seed)
     problems = check_leakage(scan.records)
     if problems and not allow_leakage:
@@ -121,8 +121,12 @@ def write_prepared(
             on_progress(record.case_id)
         done = None if overwrite else _finished(out, record.case_id)
         if done is not None:
+            try:
+                digests[record.case_id] = _digest_of(out / done["image"])
+            except (RadsegError, OSError, ValueError):
+                done = None  # the earlier run's image no longer reads: write the case again
+        if done is not None:
             files[record.case_id] = done
-            digests[record.case_id] = _digest_of(out / done["image"])
             if record.case_id in unknown:
                 no_pixel_size.add(record.case_id)
             report.kept += 1
@@ -130,8 +134,9 @@ def write_prepared(
                 found_values |= _values_in(out / done["labels"])
             continue
         try:
-            files[record.case_id], values, known = _write_case(record, out, scan, label_names)
-            digests[record.case_id] = _digest_of(out / files[record.case_id]["image"])
+            entry, values, known = _write_case(record, out, scan, label_names)
+            digests[record.case_id] = _digest_of(out / entry["image"])
+            files[record.case_id] = entry  # only a case whose stored image reads back counts as prepared
             found_values |= values
             if not known:
                 no_pixel_size.add(record.case_id)
@@ -219,8 +224,9 @@ def _place_copies(ready: list[CaseRecord], digests: dict[str, str | None], given
     moved, conflicts, repeats = place_copies(ready, digests, given)
     if conflicts and not allow_leakage:
         # an earlier run's tables would describe a folder this run has changed: the folder is unfinished
-        (out / "dataset.json").unlink(missing_ok=True)
-        raise LeakageError([f"{c} (the cases are written: a rerun resumes)" for c in conflicts])
+        for table in ("dataset.json", "metadata.csv", "report.json"):
+            (out / table).unlink(missing_ok=True)
+        raise LeakageError([f"{c} (the cases are written: a rerun with --allow-leakage resumes)" for c in conflicts])
     if moved:
         report.split_source += "; copies of one picture kept in one split (warnings)"
     report.warnings.extend(f"kept with a copy: {m}" for m in moved)

@@ -108,8 +108,19 @@ def pretrain(config: TrainConfig, data: "str | Path | TrainData | None" = None, 
     if dataset is None:
         # a resumed run reads its stored recipe (no dataset needed); a new one the preset's for these images
         cfg = resolve_config(config, dataset, given) if config.resume else config.resolved(extra[0].image.ndim)
-    return _Pretraining(cfg, labelled, extra, problems, dataset, on_event or (lambda event: None), clock,
-                        digests).run()
+    try:
+        return _Pretraining(cfg, labelled, extra, problems, dataset, on_event or (lambda event: None), clock,
+                            digests).run()
+    finally:  # however the run ends (an error, Ctrl-C while the cache is built), its grid cache goes
+        _remove_cache(Path(cfg.output) / GRID_CACHE)
+
+
+def _remove_cache(folder: Path) -> None:
+    import warnings
+
+    shutil.rmtree(folder, ignore_errors=True)
+    if folder.exists():  # a mapping still open (Windows) or a permission: say so rather than leave it silently
+        warnings.warn(f"{folder}: could not remove the pretraining grid cache; delete it by hand", stacklevel=2)
 
 
 class _Pretraining:
@@ -243,7 +254,7 @@ class _Pretraining:
         from radseg.train.session import load_checkpoint
 
         self.grid = self.sampler = None  # release the memory maps before their files go
-        shutil.rmtree(self.grid_cache, ignore_errors=True)
+        _remove_cache(self.grid_cache)
         if not self.ckpt.exists():
             raise RadsegError(f"{self.run_dir}: stopped ({stopped}) before the first epoch ended; no weights written")
         # the last whole epoch's state, what --resume continues from (steps after it are not in the weights)

@@ -40,8 +40,12 @@ class GridCase:
 
     def __post_init__(self) -> None:
         rng = np.random.default_rng(0)
+        # the padding value, once: a memory-mapped image (pretrain --images) is not read whole per patch
+        self.fill = float(self.image.min())
         classes = self.target if self.target.ndim == self.image.ndim else None
         self.points: list[np.ndarray] = []
+        if classes is None and all(step == 0 for step in self.target.strides) and not self.target.flat[0]:
+            return  # a broadcast empty target (pretraining): no labelled centres, nothing to sort
         channels = classes if classes is not None else [self.target == c for c in np.unique(self.target) if c != 0]
         for mask in channels:
             points = np.argwhere(mask)
@@ -139,7 +143,7 @@ class PatchSampler:
                 case = self.cases[pick]
                 corner = self._corner(case)
             spatial = len(self.patch)
-            images.append(self._crop(case.image, corner, spatial, float(case.image.min())))
+            images.append(self._crop(case.image, corner, spatial, case.fill))
             target = self._crop(case.target, corner, spatial, 0)
             targets.append(target[None] if target.ndim == spatial else target)
         return np.stack(images), np.stack(targets)
