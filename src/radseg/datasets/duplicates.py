@@ -21,7 +21,7 @@ from radseg.case import Case
 from radseg.datasets.base import CaseRecord
 from radseg.errors import ReadError
 
-__all__ = ["pixel_digest", "picture_digest", "DuplicateGroup", "duplicate_groups", "place_copies"]
+__all__ = ["pixel_digest", "picture_digest", "case_digest", "DuplicateGroup", "duplicate_groups", "place_copies"]
 
 
 def pixel_digest(array: np.ndarray) -> str:
@@ -39,6 +39,15 @@ def picture_digest(array: np.ndarray) -> str | None:
     if array.size == 0 or array.min() == array.max():
         return None
     return pixel_digest(array)
+
+
+def case_digest(case: Case, digest: Callable[[np.ndarray], str | None] = pixel_digest) -> str | None:
+    """``digest`` of a case's image, read once and released (``case.unload``) whatever happens: a
+    dataset is compared case by case, never held whole. Read errors propagate to the caller."""
+    try:
+        return digest(case.image.array)
+    finally:
+        case.unload()
 
 
 @dataclass
@@ -64,13 +73,12 @@ def duplicate_groups(cases: Iterable[Case], *, on_case: Callable[[], None] | Non
     problems = []
     for case in cases:
         try:
-            digest = picture_digest(case.image.array)
+            digest = case_digest(case, picture_digest)
             if digest is not None:
                 seen.setdefault(digest, []).append((case.case_id, case.split))
         except (ReadError, ValueError, OSError) as exc:
             problems.append((case.case_id, str(exc)))
         finally:
-            case.unload()
             if on_case:
                 on_case()
     groups = [DuplicateGroup(digest, members) for digest, members in seen.items() if len(members) > 1]
@@ -82,10 +90,10 @@ def place_copies(records: Sequence[CaseRecord], digests: dict[str, str | None], 
     """Keep identical pictures in one split while preparing; ``(moved, conflicts, repeats)`` as sentences.
 
     ``digests`` maps case id -> :func:`picture_digest` (None: a blank image, linked to nothing); ``given``
-    holds the patients whose split the dataset published (their other cases follow it). Cases joined by a patient or by a picture form a
-    group; in a group holding a copy, every case whose patient has no published split goes to the
-    group's first published split, or, when the dataset published none, to the split of its first case
-    (so radseg's own splits never separate copies). Copies the dataset's published splits separate are
+    holds the patients whose split the dataset published (their other cases follow it). Cases joined by
+    a patient or by a picture form a group; in a group holding a copy, every case whose patient has no
+    published split goes to the group's first published split, or, when the dataset published none, to
+    the split of its first case (so radseg's own splits never separate copies). Copies the dataset's published splits separate are
     ``conflicts`` (left there: leakage the caller refuses or reports); copies inside one split are
     ``repeats``.
     """

@@ -61,8 +61,6 @@ def _check_same_pixels(stored: dict[str, str] | None, now: dict[str, str], check
     replaced file would pass the id check). A checkpoint from before digests were kept (None) is not checked."""
     changed = sorted(c for c in set(stored or {}) & set(now) if stored[c] != now[c]) if stored is not None else []
     if changed:
-        from radseg.errors import RadsegError
-
         raise RadsegError(f"{checkpoint}: {len(changed)} of this run's --images changed since it started (e.g. "
                           f"{changed[0].removeprefix('unlabelled:')!r} has other pixels): resume it with the "
                           "images it was pretrained on, or start a new run")
@@ -111,7 +109,7 @@ def pretrain(config: TrainConfig, data: "str | Path | TrainData | None" = None, 
     try:
         return _Pretraining(cfg, labelled, extra, problems, dataset, on_event or (lambda event: None), clock,
                             digests).run()
-    finally:  # however the run ends (an error, Ctrl-C while the cache is built), its grid cache goes
+    finally:  # however the run ends (finished, an error, Ctrl-C while the cache is built), its grid cache goes
         _remove_cache(Path(cfg.output) / GRID_CACHE)
 
 
@@ -150,7 +148,7 @@ class _Pretraining:
         self.grid = []
         archive = {case.case_id for case in unlabelled}
         self.grid_cache = self.run_dir / GRID_CACHE
-        shutil.rmtree(self.grid_cache, ignore_errors=True)
+        _remove_cache(self.grid_cache)  # a killed run's leftovers
         for case in cases:
             x, _ = prepare(case.image, self.pre)
             if case.case_id in archive:
@@ -253,8 +251,6 @@ class _Pretraining:
     def _finish(self, stopped: str) -> PretrainResult:
         from radseg.train.session import load_checkpoint
 
-        self.grid = self.sampler = None  # release the memory maps before their files go
-        _remove_cache(self.grid_cache)
         if not self.ckpt.exists():
             raise RadsegError(f"{self.run_dir}: stopped ({stopped}) before the first epoch ended; no weights written")
         # the last whole epoch's state, what --resume continues from (steps after it are not in the weights)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from radseg.case import Case
-from radseg.datasets.duplicates import pixel_digest
+from radseg.datasets.duplicates import case_digest, pixel_digest
 from radseg.datasets.prepared import IMAGE, open_prepared
 from radseg.errors import RadsegError, ReadError
 
@@ -40,11 +40,11 @@ def unlabelled_cases(folder: str | Path, *, unseen: Sequence[tuple[Case, str]] =
     report = SegmentReport()
     items = list_inputs(folder, report)
     problems = [(path, why) for path, why in report.failed]
-    fine = {_digest_and_release(case): case.case_id for case in allowed}
+    fine = {case_digest(case): case.case_id for case in allowed}
     forbidden: dict[str, tuple[str, str]] = {}
     for case, where in unseen:
         try:
-            digest = _digest_and_release(case)
+            digest = case_digest(case)
         except (ReadError, ValueError, OSError):
             continue  # a dataset case that cannot be read cannot be matched either; the dataset reports it
         if digest not in fine:
@@ -74,13 +74,6 @@ def unlabelled_cases(folder: str | Path, *, unseen: Sequence[tuple[Case, str]] =
         cases.append(case)
         digests[case.case_id] = digest
     return cases, problems, digests
-
-
-def _digest_and_release(case: Case) -> str:
-    try:
-        return pixel_digest(case.image.array)
-    finally:
-        case.unload()  # only the digest is kept: a dataset's unseen cases are not held for the whole run
 
 
 def cases_to_keep_unseen(dataset, pretrained_on: Sequence[Case]) -> list[tuple[Case, str]]:

@@ -101,7 +101,7 @@ def set_copies_aside(predictor, dataset: PreparedDataset, chosen: list[Case]
     """``(kept, set aside, what was compared)``: a scored image with the pixels of one the model trained on or held out (its
     manifest's cases, read from ``dataset``), or of an earlier image of ``chosen``, is set aside with why.
     Public datasets hold such copies under other ids (FracAtlas: :mod:`radseg.datasets.duplicates`)."""
-    from radseg.datasets.duplicates import pixel_digest
+    from radseg.datasets.duplicates import case_digest
 
     data = ((getattr(getattr(predictor, "bundle", None), "manifest", None) or {}).get("data") or {})
     roles = {**{c: "held out" for c in data.get("val_cases") or []}, **{c: "trained on" for c in data.get("train_cases") or []}}
@@ -111,12 +111,10 @@ def set_copies_aside(predictor, dataset: PreparedDataset, chosen: list[Case]
     for case in dataset.cases:
         if case.case_id in roles and case.case_id not in scored_ids:
             try:
-                seen.setdefault(pixel_digest(case.image.array), f"{case.case_id}, which the model {roles[case.case_id]}")
+                seen.setdefault(case_digest(case), f"{case.case_id}, which the model {roles[case.case_id]}")
                 found += 1
             except (ReadError, ValueError, OSError):
                 pass  # an unreadable training image cannot be matched; the dataset reports it
-            finally:
-                case.unload()
     wanted = len(set(roles) - scored_ids)
     if not wanted:
         aside_note = "the model's manifest names no training cases: only repeats within the split were looked for"
@@ -128,12 +126,10 @@ def set_copies_aside(predictor, dataset: PreparedDataset, chosen: list[Case]
     kept, aside = [], []
     for case in chosen:
         try:
-            digest = pixel_digest(case.image.array)
+            digest = case_digest(case)  # released: read again when scored, the split is not held whole
         except (ReadError, ValueError, OSError):
             kept.append(case)  # scoring reports it as failed
             continue
-        finally:
-            case.unload()  # read again when scored: the split is not held whole
         if digest in seen:
             aside.append((case.case_id, f"the same pixels as {seen[digest]}"))
         else:
